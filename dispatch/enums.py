@@ -1,0 +1,121 @@
+"""Closed vocabularies of the lead workflow. Every value equals its member name, so the
+wire, the database and the code spell them the same way."""
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Source(StrEnum):
+    """推送来源."""
+    national_platform = "national_platform"
+    provincial_center = "provincial_center"
+    bank_fund_monitor = "bank_fund_monitor"
+    hotline_96110 = "hotline_96110"
+    alarm_110 = "alarm_110"
+
+
+class WarningType(StrEnum):
+    fraud_call = "fraud_call"
+    fraud_sms = "fraud_sms"
+    fraud_app = "fraud_app"
+    fraud_url = "fraud_url"
+    fund_transfer = "fund_transfer"  # 资金预警: a transfer is in progress
+    citizen_report = "citizen_report"
+
+
+class FraudType(StrEnum):
+    order_brushing = "order_brushing"  # 刷单返利
+    impersonate_customer_service = "impersonate_customer_service"
+    fake_loan = "fake_loan"
+    impersonate_acquaintance = "impersonate_acquaintance"
+    online_shopping = "online_shopping"
+    fake_investment = "fake_investment"
+    impersonate_authority = "impersonate_authority"  # 冒充公检法
+    game_trading = "game_trading"
+    online_dating = "online_dating"
+    fake_credit_repair = "fake_credit_repair"
+    ticket_refund = "ticket_refund"
+    other = "other"
+
+
+# `nonlocal` is a Python keyword, so this one is built functionally; spell that member
+# Residency["nonlocal"] or Residency("nonlocal"). transient = 途经 (passing through).
+Residency = StrEnum("Residency", [(v, v) for v in ("resident", "worker", "transient", "nonlocal", "unknown")],
+                    module=__name__)
+
+
+class LocationKind(StrEnum):
+    gps = "gps"
+    cell = "cell"
+    address = "address"
+
+
+class LeadStatus(StrEnum):
+    received = "received"
+    tiered = "tiered"
+    working = "working"
+    closed = "closed"
+    transferred = "transferred"  # 移交: out of jurisdiction
+
+
+class Tier(StrEnum):
+    """Most urgent first; `TIER_ORDER` ranks them."""
+    P0 = "P0"
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+
+
+TIER_ORDER: dict[Tier, int] = {t: i for i, t in enumerate(Tier)}
+
+
+class Response(StrEnum):
+    """Ways of dissuading, weakest first."""
+    sms = "sms"  # 短信劝阻
+    call = "call"  # 电话劝阻
+    visit = "visit"  # 见面劝阻
+
+
+class Outcome(StrEnum):
+    dissuaded = "dissuaded"
+    already_defrauded = "already_defrauded"
+    refused = "refused"
+    not_reached = "not_reached"
+    false_alarm = "false_alarm"
+    duplicate = "duplicate"
+
+
+class Role(StrEnum):
+    admin = "admin"
+    commander = "commander"
+    operator = "operator"
+    police = "police"
+    auxiliary = "auxiliary"
+    grid_worker = "grid_worker"
+
+
+class Flag(StrEnum):
+    """Soft defects and markers on an accepted lead."""
+    id_number_invalid = "id_number_invalid"
+    fraud_type_unknown = "fraud_type_unknown"
+    residency_unknown = "residency_unknown"
+    location_kind_unknown = "location_kind_unknown"
+    no_location = "no_location"
+    stop_payment = "stop_payment"  # 止付: the person says money has already gone
+
+
+_S = LeadStatus
+LEAD_TRANSITIONS: dict[LeadStatus, frozenset[LeadStatus]] = {
+    _S.received: frozenset({_S.tiered, _S.transferred}),
+    _S.tiered: frozenset({_S.working, _S.closed, _S.transferred, _S.tiered}),  # tiered→tiered: override
+    _S.working: frozenset({_S.closed, _S.transferred}),
+    _S.closed: frozenset(),
+    _S.transferred: frozenset(),
+}
+
+
+def can_transition(a: LeadStatus | str, b: LeadStatus | str) -> bool:
+    try:
+        return LeadStatus(b) in LEAD_TRANSITIONS[LeadStatus(a)]
+    except ValueError:
+        return False

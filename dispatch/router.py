@@ -1,0 +1,89 @@
+"""/api/v1/leads and /api/v1/rejections. Each route names who may call it."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Path, Query, Request
+
+from dispatch import service
+from dispatch.enums import FraudType, LeadStatus, Source, Tier
+from dispatch.schemas import BatchIn, LeadIn
+from service.auth import CenterUser, CurrentUser, LeadPusher
+from service.db import SessionDep, raw_connection
+from service.errors import BadRequest, ValidationFailed
+from service.responses import JSON
+
+router = APIRouter(prefix="/api/v1", tags=["leads"])
+
+
+async def _json_body(request: Request):
+    body = await request.body()
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest([{"field": "", "message": f"malformed JSON: {exc}"}]) from None
+
+
+def _body_doc(model) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+@router.post("/leads", status_code=202, openapi_extra=_body_doc(LeadIn),
+             summary="Push one lead (source API key, or admin/commander/operator)",
+             responses={200: {"description": "Duplicate: the same source+source_id was pushed before"},
+                        422: {"description": "Hard defect; detail names each field"}})
+async def push_lead(request: Request, who: LeadPusher):
+    raw = await _json_body(request)
+    async with raw_connection(request.app.state.engine) as conn:
+        taken = await service.take_lead(conn, raw, who.actor)
+    if not taken.created:
+        return JSON({"id": taken.id, "duplicate": True}, status_code=200)
+    request.app.state.after_commit.submit([taken.id])
+    return JSON({"id": taken.id, "status": LeadStatus.received, "duplicate": False, "flags": taken.flags},
+                status_code=202)
+
+
+@router.post("/leads/batch", openapi_extra=_body_doc(BatchIn),
+             summary="Push up to 1,000 leads (source API key, or admin/commander/operator)")
+async def push_batch(request: Request, who: LeadPusher):
+    raw = await _json_body(request)
+    leads = raw.get("leads") if isinstance(raw, dict) else None
+    limit = request.app.state.settings.max_batch
+    if not isinstance(leads, list):
+        raise ValidationFailed([{"field": "leads", "message": "must be a list of leads"}])
+    if not 1 <= len(leads) <= limit:
+        raise ValidationFailed([{"field": "leads", "message": f"must hold 1 to {limit} leads, got {len(leads)}"}])
+    async with raw_connection(request.app.state.engine) as conn:
+        async with conn.transaction():
+            results, new_ids = await service.take_batch(conn, leads, who.actor)
+    request.app.state.after_commit.submit(new_ids)
+    return JSON({"results": results})
+
+
+@router.get("/leads", summary="Leads, newest first, masked (center roles; squads see their own)")
+async def list_leads(session: SessionDep, who: CurrentUser,
+                     status: LeadStatus | None = None, tier: Tier | None = None,
+                     street: str | None = None, beat: str | None = None, source: Source | None = None,
+                     fraud_type: FraudType | None = None, since: datetime | None = None,
+                     until: datetime | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                     cursor: str | None = None):
+    f = service.LeadFilter(status, tier, street, beat, source, fraud_type, since, until)
+    return JSON(await service.list_leads(session, f, who, limit, cursor))
+
+
+@router.get("/leads/{lead_id}", summary="One lead in full with placement, tier and timeline "
+                                        "(center roles, or the squad assigned to it); the read is audited")
+async def get_lead(lead_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: SessionDep, who: CurrentUser):
+    detail = await service.read_lead(session, lead_id, who)
+    await session.commit()  # the access log row
+    return JSON(detail)
+
+
+@router.get("/rejections", summary="Rejected pushes with counts by field (center roles)")
+async def rejections(session: SessionDep, _: CenterUser, source: str | None = None,
+                     since: datetime | None = None, until: datetime | None = None,
+                     limit: Annotated[int, Query(ge=1, le=500)] = 100):
+    return JSON(await service.list_rejections(session, source, since, until, limit))

@@ -1,0 +1,254 @@
+"""Use cases on leads. Services never commit: the request or the task that calls them does."""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import Session
+
+from dispatch import repository
+from dispatch.enums import LeadStatus, Role, can_transition
+from dispatch.models import AccessLog, Lead, LeadEvent, Rejection
+from dispatch.placement import LeadPlacement, place_lead
+from dispatch.tiering import LeadFacts, Policy, age_on, tier_lead
+from dispatch.validation import Checked, mask_id, mask_phone, validate_lead
+from service.auth import CENTER_ROLES, SQUAD_ROLES, Principal
+from service.errors import BadRequest, Conflict, NotFound, ValidationFailed, field_errors
+
+# ---------------------------------------------------------------- intake (接收)
+
+
+def _key_of(raw: object) -> tuple[str | None, str | None]:
+    if isinstance(raw, dict):
+        s, i = raw.get("source"), raw.get("source_id")
+        return (s if isinstance(s, str) else None), (i if isinstance(i, str) else None)
+    return None, None
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    id: int
+    created: bool
+    flags: list[str]
+
+
+async def take_lead(conn, raw: object, actor: str) -> Taken:
+    """Validate and store one pushed lead; a hard defect is recorded and raised as 422."""
+    checked = validate_lead(raw)
+    if checked.lead is None:
+        errors = field_errors(checked.errors)
+        await repository.insert_rejections(conn, actor, [(*_key_of(raw), errors)])
+        raise ValidationFailed(errors)
+    lead_id, created = await repository.insert_lead(conn, checked.lead, checked.flags, actor)
+    return Taken(lead_id, created, checked.flags)
+
+
+async def take_batch(conn, items: list, actor: str) -> tuple[list[dict], list[int]]:
+    """Each lead on its own: one bad lead never fails the others. → (results, ids of new leads).
+    The caller wraps this in one transaction."""
+    results: list[dict] = [{} for _ in items]
+    rows, rejections = [], []
+    first: dict[tuple[str, str], int] = {}
+    checked: list[Checked] = [validate_lead(x) for x in items]
+    for i, c in enumerate(checked):
+        if c.lead is None:
+            errors = field_errors(c.errors)
+            results[i] = {"index": i, "status": "rejected", "errors": errors}
+            rejections.append((*_key_of(items[i]), errors))
+            continue
+        key = (c.lead.source, c.lead.source_id)
+        if key not in first:  # the same lead twice in one batch: the second is a duplicate
+            first[key] = i
+            rows.append(repository.lead_row(c.lead, c.flags))
+    stored = await repository.insert_leads(conn, rows, actor)
+    await repository.insert_rejections(conn, actor, rejections)
+    new_ids = []
+    for i, c in enumerate(checked):
+        if c.lead is None:
+            continue
+        key = (c.lead.source, c.lead.source_id)
+        lead_id, created = stored[key]
+        created = created and first[key] == i
+        results[i] = {"index": i, "status": "accepted" if created else "duplicate", "id": lead_id,
+                      "flags": c.flags}
+        if created:
+            new_ids.append(lead_id)
+    return results, new_ids
+
+
+# ---------------------------------------------------------------- reading leads
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t else None
+
+
+def _placement(lead: Lead) -> dict | None:
+    if lead.placed_by is None:
+        return None
+    return {"lon": lead.lon, "lat": lead.lat, "beat_code": lead.beat_code, "street_code": lead.street_code,
+            "in_jurisdiction": lead.in_jurisdiction, "placed_by": lead.placed_by}
+
+
+def lead_summary(lead: Lead) -> dict:
+    """The masked shape used in lists, the queue and the screen."""
+    return {"id": lead.id, "source": lead.source, "source_id": lead.source_id, "pushed_at": _iso(lead.pushed_at),
+            "received_at": _iso(lead.received_at), "warning_type": lead.warning_type,
+            "fraud_type": lead.fraud_type, "risk_level": lead.risk_level, "status": lead.status,
+            "tier": lead.tier, "deadlines": (lead.tier_detail or {}).get("deadlines"),
+            "subject": {"phone": mask_phone(lead.phone), "name": lead.name, "id_number": mask_id(lead.id_number),
+                        "residency": lead.residency},
+            "beat_code": lead.beat_code, "street_code": lead.street_code, "in_jurisdiction": lead.in_jurisdiction,
+            "flags": lead.flags, "outcome": lead.outcome, "assigned_team": lead.assigned_team}
+
+
+def _visible_subject(lead: Lead, who: Principal) -> dict:
+    # Auxiliary officers and grid workers are not police: no ID numbers (domain.md, privacy).
+    id_number = lead.id_number if who.role in CENTER_ROLES or who.role == Role.police else None
+    return {"phone": lead.phone, "name": lead.name, "id_number": id_number, "residency": lead.residency}
+
+
+async def read_lead(session: AsyncSession, lead_id: int, who: Principal) -> dict:
+    """The full record for center roles and the squad assigned to it; every such read is audited."""
+    lead = await session.get(Lead, lead_id)
+    if lead is None or (who.role in SQUAD_ROLES and (not who.team_code or lead.assigned_team != who.team_code)):
+        raise NotFound(f"lead {lead_id} not found")
+    events = (await session.execute(select(LeadEvent).where(LeadEvent.lead_id == lead_id)
+                                    .order_by(LeadEvent.id))).scalars()
+    session.add(AccessLog(actor=who.name, role=who.role, lead_id=lead_id, what="lead.detail"))
+    location = None
+    if lead.loc_lon is not None:
+        location = {"lon": lead.loc_lon, "lat": lead.loc_lat, "crs": lead.loc_crs,
+                    "accuracy_m": lead.loc_accuracy_m, "kind": lead.loc_kind}
+    return {
+        **lead_summary(lead), "subject": _visible_subject(lead, who), "fraud_type_raw": lead.fraud_type_raw,
+        "ongoing": lead.ongoing, "counterpart": lead.counterpart,
+        "amount_cny": float(lead.amount_cny) if lead.amount_cny is not None else None,
+        "location": location, "placement": _placement(lead), "tier": lead.tier_detail,
+        "transfer": {"to": lead.transfer_to, "reason": lead.transfer_reason} if lead.transfer_reason else None,
+        "signed_at": _iso(lead.signed_at), "signed_by": lead.signed_by, "closed_at": _iso(lead.closed_at),
+        "timeline": [{"at": _iso(e.at), "actor": e.actor, "kind": e.kind, "data": e.data} for e in events],
+    }
+
+
+def _cursor(lead_id: int) -> str:
+    return base64.urlsafe_b64encode(str(lead_id).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest([{"field": "cursor", "message": "not a cursor this API gave out"}]) from None
+
+
+@dataclass(frozen=True, slots=True)
+class LeadFilter:
+    status: str | None = None
+    tier: str | None = None
+    street: str | None = None
+    beat: str | None = None
+    source: str | None = None
+    fraud_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def list_leads(session: AsyncSession, f: LeadFilter, who: Principal, limit: int,
+                     cursor: str | None) -> dict:
+    """Newest first, keyset-paged by id; phones and ID numbers masked."""
+    q = select(Lead).order_by(Lead.id.desc()).limit(limit + 1)
+    for column, value in ((Lead.status, f.status), (Lead.tier, f.tier), (Lead.street_code, f.street),
+                          (Lead.beat_code, f.beat), (Lead.source, f.source), (Lead.fraud_type, f.fraud_type)):
+        if value is not None:
+            q = q.where(column == value)
+    if f.since:
+        q = q.where(Lead.received_at >= f.since)
+    if f.until:
+        q = q.where(Lead.received_at < f.until)
+    if who.role in SQUAD_ROLES:  # a squad sees its own work only
+        q = q.where(Lead.assigned_team == (who.team_code or ""))
+    if cursor:
+        q = q.where(Lead.id < _decode_cursor(cursor))
+    leads = list((await session.execute(q)).scalars())
+    more = len(leads) > limit
+    leads = leads[:limit]
+    return {"items": [lead_summary(x) for x in leads], "next_cursor": _cursor(leads[-1].id) if more else None}
+
+
+async def list_rejections(session: AsyncSession, source: str | None, since: datetime | None,
+                          until: datetime | None, limit: int) -> dict:
+    """Rejected pushes, newest first, with counts by field so a bad feed shows at a glance."""
+    where = []
+    if source:
+        where.append(Rejection.source == source)
+    if since:
+        where.append(Rejection.at >= since)
+    if until:
+        where.append(Rejection.at < until)
+    rows = (await session.execute(select(Rejection).where(*where).order_by(Rejection.id.desc())
+                                  .limit(limit))).scalars()
+    total = (await session.execute(select(func.count()).select_from(Rejection).where(*where))).scalar_one()
+    field = func.jsonb_array_elements(Rejection.errors, type_=JSONB).column_valued("e")["field"].astext
+    by_field = dict((await session.execute(
+        select(field, func.count()).select_from(Rejection).where(*where).group_by(field))).all())
+    return {"total": total, "by_field": by_field,
+            "items": [{"id": r.id, "at": _iso(r.at), "actor": r.actor, "source": r.source,
+                       "source_id": r.source_id, "errors": r.errors} for r in rows]}
+
+
+# ---------------------------------------------------------------- place and tier (worker side)
+
+
+def _warned_within(session: Session, lead: Lead, days: int) -> bool:
+    """Was the same person (phone or ID number) warned in the `days` before this lead?"""
+    who = [c == v for c, v in ((Lead.phone, lead.phone), (Lead.id_number, lead.id_number)) if v]
+    if not who:
+        return False
+    q = select(Lead.id).where(or_(*who), tuple_(Lead.pushed_at, Lead.id) < (lead.pushed_at, lead.id),
+                              Lead.pushed_at > lead.pushed_at - timedelta(days=days)).limit(1)
+    return session.execute(q).first() is not None
+
+
+def _event(lead: Lead, actor: str, kind: str, data: dict) -> LeadEvent:
+    return LeadEvent(lead_id=lead.id, actor=actor, kind=kind, data=data)
+
+
+def _move(lead: Lead, to: LeadStatus) -> None:
+    if not can_transition(lead.status, to):
+        raise Conflict(f"lead {lead.id} is {lead.status}; it cannot become {to}")
+    lead.status = to
+
+
+def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy, actor: str = "worker") -> None:
+    """Placed → tiered, or transferred when the person is outside the district (管辖外移交).
+    `placement_of(lead) -> LeadPlacement`. Writes one audit event per change."""
+    p: LeadPlacement = placement_of(lead)
+    lead.lon, lead.lat, lead.beat_code, lead.street_code = p.lon, p.lat, p.beat_code, p.street_code
+    lead.in_jurisdiction, lead.placed_by = p.in_jurisdiction, p.placed_by
+    session.add(_event(lead, actor, "placed", p.as_json()))
+    facts = LeadFacts(warning_type=lead.warning_type, fraud_type=lead.fraud_type, risk_level=lead.risk_level,
+                      residency=lead.residency, in_jurisdiction=p.in_jurisdiction,
+                      age=age_on(lead.id_number, lead.pushed_at.date()), ongoing=lead.ongoing,
+                      warned_within_7d=lead.risk_level == 3 and _warned_within(session, lead, 7))
+    decision = tier_lead(facts, policy, lead.received_at)
+    lead.tier, lead.tier_detail = decision.tier, decision.as_json()
+    lead.updated_at = func.now()
+    if p.in_jurisdiction is False:
+        _move(lead, LeadStatus.transferred)
+        lead.transfer_reason = "out_of_jurisdiction"
+        session.add(_event(lead, actor, "transferred", {"reason": "out_of_jurisdiction", "to": None,
+                                                        "tier": decision.tier}))
+    else:
+        _move(lead, LeadStatus.tiered)
+        session.add(_event(lead, actor, "tiered", decision.as_json()))
+
+
+def placement_for(index, district_code: str):
+    def placement_of(lead: Lead) -> LeadPlacement:
+        return place_lead(lead.loc_lon, lead.loc_lat, lead.loc_crs, lead.id_number, index, district_code)
+    return placement_of

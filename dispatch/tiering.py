@@ -1,0 +1,356 @@
+"""Tiering (分级分类): the center's policy is data (dispatch/policy.toml), evaluated by a
+pure function. See the comments in policy.toml for the rule language."""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from dispatch.enums import TIER_ORDER, FraudType, Residency, Response, Tier, WarningType
+from dispatch.schemas import LeadIn
+from dispatch.validation import birth_date_from_id
+
+
+@dataclass(frozen=True, slots=True)
+class LeadFacts:
+    """What the policy may look at."""
+    warning_type: str
+    fraud_type: str
+    risk_level: int
+    residency: str
+    in_jurisdiction: bool | None
+    age: int | None
+    ongoing: bool = False
+    warned_within_7d: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TierDecision:
+    tier: Tier
+    response: list[Response]
+    reasons: list[str]  # names of the rules that made the decision, in policy order
+    deadlines: dict[str, datetime]  # absolute, counted from received_at
+    escalation: list[Response] = field(default_factory=list)  # steps to add if the response fails
+
+    def as_json(self) -> dict[str, Any]:
+        return {"tier": self.tier.value, "response": [r.value for r in self.response],
+                "reasons": list(self.reasons),
+                "deadlines": {k: v.isoformat() for k, v in self.deadlines.items()},
+                "escalation": [r.value for r in self.escalation]}
+
+
+# ---------------------------------------------------------------- the parsed policy
+@dataclass(frozen=True, slots=True)
+class Condition:
+    fact: str  # a LeadFacts field, or "tier" (modifiers only)
+    op: str  # in | is | gte | lte | gt | lt
+    value: Any
+
+    def holds(self, facts: LeadFacts, tier: Tier | None) -> bool:
+        v = tier if self.fact == "tier" else getattr(facts, self.fact)
+        if v is None:
+            return False  # unknown (age, jurisdiction) never matches, whatever the test
+        match self.op:
+            case "in":
+                return v in self.value
+            case "is":
+                return v == self.value
+            case "gte":
+                return v >= self.value
+            case "lte":
+                return v <= self.value
+            case "gt":
+                return v > self.value
+            case _:
+                return v < self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    tier: Tier | None  # None: a modifier, checked after the tier is decided
+    add_response: tuple[Response, ...]
+    when: tuple[Condition, ...]
+    switch: str | None = None
+    enabled: bool = True
+
+    def fires(self, facts: LeadFacts, tier: Tier | None = None) -> bool:
+        return all(c.holds(facts, tier) for c in self.when)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    name: str
+    after: timedelta
+    if_response: Response | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TierSpec:
+    tier: Tier
+    label: str
+    response: tuple[Response, ...]
+    escalation: tuple[Response, ...]
+    deadlines: tuple[Deadline, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    failed_calls_to_visit: int
+    no_connection_minutes: int
+    no_connection_tiers: frozenset[Tier]
+    offer_timeout_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    tiers: dict[Tier, TierSpec]
+    rules: tuple[Rule, ...]
+    switches: dict[str, bool]
+    escalation: Escalation
+    default_tier: Tier
+    source: str = "<policy>"
+
+    def deadline(self, tier: Tier | str, name: str) -> timedelta | None:
+        """The duration of a named deadline of a tier, conditional or not (for escalations)."""
+        return next((d.after for d in self.tiers[Tier(tier)].deadlines if d.name == name), None)
+
+    def active(self, rule: Rule) -> bool:
+        return rule.enabled and (rule.switch is None or self.switches[rule.switch])
+
+
+# ---------------------------------------------------------------- tiering
+def tier_lead(facts: LeadFacts, policy: Policy, received_at: datetime) -> TierDecision:
+    fired = [(i, r) for i, r in enumerate(policy.rules)
+             if r.tier is not None and policy.active(r) and r.fires(facts)]
+    tier = min((r.tier for _, r in fired), key=TIER_ORDER.__getitem__, default=policy.default_tier)  # type: ignore[arg-type]
+    spec = policy.tiers[tier]
+    # tier-setting rules at the winning tier, plus any rule whose added steps apply
+    used = [(i, r) for i, r in fired if r.tier == tier or r.add_response]
+    used += [(i, r) for i, r in enumerate(policy.rules)
+             if r.tier is None and policy.active(r) and r.fires(facts, tier)]
+    used.sort(key=lambda ir: ir[0])
+    reasons = [r.name for _, r in used]
+    if not fired:
+        reasons.insert(0, "default_tier")
+    steps = set(spec.response)
+    for _, r in used:
+        steps.update(r.add_response)
+    response = [s for s in Response if s in steps]
+    deadlines = {d.name: received_at + d.after for d in spec.deadlines
+                 if d.if_response is None or d.if_response in steps}
+    return TierDecision(
+        tier=tier, response=response,
+        reasons=reasons,
+        deadlines=deadlines,
+        escalation=[s for s in spec.escalation if s not in steps])
+
+
+def age_on(id_number: str | None, on: date) -> int | None:
+    born = birth_date_from_id(id_number)
+    if born is None:
+        return None
+    age = on.year - born.year - ((on.month, on.day) < (born.month, born.day))
+    return age if age >= 0 else None
+
+
+def facts_for(lead: LeadIn, *, in_jurisdiction: bool | None, on: date,
+              warned_within_7d: bool = False) -> LeadFacts:
+    """The policy's view of a validated lead; `on` is the (local) day it was received."""
+    s = lead.subject
+    return LeadFacts(warning_type=lead.warning_type, fraud_type=lead.fraud_type, risk_level=lead.risk_level,
+                     residency=s.residency, in_jurisdiction=in_jurisdiction, age=age_on(s.id_number, on),
+                     ongoing=lead.ongoing, warned_within_7d=warned_within_7d)
+
+
+# ---------------------------------------------------------------- loading
+DEADLINE_NAMES = frozenset({"sign", "sms", "first_call", "visit", "on_scene", "callback"})
+_DURATION = re.compile(r"(?:\d+[smhd])+", re.ASCII)
+_DURATION_PART = re.compile(r"(\d+)([smhd])", re.ASCII)
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_CHOICES: dict[str, frozenset[str]] = {
+    "warning_type": frozenset(WarningType), "fraud_type": frozenset(FraudType),
+    "residency": frozenset(Residency), "tier": frozenset(Tier)}
+_NUMBERS = ("risk_level", "age")
+_BOOLEANS = ("ongoing", "warned_within_7d", "in_jurisdiction")
+_OPS = ("gte", "lte", "gt", "lt")
+
+
+class _Bad(ValueError):
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"policy key {key!r}: {problem}")
+
+
+def parse_duration(text: object, key: str) -> timedelta:
+    if not isinstance(text, str) or not _DURATION.fullmatch(text.strip()):
+        raise _Bad(key, f"{text!r} is not a duration like '2m', '4h', '72h' or '1h30m'")
+    seconds = sum(int(n) * _UNIT[u] for n, u in _DURATION_PART.findall(text))
+    if seconds <= 0:
+        raise _Bad(key, "a deadline must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def _table(v: object, key: str) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise _Bad(key, "must be a table")
+    return v
+
+
+def _only(d: dict[str, Any], allowed: set[str], key: str) -> None:
+    for k in d:
+        if k not in allowed:
+            raise _Bad(f"{key}.{k}" if key else k, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+
+def _int(v: object, key: str, minimum: int = 0) -> int:
+    if type(v) is not int or v < minimum:
+        raise _Bad(key, f"must be an integer ≥ {minimum}")
+    return v
+
+
+def _choice(v: object, allowed: frozenset[str], key: str) -> str:
+    if not isinstance(v, str) or v not in allowed:
+        raise _Bad(key, f"{v!r} is not one of: {', '.join(sorted(allowed))}")
+    return v
+
+
+def _steps(v: object, key: str) -> tuple[Response, ...]:
+    if not isinstance(v, list):
+        raise _Bad(key, "must be a list of response steps")
+    return tuple(Response(_choice(s, frozenset(Response), f"{key}[{i}]")) for i, s in enumerate(v))
+
+
+def _tier_spec(tier: Tier, raw: object, key: str) -> TierSpec:
+    t = _table(raw, key)
+    _only(t, {"label", "response", "escalation", "deadlines"}, key)
+    if "response" not in t:
+        raise _Bad(f"{key}.response", "required")
+    deadlines = []
+    for name, v in _table(t.get("deadlines", {}), f"{key}.deadlines").items():
+        dkey = f"{key}.deadlines.{name}"
+        _choice(name, DEADLINE_NAMES, dkey)
+        if isinstance(v, dict):
+            _only(v, {"after", "if_response"}, dkey)
+            cond = v.get("if_response")
+            deadlines.append(Deadline(name, parse_duration(v.get("after"), f"{dkey}.after"),
+                                      None if cond is None else
+                                      Response(_choice(cond, frozenset(Response), f"{dkey}.if_response"))))
+        else:
+            deadlines.append(Deadline(name, parse_duration(v, dkey)))
+    label = t.get("label", tier.value)
+    if not isinstance(label, str):
+        raise _Bad(f"{key}.label", "must be a string")
+    return TierSpec(tier, label, _steps(t["response"], f"{key}.response"),
+                    _steps(t.get("escalation", []), f"{key}.escalation"), tuple(deadlines))
+
+
+def _condition(name: str, v: object, key: str) -> Condition:
+    if name in _CHOICES:
+        values = v if isinstance(v, list) else [v]
+        return Condition(name, "in", frozenset(_choice(x, _CHOICES[name], f"{key}[{i}]") for i, x in enumerate(values)))
+    if name in _BOOLEANS:
+        if type(v) is not bool:
+            raise _Bad(key, "must be true or false")
+        return Condition(name, "is", v)
+    if name in _NUMBERS:
+        values = v if isinstance(v, list) else [v]
+        if not all(type(x) is int for x in values):
+            raise _Bad(key, "must be an integer or a list of integers")
+        return Condition(name, "in", frozenset(values))
+    field_, _, op = name.rpartition("_")
+    if field_ in _NUMBERS and op in _OPS:
+        if type(v) not in (int, float):
+            raise _Bad(key, "must be a number")
+        return Condition(field_, op, v)
+    known = [*_CHOICES, *_BOOLEANS, *_NUMBERS, *(f"{f}_{o}" for f in _NUMBERS for o in _OPS)]
+    raise _Bad(key, f"unknown condition (expected one of: {', '.join(known)})")
+
+
+def _rule(raw: object, i: int, switches: dict[str, bool], names: set[str]) -> Rule:
+    key = f"rules[{i}]"
+    r = _table(raw, key)
+    name = r.get("name")
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise _Bad(f"{key}.name", "required, lower_snake_case")
+    if name in names:
+        raise _Bad(f"{key}.name", f"duplicate rule name {name!r}")
+    names.add(name)
+    key = f"rules.{name}"
+    _only(r, {"name", "tier", "add_response", "when", "switch", "enabled", "description"}, key)
+    tier = None if r.get("tier") is None else Tier(_choice(r["tier"], _CHOICES["tier"], f"{key}.tier"))
+    add = _steps(r.get("add_response", []), f"{key}.add_response")
+    if tier is None and not add:
+        raise _Bad(key, "a rule must set a `tier` or `add_response` (or both)")
+    when = _table(r.get("when", {}), f"{key}.when")
+    if tier is not None and "tier" in when:
+        raise _Bad(f"{key}.when.tier", "only modifiers (rules without `tier`) may test the tier")
+    switch = r.get("switch")
+    if switch is not None and switch not in switches:
+        raise _Bad(f"{key}.switch", f"{switch!r} is not defined under [switches]")
+    enabled = r.get("enabled", True)
+    if type(enabled) is not bool:
+        raise _Bad(f"{key}.enabled", "must be true or false")
+    return Rule(name, tier, add, tuple(_condition(k, v, f"{key}.when.{k}") for k, v in when.items()),
+                switch, enabled)
+
+
+def parse_policy(doc: dict[str, Any], source: str = "<policy>") -> Policy:
+    """A validated `Policy` from a parsed TOML document; ValueError names the bad key."""
+    _only(doc, {"version", "default_tier", "switches", "escalation", "tiers", "rules"}, "")
+    if doc.get("version", 1) != 1:
+        raise _Bad("version", "only version 1 is understood")
+    switches = _table(doc.get("switches", {}), "switches")
+    for k, v in switches.items():
+        if type(v) is not bool:
+            raise _Bad(f"switches.{k}", "must be true or false")
+    raw_tiers = _table(doc.get("tiers"), "tiers")
+    _only(raw_tiers, set(Tier), "tiers")
+    missing = [t for t in Tier if t not in raw_tiers]
+    if missing:
+        raise _Bad(f"tiers.{missing[0]}", "required: every tier P0..P3 needs a response and deadlines")
+    tiers = {t: _tier_spec(t, raw_tiers[t], f"tiers.{t}") for t in Tier}
+    e = _table(doc.get("escalation", {}), "escalation")
+    _only(e, {"failed_calls_to_visit", "no_connection_minutes", "no_connection_tiers", "offer_timeout_seconds"},
+          "escalation")
+    nct = e.get("no_connection_tiers", ["P0", "P1"])
+    if not isinstance(nct, list):
+        raise _Bad("escalation.no_connection_tiers", "must be a list of tiers")
+    escalation = Escalation(
+        failed_calls_to_visit=_int(e.get("failed_calls_to_visit", 3), "escalation.failed_calls_to_visit", 1),
+        no_connection_minutes=_int(e.get("no_connection_minutes", 10), "escalation.no_connection_minutes", 1),
+        no_connection_tiers=frozenset(Tier(_choice(t, _CHOICES["tier"], f"escalation.no_connection_tiers[{i}]"))
+                                      for i, t in enumerate(nct)),
+        offer_timeout_seconds=_int(e.get("offer_timeout_seconds", 60), "escalation.offer_timeout_seconds", 1))
+    raw_rules = doc.get("rules", [])
+    if not isinstance(raw_rules, list):
+        raise _Bad("rules", "must be an array of tables ([[rules]])")
+    names: set[str] = set()
+    rules = tuple(_rule(r, i, switches, names) for i, r in enumerate(raw_rules))
+    default = Tier(_choice(doc.get("default_tier", "P3"), _CHOICES["tier"], "default_tier"))
+    return Policy(tiers, rules, dict(switches), escalation, default, source)
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """The policy in `path`, or the packaged dispatch/policy.toml."""
+    if path is None:
+        text, source = resources.files("dispatch").joinpath("policy.toml").read_text("utf-8"), "dispatch/policy.toml"
+    else:
+        text, source = Path(path).read_text("utf-8"), str(path)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return parse_policy(doc, source)
+    except _Bad as exc:
+        raise ValueError(f"{source}: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def default_policy() -> Policy:
+    return load_policy()

@@ -1,0 +1,30 @@
+"""POST /api/v1/auth/token: OAuth2 password form → a bearer JWT."""
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import OAuth2PasswordRequestForm
+from sqlalchemy import select
+
+from dispatch.models import User
+from service.auth import create_access_token, verify_password
+from service.db import SessionDep
+from service.errors import Unauthorized
+from service.responses import JSON
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+
+
+@router.post("/token", summary="Log in with username and password (anyone with an account)")
+async def token(request: Request, session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]):
+    user = (await session.execute(select(User).where(User.username == form.username))).scalar()
+    # argon2 takes tens of milliseconds: off the event loop
+    if user is None or not user.active or not await asyncio.to_thread(verify_password, form.password,
+                                                                      user.password_hash):
+        raise Unauthorized("wrong username or password")
+    s = request.app.state.settings
+    return JSON({"access_token": create_access_token(user.username, user.role, user.team_code, s.secret_key,
+                                                     s.access_token_minutes),
+                 "token_type": "bearer", "role": user.role, "team_code": user.team_code})

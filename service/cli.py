@@ -1,0 +1,190 @@
+"""The `quanzu` command. Same environment as the API: DATABASE_URL, REDIS_URL (unset: embedded)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+
+from service.settings import ROOT, get_settings
+
+app = typer.Typer(help="quanzu 劝阻: warning-and-dissuasion dispatch.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+console = Console(stderr=True)
+SAMPLE_DISTRICT = ROOT.parent / "shared" / "data" / "district"
+
+
+def _urls(migrate: bool = True):
+    from service.runtime import resolve_urls
+
+    return resolve_urls(get_settings(), migrate=migrate)
+
+
+def _session(urls):
+    from service.db import make_sync_engine, sync_session
+
+    return sync_session(make_sync_engine(urls.database_url, pool_size=1))
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest revision (Alembic)."""
+    from service.migrate import upgrade
+
+    urls = _urls(migrate=False)
+    try:
+        upgrade(urls.database_url)
+        console.print("[green]database at head[/]")
+    finally:
+        urls.stop()
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
+    """Run the HTTP API (uvicorn)."""
+    import uvicorn
+
+    uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, access_log=False,
+                log_config=None, proxy_headers=True)
+
+
+@app.command()
+def worker(burst: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False) -> None:
+    """Run an rq worker (placing, tiering, escalation) and the reconciler's clock."""
+    from workers.run import run_worker
+
+    run_worker(burst=burst)
+
+
+@app.command("import-district")
+def import_district(directory: Path) -> None:
+    """Load or update the district (streets, beats, stations, squads) from DIR."""
+    from dispatch.district import import_district as do_import
+    from geo.district import DistrictError, load_district_dir
+
+    try:
+        data = load_district_dir(directory)
+    except DistrictError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    urls = _urls()
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      console=console) as bar:
+            total = 1 + len(data.streets) + len(data.stations) + len(data.beats) + len(data.teams)
+            task = bar.add_task(f"importing {data.name}", total=total)
+            with _session(urls) as session:
+                summary = do_import(session, data, lambda what, n: bar.update(task, advance=n,
+                                                                               description=f"importing {what}"))
+                session.commit()
+        console.print(summary)
+    finally:
+        urls.stop()
+
+
+@app.command("create-user")
+def create_user(username: str, role: Annotated[str, typer.Option()], password: Annotated[str, typer.Option()],
+                team: Annotated[str | None, typer.Option()] = None) -> None:
+    """Create or update a user (admin, commander, operator, police, auxiliary, grid_worker)."""
+    from sqlalchemy import select
+
+    from dispatch.enums import Role
+    from dispatch.models import Team, User
+    from service.auth import SQUAD_ROLES, hash_password
+
+    if role not in Role.__members__:
+        console.print(f"[red]unknown role {role!r}; one of {', '.join(Role)}[/]")
+        raise typer.Exit(2)
+    if role in SQUAD_ROLES and not team:
+        console.print(f"[red]a {role} belongs to a squad: give --team TEAM_CODE[/]")
+        raise typer.Exit(2)
+    urls = _urls()
+    try:
+        with _session(urls) as session:
+            if team and session.get(Team, team) is None:
+                console.print(f"[red]no team {team!r}: import the district first[/]")
+                raise typer.Exit(2)
+            user = session.execute(select(User).where(User.username == username)).scalar()
+            if user is None:
+                user = User(username=username, password_hash="", role=role)
+                session.add(user)
+            user.password_hash, user.role, user.team_code, user.active = hash_password(password), role, team, True
+            session.commit()
+        console.print(f"user {username} ({role}{', ' + team if team else ''}) ready")
+    finally:
+        urls.stop()
+
+
+@app.command("create-api-key")
+def create_api_key(name: Annotated[str, typer.Option()]) -> None:
+    """Create an API key for an upstream source; the key is printed once, alone on the last line."""
+    from dispatch.models import ApiKey
+    from service.auth import hash_api_key, new_api_key
+
+    key = new_api_key()
+    urls = _urls()
+    try:
+        with _session(urls) as session:
+            session.add(ApiKey(name=name, key_hash=hash_api_key(key), prefix=key[:8]))
+            try:
+                session.commit()
+            except Exception:
+                console.print(f"[red]an API key named {name!r} exists already[/]")
+                raise typer.Exit(2) from None
+    finally:
+        urls.stop()
+    console.print(f"API key for {name} (store it now; only its hash is kept):")
+    print(key)
+
+
+@app.command()
+def demo(port: int = 8000, district: Path = SAMPLE_DISTRICT) -> None:
+    """Start everything on embedded defaults: PostgreSQL, Redis, the API and a worker. Ctrl-C stops all."""
+    from sqlalchemy import select
+
+    from dispatch.models import User
+    from geo.models import District
+
+    urls = _urls()
+    env = {**os.environ, "DATABASE_URL": urls.database_url, "REDIS_URL": urls.redis_url}
+    children: list[subprocess.Popen] = []
+    try:
+        with _session(urls) as session:
+            has_district = session.execute(select(District.code)).first() is not None
+            has_admin = session.execute(select(User.id).where(User.username == "admin")).first() is not None
+        quanzu = [sys.executable, "-m", "service.cli"]
+        if not has_district:
+            subprocess.run([*quanzu, "import-district", str(district)], env=env, check=True)
+        if not has_admin:
+            subprocess.run([*quanzu, "create-user", "admin", "--role", "admin", "--password", "admin"],
+                           env=env, check=True)
+        children.append(subprocess.Popen([*quanzu, "serve", "--port", str(port)], env=env))
+        children.append(subprocess.Popen([*quanzu, "worker"], env=env))
+        console.print(f"\n[bold green]quanzu is up:[/] http://127.0.0.1:{port}/docs   "
+                      f"(login admin / admin)   Ctrl-C stops everything\n")
+        while all(c.poll() is None for c in children):
+            time.sleep(0.5)
+        console.print("[red]a process stopped; shutting down[/]")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for c in children:
+            if c.poll() is None:
+                c.send_signal(signal.SIGINT)
+        for c in children:
+            try:
+                c.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                c.kill()
+        urls.stop()
+
+
+if __name__ == "__main__":
+    app()

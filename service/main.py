@@ -1,0 +1,75 @@
+"""The app factory: wires settings, storage, queues and the routers of every package."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from dispatch.router import router as leads_router
+from dispatch.schemas import BatchIn, LeadIn
+from geo.router import router as geo_router
+from geo.store import IndexCache
+from service.auth import ApiKeyCache
+from service.auth_router import router as auth_router
+from service.db import make_async_engine
+from service.errors import install_error_handlers
+from service.health import router as health_router
+from service.limits import BodyLimit
+from service.logging import configure_logging
+from service.redis import make_async_redis, make_redis
+from service.runtime import Urls, resolve_urls
+from service.settings import Settings, get_settings
+from workers.queues import AfterCommit, lead_queue
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        urls: Urls = resolve_urls(settings)
+        state = app.state
+        state.urls = urls
+        state.engine = make_async_engine(urls.database_url, settings.db_pool_size)
+        state.sessionmaker = async_sessionmaker(state.engine, expire_on_commit=False)
+        state.redis = make_redis(urls.redis_url)
+        state.aredis = make_async_redis(urls.redis_url)
+        state.after_commit = AfterCommit(lead_queue(state.redis, settings.queue_name))
+        try:
+            yield
+        finally:
+            await state.after_commit.drain()
+            await state.aredis.aclose()
+            state.redis.close()
+            await state.engine.dispose()
+            urls.stop()
+
+    app = FastAPI(title="quanzu 劝阻", version="0.1.0", lifespan=lifespan,
+                  description="Warning-and-dissuasion dispatch for a district anti-fraud center (反诈中心).")
+    app.state.settings = settings
+    app.state.api_keys = ApiKeyCache(settings.api_key_cache_seconds)
+    app.state.beat_index = IndexCache()
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    for router in (health_router, auth_router, leads_router, geo_router):
+        app.include_router(router)
+
+    def openapi() -> dict:
+        # Intake reads raw JSON (to answer every defect with a 422 naming the field), so its
+        # body schemas are added to the document here.
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (LeadIn, BatchIn):
+                s = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(s.pop("$defs", {}))
+                components[model.__name__] = s
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+    return app

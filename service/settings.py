@@ -1,0 +1,54 @@
+"""All configuration comes from the environment, read once into `Settings`."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    # Unset means "start an embedded server under STATE_DIR" (demo, laptops).
+    database_url: str | None = None
+    redis_url: str | None = None
+    state_dir: Path = ROOT / ".quanzu"
+    policy_file: Path | None = None
+
+    secret_key: str = Field(default="dev-only-change-me-please-32bytes!", min_length=16)
+    access_token_minutes: int = 12 * 60
+    api_key_cache_seconds: float = 30.0
+
+    max_body_bytes: int = 1024 * 1024
+    max_batch: int = 1000
+    # A lead left in `received` longer than this is re-enqueued by the reconciler.
+    reconcile_after_seconds: float = 5.0
+    reconcile_every_seconds: int = 5
+    queue_name: str = "quanzu"
+    db_pool_size: int = 10
+    log_level: str = "INFO"
+    log_json: bool = True
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def driver_url(url: str, driver: str) -> str:
+    """`postgresql://…` as clients give it → the SQLAlchemy URL for `driver` (asyncpg or psycopg)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.split("+")[0]
+    if scheme in ("postgres", "postgresql"):
+        return urlunsplit(parts._replace(scheme=f"postgresql+{driver}"))
+    raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got scheme {parts.scheme!r}")
+
+
+def plain_url(url: str) -> str:
+    """The URL without a SQLAlchemy driver suffix, for asyncpg and psycopg themselves."""
+    return urlunsplit(urlsplit(url)._replace(scheme="postgresql"))

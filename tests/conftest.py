@@ -1,0 +1,216 @@
+"""Real PostgreSQL and Redis for every test run: a fresh database and a flushed Redis db.
+
+DATABASE_URL / REDIS_URL when set; else the local services on 127.0.0.1 when they answer;
+else embedded servers started for the run. Nothing of ours is mocked."""
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import pytest
+from redis import Redis
+from rq import SimpleWorker
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DISTRICT = ROOT.parent / "shared" / "data" / "district"
+TEST_REDIS_DB = int(os.environ.get("QUANZU_TEST_REDIS_DB", "15"))
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def servers():
+    """(admin database URL, Redis URL) of the servers this run uses."""
+    started = []
+    db = os.environ.get("DATABASE_URL")
+    if not db and _answers("127.0.0.1", 5432):
+        db = "postgresql://postgres@127.0.0.1:5432/test"
+    if not db:
+        from service.embedded import EmbeddedPostgres
+
+        base = Path(tempfile.mkdtemp(prefix="quanzu-pg-"))
+        base.chmod(0o755)
+        pg = EmbeddedPostgres(base, fast=True, database="postgres")
+        db = pg.start()
+        started.append(pg)
+    rd = os.environ.get("REDIS_URL")
+    if not rd and _answers("127.0.0.1", 6379):
+        rd = "redis://127.0.0.1:6379/0"
+    if not rd:
+        from service.embedded import EmbeddedRedis
+
+        er = EmbeddedRedis()
+        rd = er.start()
+        started.append(er)
+    yield db, rd
+    for s in reversed(started):
+        s.stop()
+
+
+def _with_db(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+def _redis_db(url: str, number: int) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return urlunsplit(parts._replace(query=f"db={number}"))
+    return urlunsplit(parts._replace(path=f"/{number}"))
+
+
+@pytest.fixture(scope="session")
+def database_url(servers):
+    """A fresh database for this run, migrated to head; dropped at the end."""
+    from service.migrate import upgrade
+    from service.settings import plain_url
+
+    admin = plain_url(servers[0])
+    name = f"quanzu_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = _with_db(admin, name)
+    upgrade(url)
+    yield url
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url(servers):
+    url = _redis_db(servers[1], TEST_REDIS_DB)
+    Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url, redis_url):
+    """Settings for the app under test; the environment says the same for worker code."""
+    from service.settings import Settings, get_settings
+
+    os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def sync_engine(settings):
+    from service.db import make_sync_engine
+
+    engine = make_sync_engine(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def district(sync_engine):
+    """The shared sample district (data we did not write), imported once per run."""
+    if not SHARED_DISTRICT.exists():
+        pytest.skip(f"shared district not found at {SHARED_DISTRICT}")
+    from dispatch.district import import_district
+    from geo.district import load_district_dir
+    from service.db import sync_session
+
+    data = load_district_dir(SHARED_DISTRICT)
+    with sync_session(sync_engine) as session:
+        import_district(session, data)
+        session.commit()
+    return data
+
+
+@pytest.fixture(scope="session")
+async def app(settings):
+    from service.main import create_app
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def client(app):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test",
+                                 timeout=60) as c:
+        yield c
+
+
+@pytest.fixture
+def clean(sync_engine, redis_url):
+    """Start a test with no leads and an empty queue."""
+    from sqlalchemy import text
+
+    with sync_engine.begin() as conn:
+        conn.execute(text("TRUNCATE lead, lead_event, rejection, access_log RESTART IDENTITY CASCADE"))
+    Redis.from_url(redis_url).flushdb()
+
+
+def _make_api_key(sync_engine, name: str) -> str:
+    from dispatch.models import ApiKey
+    from service.auth import hash_api_key, new_api_key
+    from service.db import sync_session
+
+    key = new_api_key()
+    with sync_session(sync_engine) as session:
+        session.add(ApiKey(name=name, key_hash=hash_api_key(key), prefix=key[:8]))
+        session.commit()
+    return key
+
+
+@pytest.fixture(scope="session")
+def api_key(sync_engine) -> str:
+    return _make_api_key(sync_engine, "test-platform")
+
+
+@pytest.fixture(scope="session")
+def source_headers(api_key) -> dict:
+    return {"X-API-Key": api_key}
+
+
+@pytest.fixture(scope="session")
+def make_user(sync_engine, district):
+    """make_user(role, team=None) → Authorization headers of a fresh user with that role."""
+    from dispatch.models import User
+    from service.auth import create_access_token, hash_password
+    from service.db import sync_session
+    from service.settings import get_settings
+
+    def make(role: str, team: str | None = None, password: str = "pw-123456") -> dict:
+        name = f"{role}-{uuid.uuid4().hex[:6]}"
+        with sync_session(sync_engine) as session:
+            session.add(User(username=name, password_hash=hash_password(password), role=role, team_code=team))
+            session.commit()
+        token = create_access_token(name, role, team, get_settings().secret_key, 60)
+        return {"Authorization": f"Bearer {token}", "X-Username": name}
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def commander(make_user) -> dict:
+    return make_user("commander")
+
+
+@pytest.fixture
+def run_worker(app, redis_url):
+    """Drain the lead queue with a real rq worker in this process (burst mode)."""
+    from workers.queues import lead_queue
+
+    async def run() -> None:
+        await app.state.after_commit.drain()
+        redis = Redis.from_url(redis_url)
+        queue = lead_queue(redis, app.state.settings.queue_name)
+        SimpleWorker([queue], connection=redis).work(burst=True, with_scheduler=False)
+
+    return run

@@ -1,0 +1,4 @@
+"""`python -m workers` = `quanzu worker`."""
+from workers.run import run_worker
+
+run_worker()
