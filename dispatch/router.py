@@ -1,6 +1,7 @@
 """/api/v1/leads and /api/v1/rejections. Each route names who may call it."""
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from dispatch.schemas import BatchIn, LeadIn
 from service.auth import CenterUser, CurrentUser, LeadPusher
 from service.db import SessionDep, raw_connection
 from service.errors import BadRequest, ValidationFailed
+from service.health import LEADS_PUSHED
 from service.responses import JSON
 
 router = APIRouter(prefix="/api/v1", tags=["leads"])
@@ -38,9 +40,15 @@ def _body_doc(model) -> dict:
 async def push_lead(request: Request, who: LeadPusher):
     raw = await _json_body(request)
     async with raw_connection(request.app.state.engine) as conn:
-        taken = await service.take_lead(conn, raw, who.actor)
+        try:
+            taken = await service.take_lead(conn, raw, who.actor)
+        except ValidationFailed:
+            LEADS_PUSHED.labels("rejected").inc()
+            raise
     if not taken.created:
+        LEADS_PUSHED.labels("duplicate").inc()
         return JSON({"id": taken.id, "duplicate": True}, status_code=200)
+    LEADS_PUSHED.labels("accepted").inc()
     request.app.state.after_commit.submit([taken.id])
     return JSON({"id": taken.id, "status": LeadStatus.received, "duplicate": False, "flags": taken.flags},
                 status_code=202)
@@ -60,6 +68,8 @@ async def push_batch(request: Request, who: LeadPusher):
         async with conn.transaction():
             results, new_ids = await service.take_batch(conn, leads, who.actor)
     request.app.state.after_commit.submit(new_ids)
+    for verdict, n in Counter(r["status"] for r in results).items():
+        LEADS_PUSHED.labels(verdict).inc(n)
     return JSON({"results": results})
 
 

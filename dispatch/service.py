@@ -15,7 +15,7 @@ from dispatch.enums import LeadStatus, Role, can_transition
 from dispatch.models import AccessLog, Lead, LeadEvent, Rejection
 from dispatch.placement import LeadPlacement, place_lead
 from dispatch.tiering import LeadFacts, Policy, age_on, tier_lead
-from dispatch.validation import Checked, mask_id, mask_phone, validate_lead
+from dispatch.validation import CENTER_TZ, Checked, mask_id, mask_phone, validate_lead
 from service.auth import CENTER_ROLES, SQUAD_ROLES, Principal
 from service.errors import BadRequest, Conflict, NotFound, ValidationFailed, field_errors
 
@@ -84,7 +84,8 @@ async def take_batch(conn, items: list, actor: str) -> tuple[list[dict], list[in
 
 
 def _iso(t: datetime | None) -> str | None:
-    return t.isoformat() if t else None
+    """Times go out in the center's zone (+08:00), as the contract shows them."""
+    return t.astimezone(CENTER_TZ).isoformat() if t else None
 
 
 def _placement(lead: Lead) -> dict | None:
@@ -235,7 +236,7 @@ def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy, a
                       residency=lead.residency, in_jurisdiction=p.in_jurisdiction,
                       age=age_on(lead.id_number, lead.pushed_at.date()), ongoing=lead.ongoing,
                       warned_within_7d=lead.risk_level == 3 and _warned_within(session, lead, 7))
-    decision = tier_lead(facts, policy, lead.received_at)
+    decision = tier_lead(facts, policy, lead.received_at.astimezone(CENTER_TZ))
     lead.tier, lead.tier_detail = decision.tier, decision.as_json()
     lead.updated_at = func.now()
     if p.in_jurisdiction is False:

@@ -11,13 +11,20 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 
 from service.settings import ROOT, get_settings
 
 app = typer.Typer(help="quanzu 劝阻: warning-and-dissuasion dispatch.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print an error (never re-wrapped, never read as markup) and give the exit to raise."""
+    console.print(f"[red]{escape(message)}[/]")
+    return typer.Exit(code)
 SAMPLE_DISTRICT = ROOT.parent / "shared" / "data" / "district"
 
 
@@ -72,8 +79,7 @@ def import_district(directory: Path) -> None:
     try:
         data = load_district_dir(directory)
     except DistrictError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(2) from None
+        raise fail(str(exc)) from None
     urls = _urls()
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -100,17 +106,14 @@ def create_user(username: str, role: Annotated[str, typer.Option()], password: A
     from service.auth import SQUAD_ROLES, hash_password
 
     if role not in Role.__members__:
-        console.print(f"[red]unknown role {role!r}; one of {', '.join(Role)}[/]")
-        raise typer.Exit(2)
+        raise fail(f"unknown role {role!r}; one of {', '.join(Role)}")
     if role in SQUAD_ROLES and not team:
-        console.print(f"[red]a {role} belongs to a squad: give --team TEAM_CODE[/]")
-        raise typer.Exit(2)
+        raise fail(f"a {role} belongs to a squad: give --team TEAM_CODE")
     urls = _urls()
     try:
         with _session(urls) as session:
             if team and session.get(Team, team) is None:
-                console.print(f"[red]no team {team!r}: import the district first[/]")
-                raise typer.Exit(2)
+                raise fail(f"no team {team!r}: import the district first")
             user = session.execute(select(User).where(User.username == username)).scalar()
             if user is None:
                 user = User(username=username, password_hash="", role=role)
@@ -125,6 +128,8 @@ def create_user(username: str, role: Annotated[str, typer.Option()], password: A
 @app.command("create-api-key")
 def create_api_key(name: Annotated[str, typer.Option()]) -> None:
     """Create an API key for an upstream source; the key is printed once, alone on the last line."""
+    from sqlalchemy.exc import IntegrityError
+
     from dispatch.models import ApiKey
     from service.auth import hash_api_key, new_api_key
 
@@ -135,9 +140,8 @@ def create_api_key(name: Annotated[str, typer.Option()]) -> None:
             session.add(ApiKey(name=name, key_hash=hash_api_key(key), prefix=key[:8]))
             try:
                 session.commit()
-            except Exception:
-                console.print(f"[red]an API key named {name!r} exists already[/]")
-                raise typer.Exit(2) from None
+            except IntegrityError:
+                raise fail(f"an API key named {name!r} exists already") from None
     finally:
         urls.stop()
     console.print(f"API key for {name} (store it now; only its hash is kept):")
@@ -165,8 +169,10 @@ def demo(port: int = 8000, district: Path = SAMPLE_DISTRICT) -> None:
         if not has_admin:
             subprocess.run([*quanzu, "create-user", "admin", "--role", "admin", "--password", "admin"],
                            env=env, check=True)
-        children.append(subprocess.Popen([*quanzu, "serve", "--port", str(port)], env=env))
-        children.append(subprocess.Popen([*quanzu, "worker"], env=env))
+        # Own sessions: Ctrl-C reaches this process only, which stops the children in order.
+        children.append(subprocess.Popen([*quanzu, "serve", "--port", str(port)], env=env,
+                                         start_new_session=True))
+        children.append(subprocess.Popen([*quanzu, "worker"], env=env, start_new_session=True))
         console.print(f"\n[bold green]quanzu is up:[/] http://127.0.0.1:{port}/docs   "
                       f"(login admin / admin)   Ctrl-C stops everything\n")
         while all(c.poll() is None for c in children):
@@ -177,7 +183,7 @@ def demo(port: int = 8000, district: Path = SAMPLE_DISTRICT) -> None:
     finally:
         for c in children:
             if c.poll() is None:
-                c.send_signal(signal.SIGINT)
+                c.send_signal(signal.SIGTERM)
         for c in children:
             try:
                 c.wait(timeout=10)

@@ -65,9 +65,12 @@ def configure_logging(level: str = "INFO", json: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "rq.worker"):
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "rq.worker", "rq.cron"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # rq narrates every job and uvicorn every request at INFO: too loud for a service log.
+    for name in ("uvicorn.access", "rq.worker", "rq.cron", "rq.queue"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
 log = structlog.get_logger("quanzu")

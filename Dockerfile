@@ -1,0 +1,14 @@
+# One image for the API, the workers and the CLI.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY service service
+COPY dispatch dispatch
+COPY mobile_api mobile_api
+COPY geo geo
+COPY workers workers
+RUN pip install --no-cache-dir .
+RUN useradd --system quanzu
+USER quanzu
+EXPOSE 8000
+CMD ["quanzu", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,25 @@
+"""The scale-out recipe stays valid: API replicas and workers over one PostgreSQL and Redis."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_compose_file_validates_and_scales_api_and_workers():
+    out = subprocess.run(["docker-compose", "config"], cwd=ROOT, capture_output=True, text=True,
+                         env={"SECRET_KEY": "test-secret", "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    services = yaml.safe_load(out.stdout)["services"]
+    assert set(services) == {"postgres", "redis", "migrate", "api", "worker", "proxy"}
+    assert services["worker"]["command"] == ["quanzu", "worker"]
+    assert services["api"]["deploy"]["replicas"] >= 2 and services["worker"]["deploy"]["replicas"] >= 2
+    for name in ("api", "worker"):  # one database and one Redis behind every replica
+        env = services[name]["environment"]
+        assert env["DATABASE_URL"].startswith("postgresql://") and "@postgres:" in env["DATABASE_URL"]
+        assert env["REDIS_URL"] == "redis://redis:6379/0" and env["SECRET_KEY"] == "test-secret"

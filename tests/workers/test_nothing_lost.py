@@ -1,0 +1,86 @@
+"""Nothing lost: leads pushed while no worker runs, or whose jobs Redis lost, still get worked."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from redis import Redis
+from sqlalchemy import func, select
+
+from dispatch.models import Lead
+from tests.factories import make_lead
+from workers.tasks import reconcile
+
+pytestmark = pytest.mark.usefixtures("district", "clean")
+
+
+def statuses(sync_engine) -> dict[str, int]:
+    with sync_engine.connect() as conn:
+        return dict(conn.execute(select(Lead.status, func.count()).group_by(Lead.status)).all())
+
+
+async def _push(client, headers, n: int, **kw) -> None:
+    r = await client.post("/api/v1/leads/batch", json={"leads": [make_lead(**kw) for _ in range(n)]},
+                          headers=headers)
+    assert r.status_code == 200
+
+
+async def test_jobs_wait_in_redis_for_a_worker_started_later(app, client, source_headers, sync_engine,
+                                                             run_worker):
+    for _ in range(10):
+        await client.post("/api/v1/leads", json=make_lead(), headers=source_headers)
+    await app.state.after_commit.drain()
+    assert statuses(sync_engine) == {"received": 10}  # no worker yet: nothing moved
+    await run_worker()
+    assert statuses(sync_engine) == {"tiered": 10}
+
+
+async def test_reconciler_resends_leads_whose_jobs_were_lost(app, client, source_headers, sync_engine,
+                                                             redis_url, run_worker):
+    await _push(client, source_headers, 25)
+    await app.state.after_commit.drain()
+    Redis.from_url(redis_url).flushdb()  # a Redis restart: every queued job is gone
+    await run_worker()
+    assert statuses(sync_engine) == {"received": 25}
+    assert reconcile(older_than_seconds=3600) == 0  # young leads are left to their own jobs
+    assert reconcile(older_than_seconds=0) == 25
+    await run_worker()
+    assert statuses(sync_engine) == {"tiered": 25}
+    assert reconcile(older_than_seconds=0) == 0
+
+
+async def test_a_killed_worker_process_restarted_later_loses_nothing(app, client, source_headers, sync_engine,
+                                                                     redis_url):
+    """The real `quanzu worker` process, killed -9 while leads arrive; Redis loses its jobs too."""
+    env = {**os.environ, "RECONCILE_AFTER_SECONDS": "1", "RECONCILE_EVERY_SECONDS": "1"}
+
+    def start() -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    async def wait_for(expected: dict, seconds: float = 30) -> None:
+        deadline = time.monotonic() + seconds
+        while statuses(sync_engine) != expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert statuses(sync_engine) == expected
+
+    worker = start()
+    try:
+        await _push(client, source_headers, 5)
+        await wait_for({"tiered": 5})
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        await _push(client, source_headers, 7)
+        await app.state.after_commit.drain()
+        Redis.from_url(redis_url).flushdb()
+        assert statuses(sync_engine) == {"tiered": 5, "received": 7}
+        worker = start()
+        await wait_for({"tiered": 12})
+    finally:
+        worker.kill()
+        worker.wait()
