@@ -17,7 +17,13 @@ from dispatch.placement import LeadPlacement, place_lead
 from dispatch.tiering import LeadFacts, Policy, age_on, tier_lead
 from dispatch.validation import CENTER_TZ, Checked, mask_id, mask_phone, validate_lead
 from service.auth import CENTER_ROLES, SQUAD_ROLES, Principal
-from service.errors import BadRequest, Conflict, NotFound, ValidationFailed, field_errors
+from service.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    ValidationFailed,
+    field_errors,
+)
 
 # ---------------------------------------------------------------- intake (接收)
 

@@ -5,8 +5,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from service.responses import JSON
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.responses import JSON
 
 
 class AppError(Exception):

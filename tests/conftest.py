@@ -17,8 +17,8 @@ import pytest
 from redis import Redis
 from rq import SimpleWorker
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_DISTRICT = ROOT.parent / "shared" / "data" / "district"
+from tests.data import SHARED_DISTRICT
+
 TEST_REDIS_DB = int(os.environ.get("QUANZU_TEST_REDIS_DB", "15"))
 
 
@@ -97,7 +97,7 @@ def redis_url(servers):
 @pytest.fixture(scope="session")
 def settings(database_url, redis_url):
     """Settings for the app under test; the environment says the same for worker code."""
-    from service.settings import Settings, get_settings
+    from service.settings import get_settings
 
     os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
     os.environ.setdefault("LOG_LEVEL", "WARNING")

@@ -2,13 +2,40 @@
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
+
+import shapely
+from shapely.geometry import shape
+
+from tests.data import SHARED_DISTRICT
 
 _seq = itertools.count(1)
 _KEEP = object()
 
-# A point of the shared district, as its truth file places it (WGS-84).
-INSIDE = {"lon": 120.3433047, "lat": 36.0469994, "beat": "370299009-03", "street": "370299009"}
+
+def _inside() -> dict:
+    """The first in-district lead of the shared truth file: a place whose beat someone else decided.
+    Read, not hard-coded, so the suite runs on any district shaped like it."""
+    with (SHARED_DISTRICT / "leads_truth.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            t = json.loads(line)
+            if t["verdict"] == "accept" and t["in_jurisdiction"]:
+                return {"lon": t["true_lon"], "lat": t["true_lat"], "beat": t["beat_code"],
+                        "street": t["street_code"], "team": f"T{t['beat_code']}"}
+    raise LookupError("no in-district lead in the shared truth file")
+
+
+def _outside() -> dict:
+    """A point well beyond the district's outline."""
+    outline = json.loads((SHARED_DISTRICT / "district.geojson").read_text(encoding="utf-8"))
+    minx, miny, maxx, maxy = shapely.unary_union([shape(f["geometry"]) for f in outline["features"]]).bounds
+    return {"lon": maxx + (maxx - minx), "lat": maxy + (maxy - miny)}
+
+
+INSIDE = _inside() if SHARED_DISTRICT.exists() else {"lon": 0.0, "lat": 0.0, "beat": None, "street": None,
+                                                     "team": None}
+OUTSIDE = _outside() if SHARED_DISTRICT.exists() else {"lon": 0.0, "lat": 0.0}
 VALID_ID = "370299198904085688"  # GB 11643 check digit right
 
 

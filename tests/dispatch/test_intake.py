@@ -12,7 +12,7 @@ from dispatch import repository
 from dispatch.models import Lead, LeadEvent, Rejection
 from dispatch.validation import validate_lead
 from service.settings import plain_url
-from tests.factories import INSIDE, make_lead
+from tests.factories import INSIDE, OUTSIDE, make_lead
 
 pytestmark = pytest.mark.usefixtures("district", "clean")
 
@@ -52,7 +52,7 @@ async def test_lead_is_stored_before_the_answer_and_worked_by_a_worker(client, s
 
 
 async def test_out_of_district_is_transferred_not_dispatched(client, source_headers, commander, run_worker):
-    lead = make_lead(location={"lon": 121.2, "lat": 36.6})
+    lead = make_lead(location=OUTSIDE)
     lead_id = (await client.post("/api/v1/leads", json=lead, headers=source_headers)).json()["id"]
     await run_worker()
     d = (await client.get(f"/api/v1/leads/{lead_id}", headers=commander)).json()
@@ -208,7 +208,7 @@ async def test_batch_of_1000_is_taken(client, source_headers, sync_engine):
 async def test_list_is_masked_filtered_and_paged(client, source_headers, commander, run_worker):
     ids = [(await client.post("/api/v1/leads", json=make_lead(risk_level=3), headers=source_headers)).json()["id"]
            for _ in range(5)]
-    out = (await client.post("/api/v1/leads", json=make_lead(location={"lon": 121.5, "lat": 37.0}),
+    out = (await client.post("/api/v1/leads", json=make_lead(location=OUTSIDE),
                              headers=source_headers)).json()["id"]
     await run_worker()
     page1 = (await client.get("/api/v1/leads?limit=2&status=tiered", headers=commander)).json()
@@ -233,8 +233,8 @@ async def test_list_is_masked_filtered_and_paged(client, source_headers, command
 
 async def test_who_may_call_what(client, source_headers, make_user):
     lead_id = (await client.post("/api/v1/leads", json=make_lead(), headers=source_headers)).json()["id"]
-    police = make_user("police", team="T370299009-03")
-    grid = make_user("grid_worker", team="T370299009-03")
+    police = make_user("police", team=INSIDE["team"])
+    grid = make_user("grid_worker", team=INSIDE["team"])
     assert (await client.post("/api/v1/leads", json=make_lead())).status_code == 401
     assert (await client.post("/api/v1/leads", json=make_lead(), headers={"X-API-Key": "qz_wrong"})).status_code == 401
     assert (await client.get("/api/v1/leads", headers=source_headers)).status_code == 403

@@ -11,12 +11,18 @@ import pytest
 
 from dispatch.enums import Response, Tier
 from dispatch.tiering import (
-    LeadFacts, Policy, age_on, default_policy, facts_for, load_policy, tier_lead,
+    LeadFacts,
+    Policy,
+    age_on,
+    default_policy,
+    facts_for,
+    load_policy,
+    tier_lead,
 )
 from dispatch.validation import validate_lead
+from tests.data import ROOT
+from tests.data import SHARED_DISTRICT as DISTRICT
 
-ROOT = Path(__file__).resolve().parents[2]
-DISTRICT = ROOT.parent / "shared/data/district"
 PACKAGED = (ROOT / "dispatch/policy.toml").read_text("utf-8")
 CST = timezone(timedelta(hours=8))
 AT = datetime(2026, 10, 1, 9, 0, tzinfo=CST)

@@ -5,18 +5,21 @@ import copy
 import json
 import time
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
 from dispatch.enums import Flag, FraudType, LeadStatus, Residency, can_transition
 from dispatch.schemas import LEAD_EXAMPLE, LeadIn
 from dispatch.validation import (
-    birth_date_from_id, id_number_valid, mask_id, mask_phone, normalize_phone, validate_lead,
+    birth_date_from_id,
+    id_number_valid,
+    mask_id,
+    mask_phone,
+    normalize_phone,
+    validate_lead,
 )
+from tests.data import SHARED_DISTRICT as DISTRICT
 
-ROOT = Path(__file__).resolve().parents[2]
-DISTRICT = ROOT.parent / "shared/data/district"
 VALID_ID = "11010519491231002X"  # the GB 11643 specimen: check digit X
 
 HARD = {"no_source_id": "source_id", "bad_phone": "subject.phone", "lat_out_of_range": "location.lat",

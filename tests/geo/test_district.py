@@ -5,9 +5,7 @@ import pytest
 from shapely.geometry import Polygon, box, mapping
 
 from geo.district import DistrictData, DistrictError, load_district_dir
-
-ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT.parent / "shared" / "data" / "district"
+from tests.data import SHARED_DISTRICT as DATA
 
 
 def feature(props, geom):
@@ -55,9 +53,11 @@ def test_loads_a_valid_directory(tmp_path):
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"shared sample district not found at {DATA}")
 def test_loads_the_shared_sample_district():
     d = load_district_dir(DATA)
-    assert (d.code, d.name) == ("370299", "滨海区")
-    assert (len(d.streets), len(d.beats), len(d.stations), len(d.teams)) == (11, 148, 11, 148)
-    assert sum(b["geometry"]["type"] == "MultiPolygon" for b in d.beats) == 2
+    manifest = json.loads((DATA / "manifest.json").read_text(encoding="utf-8"))
+    assert (d.code, d.name) == (manifest["args"]["region"], manifest["args"]["name"])
+    assert (len(d.streets), len(d.beats), len(d.stations), len(d.teams)) == \
+           (manifest["streets"], manifest["beats"], manifest["streets"], manifest["teams"])
+    assert sum(b["geometry"]["type"] == "MultiPolygon" for b in d.beats) == manifest["multipolygon_beats"]
 
 
 def test_missing_file_is_named(tmp_path):

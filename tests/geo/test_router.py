@@ -6,7 +6,7 @@ import json
 import pytest
 
 from geo.crs import from_wgs84
-from tests.conftest import SHARED_DISTRICT
+from tests.data import SHARED_DISTRICT
 
 pytestmark = pytest.mark.usefixtures("district")
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from dispatch.models import Team, TeamMember
 from geo.models import Beat, District
-from tests.conftest import SHARED_DISTRICT
+from tests.data import SHARED_DISTRICT
 from tests.factories import make_lead
 
 
@@ -39,9 +39,10 @@ async def test_api_key_printed_alone_on_the_last_line_works(client, settings):
 
 
 async def test_created_user_can_log_in(client, district):
-    quanzu("create-user", "cli-police", "--role", "police", "--team", "T370299001-01", "--password", "pw-9876")
+    team = district.teams[0]["code"]
+    quanzu("create-user", "cli-police", "--role", "police", "--team", team, "--password", "pw-9876")
     r = await client.post("/api/v1/auth/token", data={"username": "cli-police", "password": "pw-9876"})
-    assert r.status_code == 200 and r.json()["role"] == "police" and r.json()["team_code"] == "T370299001-01"
+    assert r.status_code == 200 and r.json()["role"] == "police" and r.json()["team_code"] == team
     no_team = quanzu("create-user", "x", "--role", "police", "--password", "p", check=False)
     assert no_team.returncode == 2 and "--team" in no_team.stderr
     bad_role = quanzu("create-user", "x", "--role", "boss", "--password", "p", check=False)

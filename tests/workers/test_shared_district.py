@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from dispatch.models import Lead, Rejection
-from tests.conftest import SHARED_DISTRICT
+from tests.data import SHARED_DISTRICT
 
 pytestmark = pytest.mark.usefixtures("district", "clean")
 
