@@ -85,15 +85,6 @@ class Outcome(StrEnum):
     duplicate = "duplicate"
 
 
-class Role(StrEnum):
-    admin = "admin"
-    commander = "commander"
-    operator = "operator"
-    police = "police"
-    auxiliary = "auxiliary"
-    grid_worker = "grid_worker"
-
-
 class Flag(StrEnum):
     """Soft defects and markers on an accepted lead."""
     id_number_invalid = "id_number_invalid"

@@ -11,12 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Session
 
 from dispatch import repository
-from dispatch.enums import LeadStatus, Role, can_transition
+from dispatch.enums import LeadStatus, can_transition
 from dispatch.models import AccessLog, Lead, LeadEvent, Rejection
 from dispatch.placement import LeadPlacement, place_lead
 from dispatch.tiering import LeadFacts, Policy, age_on, tier_lead
 from dispatch.validation import CENTER_TZ, Checked, mask_id, mask_phone, validate_lead
-from service.auth import CENTER_ROLES, SQUAD_ROLES, Principal
+from service.auth import CENTER_ROLES, SQUAD_ROLES, Principal, Role
 from service.errors import (
     BadRequest,
     Conflict,

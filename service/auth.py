@@ -6,6 +6,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Annotated
 
 import jwt
@@ -13,9 +14,18 @@ from fastapi import Depends, Request
 from pwdlib import PasswordHash
 from sqlalchemy import select
 
-from dispatch.enums import Role
-from dispatch.models import ApiKey
 from service.errors import Forbidden, Unauthorized
+from service.models import ApiKey
+
+
+class Role(StrEnum):
+    admin = "admin"
+    commander = "commander"
+    operator = "operator"
+    police = "police"
+    auxiliary = "auxiliary"
+    grid_worker = "grid_worker"
+
 
 CENTER_ROLES = frozenset({Role.admin, Role.commander, Role.operator})
 SQUAD_ROLES = frozenset({Role.police, Role.auxiliary, Role.grid_worker})

@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 
-from dispatch.models import User
 from service.auth import create_access_token, verify_password
 from service.db import SessionDep
 from service.errors import Unauthorized
+from service.models import User
 from service.responses import JSON
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])

@@ -101,9 +101,9 @@ def create_user(username: str, role: Annotated[str, typer.Option()], password: A
     """Create or update a user (admin, commander, operator, police, auxiliary, grid_worker)."""
     from sqlalchemy import select
 
-    from dispatch.enums import Role
-    from dispatch.models import Team, User
-    from service.auth import SQUAD_ROLES, hash_password
+    from dispatch.models import Team
+    from service.auth import SQUAD_ROLES, Role, hash_password
+    from service.models import User
 
     if role not in Role.__members__:
         raise fail(f"unknown role {role!r}; one of {', '.join(Role)}")
@@ -130,8 +130,8 @@ def create_api_key(name: Annotated[str, typer.Option()]) -> None:
     """Create an API key for an upstream source; the key is printed once, alone on the last line."""
     from sqlalchemy.exc import IntegrityError
 
-    from dispatch.models import ApiKey
     from service.auth import hash_api_key, new_api_key
+    from service.models import ApiKey
 
     key = new_api_key()
     urls = _urls()
@@ -153,8 +153,8 @@ def demo(port: int = 8000, district: Path = SAMPLE_DISTRICT) -> None:
     """Start everything on embedded defaults: PostgreSQL, Redis, the API and a worker. Ctrl-C stops all."""
     from sqlalchemy import select
 
-    from dispatch.models import User
     from geo.models import District
+    from service.models import User
 
     urls = _urls()
     env = {**os.environ, "DATABASE_URL": urls.database_url, "REDIS_URL": urls.redis_url}

@@ -17,16 +17,18 @@ from service.db import make_async_engine
 from service.errors import install_error_handlers
 from service.health import router as health_router
 from service.limits import BodyLimit
-from service.logging import configure_logging
+from service.logging import configure_logging, log
 from service.redis import make_async_redis, make_redis
 from service.runtime import Urls, resolve_urls
-from service.settings import Settings, get_settings
+from service.settings import DEV_SECRET, Settings, get_settings
 from workers.queues import AfterCommit, lead_queue
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    if settings.secret_key == DEV_SECRET and settings.database_url:
+        log.warning("dev_secret_key", hint="set SECRET_KEY: tokens signed with the development key can be forged")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

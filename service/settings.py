@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
+DEV_SECRET = "dev-only-change-me-please-32bytes!"
 
 
 class Settings(BaseSettings):
@@ -20,7 +21,7 @@ class Settings(BaseSettings):
     state_dir: Path = ROOT / ".quanzu"
     policy_file: Path | None = None
 
-    secret_key: str = Field(default="dev-only-change-me-please-32bytes!", min_length=16)
+    secret_key: str = Field(default=DEV_SECRET, min_length=16)
     access_token_minutes: int = 12 * 60
     api_key_cache_seconds: float = 30.0
 

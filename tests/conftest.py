@@ -157,9 +157,9 @@ def clean(sync_engine, redis_url):
 
 
 def _make_api_key(sync_engine, name: str) -> str:
-    from dispatch.models import ApiKey
     from service.auth import hash_api_key, new_api_key
     from service.db import sync_session
+    from service.models import ApiKey
 
     key = new_api_key()
     with sync_session(sync_engine) as session:
@@ -181,9 +181,9 @@ def source_headers(api_key) -> dict:
 @pytest.fixture(scope="session")
 def make_user(sync_engine, district):
     """make_user(role, team=None) → Authorization headers of a fresh user with that role."""
-    from dispatch.models import User
     from service.auth import create_access_token, hash_password
     from service.db import sync_session
+    from service.models import User
     from service.settings import get_settings
 
     def make(role: str, team: str | None = None, password: str = "pw-123456") -> dict:

@@ -56,10 +56,16 @@ def process_leads(ids: list[int]) -> dict:
         leads = session.execute(select(Lead).where(Lead.id.in_(ids), Lead.status == "received")
                                 .order_by(Lead.id).with_for_update(skip_locked=True)).scalars().all()
         placement_of = placement_for(loaded.index, loaded.district_code)
+        failed = []
         for lead in leads:
-            place_and_tier(session, lead, placement_of, ctx.policy)
+            try:
+                with session.begin_nested():  # one bad lead must not hold up the others
+                    place_and_tier(session, lead, placement_of, ctx.policy)
+            except Exception:  # logged with its traceback; the lead stays `received` for the reconciler
+                log.exception("lead_processing_failed", lead_id=lead.id)
+                failed.append(lead.id)
         session.commit()
-    counts = {"asked": len(ids), "done": len(leads)}
+    counts = {"asked": len(ids), "done": len(leads) - len(failed), "failed": len(failed)}
     log.info("leads_processed", **counts)
     return counts
 

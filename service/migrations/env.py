@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 
 import dispatch.models  # noqa: F401  (register tables)
 import geo.models  # noqa: F401
+import service.models  # noqa: F401
 from service.settings import driver_url, get_settings
 
 config = context.config

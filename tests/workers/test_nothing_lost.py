@@ -84,3 +84,19 @@ async def test_a_killed_worker_process_restarted_later_loses_nothing(app, client
     finally:
         worker.kill()
         worker.wait()
+
+
+async def test_one_unworkable_lead_does_not_hold_up_the_others(client, source_headers, sync_engine, capfd):
+    from sqlalchemy import update
+
+    from workers.tasks import process_leads
+
+    ids = [(await client.post("/api/v1/leads", json=make_lead(), headers=source_headers)).json()["id"]
+           for _ in range(3)]
+    with sync_engine.begin() as conn:  # a row no validator would have let in
+        conn.execute(update(Lead).where(Lead.id == ids[1]).values(loc_crs="epsg:9999"))
+    assert process_leads(ids) == {"asked": 3, "done": 2, "failed": 1}
+    with sync_engine.connect() as conn:
+        got = dict(conn.execute(select(Lead.id, Lead.status).where(Lead.id.in_(ids))).all())
+    assert got == {ids[0]: "tiered", ids[1]: "received", ids[2]: "tiered"}
+    assert "lead_processing_failed" in capfd.readouterr().err
