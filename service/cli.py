@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 
-from service.settings import ROOT, get_settings
+from service.settings import find_sample_district, get_settings
 
 app = typer.Typer(help="quanzu 劝阻: warning-and-dissuasion dispatch.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -25,7 +25,6 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print an error (never re-wrapped, never read as markup) and give the exit to raise."""
     console.print(f"[red]{escape(message)}[/]")
     return typer.Exit(code)
-SAMPLE_DISTRICT = ROOT.parent / "shared" / "data" / "district"
 
 
 def _urls(migrate: bool = True):
@@ -149,7 +148,8 @@ def create_api_key(name: Annotated[str, typer.Option()]) -> None:
 
 
 @app.command()
-def demo(port: int = 8000, district: Path = SAMPLE_DISTRICT) -> None:
+def demo(port: int = 8000, district: Annotated[Path | None, typer.Option(help="District to import when none is loaded "
+                                                                   "(default: the shared sample)")] = None) -> None:
     """Start everything on embedded defaults: PostgreSQL, Redis, the API and a worker. Ctrl-C stops all."""
     from sqlalchemy import select
 
@@ -165,6 +165,9 @@ def demo(port: int = 8000, district: Path = SAMPLE_DISTRICT) -> None:
             has_admin = session.execute(select(User.id).where(User.username == "admin")).first() is not None
         quanzu = [sys.executable, "-m", "service.cli"]
         if not has_district:
+            district = district or find_sample_district()
+            if district is None:
+                raise fail("no district loaded and no sample found: run `quanzu demo --district DIR`")
             subprocess.run([*quanzu, "import-district", str(district)], env=env, check=True)
         if not has_admin:
             subprocess.run([*quanzu, "create-user", "admin", "--role", "admin", "--password", "admin"],

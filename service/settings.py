@@ -1,6 +1,7 @@
 """All configuration comes from the environment, read once into `Settings`."""
 from __future__ import annotations
 
+import subprocess
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -34,6 +35,23 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     log_level: str = "INFO"
     log_json: bool = True
+
+
+def find_sample_district() -> Path | None:
+    """The shared sample district beside this checkout (../shared/data/district). A clone made
+    elsewhere finds it beside the checkout it was cloned from (its `origin` remote)."""
+    here = ROOT.parent / "shared" / "data" / "district"
+    if here.is_dir():
+        return here
+    try:
+        origin = subprocess.run(["git", "-C", str(ROOT), "remote", "get-url", "origin"], capture_output=True,
+                                text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if origin and Path(origin).is_dir():
+        there = Path(origin).resolve().parent / "shared" / "data" / "district"
+        return there if there.is_dir() else None
+    return None
 
 
 @lru_cache

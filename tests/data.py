@@ -5,5 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_DISTRICT = Path(os.environ.get("QUANZU_DISTRICT_DIR") or ROOT.parent / "shared" / "data" / "district")
+from service.settings import ROOT, find_sample_district
+
+# A path that does not exist makes the tests that need it skip, saying where they looked.
+SHARED_DISTRICT = Path(os.environ.get("QUANZU_DISTRICT_DIR") or find_sample_district()
+                       or ROOT.parent / "shared" / "data" / "district")

@@ -65,6 +65,7 @@ def test_import_district_again_updates_in_place(district, sync_engine):
                                        sum(len(t["members"]) for t in district.teams))
 
 
+@pytest.mark.skipif(not SHARED_DISTRICT.exists(), reason=f"shared district not found at {SHARED_DISTRICT}")
 def test_import_district_names_what_is_wrong(tmp_path, settings):
     broken = tmp_path / "district"
     shutil.copytree(SHARED_DISTRICT, broken, ignore=shutil.ignore_patterns("*.jsonl"))
