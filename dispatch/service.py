@@ -5,7 +5,7 @@ import base64
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import column, func, or_, select, true, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Session
@@ -200,9 +200,11 @@ async def list_rejections(session: AsyncSession, source: str | None, since: date
     rows = (await session.execute(select(Rejection).where(*where).order_by(Rejection.id.desc())
                                   .limit(limit))).scalars()
     total = (await session.execute(select(func.count()).select_from(Rejection).where(*where))).scalar_one()
-    field = func.jsonb_array_elements(Rejection.errors, type_=JSONB).column_valued("e")["field"].astext
+    elements = func.jsonb_array_elements(Rejection.errors).table_valued(column("value", JSONB)).lateral("e")
+    field = elements.c.value["field"].astext
     by_field = dict((await session.execute(
-        select(field, func.count()).select_from(Rejection).where(*where).group_by(field))).all())
+        select(field, func.count()).select_from(Rejection).join(elements, true()).where(*where)
+        .group_by(field))).all())
     return {"total": total, "by_field": by_field,
             "items": [{"id": r.id, "at": _iso(r.at), "actor": r.actor, "source": r.source,
                        "source_id": r.source_id, "errors": r.errors} for r in rows]}

@@ -11,9 +11,9 @@ import pytest
 from dispatch.validation import validate_lead
 from geo.beats import BeatIndex
 from geo.crs import to_wgs84
-from tests.data import ROOT
+from tests.data import SHARED_DISTRICT
 
-GENERATOR = ROOT.parent / "shared" / "tools" / "gen_district.py"
+GENERATOR = SHARED_DISTRICT.parent.parent / "tools" / "gen_district.py"  # ../shared/tools beside the data
 
 
 @pytest.fixture(scope="module")
