@@ -1,9 +1,10 @@
-"""SQL for the hot ingest path: one round trip stores a lead and its `received` event.
+"""SQL for the hot ingest path: one round trip stores leads and their `received` events.
 
-Written as plain SQL on the pooled asyncpg connection because intake is measured against a bare
+Written as plain SQL on a plain asyncpg connection (service.db.make_intake_pool) because intake is measured against a bare
 INSERT (bench/ingest.py); everything else goes through SQLModel sessions."""
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import orjson
@@ -31,15 +32,20 @@ WITH ins AS (
 )
 SELECT id FROM ins"""
 
+# Many leads in one statement, each with its own actor (pushes of several sources share a group).
 INSERT_MANY = f"""
-WITH ins AS (
+WITH rows AS (
+    SELECT * FROM unnest({", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))}, ${_N + 1}::text[])
+        AS r({_COLS}, actor)
+), ins AS (
     INSERT INTO lead ({_COLS}, status)
-    SELECT *, 'received' FROM unnest({", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))})
+    SELECT {_COLS}, 'received' FROM rows
     ON CONFLICT (source, source_id) DO NOTHING
     RETURNING id, source, source_id, received_at, flags
 ), ev AS (
     INSERT INTO lead_event (lead_id, at, actor, kind, data)
-    SELECT id, received_at, ${_N + 1}, 'received', jsonb_build_object('flags', flags) FROM ins
+    SELECT ins.id, ins.received_at, rows.actor, 'received', jsonb_build_object('flags', ins.flags)
+    FROM ins JOIN rows USING (source, source_id)
 )
 SELECT id, source, source_id FROM ins"""
 
@@ -64,21 +70,21 @@ def lead_row(lead: LeadIn, flags: list[str]) -> tuple:
             loc.accuracy_m if loc else None, loc.kind if loc else None, _json(flags))
 
 
-async def insert_lead(conn, lead: LeadIn, flags: list[str], actor: str) -> tuple[int, bool]:
-    """→ (lead id, created). Without a transaction of its own: the statement is atomic."""
-    row = await conn.fetchrow(INSERT_ONE, *lead_row(lead, flags), actor, _json({"flags": flags}))
-    if row is not None:
-        return row[0], True
+async def insert_lead(conn, row: tuple, actor: str) -> tuple[int, bool]:
+    """One `lead_row` → (lead id, created). Without a transaction of its own: the statement is atomic."""
+    lead_id = await conn.fetchval(INSERT_ONE, *row, actor, _json({"flags": orjson.loads(row[-1])}))
+    if lead_id is not None:
+        return lead_id, True
     # Lost the race or pushed before: a fresh statement sees the committed row.
-    return await conn.fetchval(FIND_ONE, lead.source, lead.source_id), False
+    return await conn.fetchval(FIND_ONE, row[0], row[1]), False
 
 
-async def insert_leads(conn, rows: list[tuple], actor: str) -> dict[tuple[str, str], tuple[int, bool]]:
+async def insert_leads(conn, rows: list[tuple], actors: list[str]) -> dict[tuple[str, str], tuple[int, bool]]:
     """Many leads in one statement; → {(source, source_id): (id, created)}. Rows must be unique by key."""
     if not rows:
         return {}
     columns = list(zip(*rows))
-    created = {(r[1], r[2]): (r[0], True) for r in await conn.fetch(INSERT_MANY, *columns, actor)}
+    created = {(r[1], r[2]): (r[0], True) for r in await conn.fetch(INSERT_MANY, *columns, actors)}
     missing = [r[:2] for r in rows if (r[0], r[1]) not in created]
     if missing:
         sources, ids = zip(*missing)
@@ -91,3 +97,54 @@ async def insert_rejections(conn, actor: str, rejections: list[tuple[str | None,
     if rejections:
         sources, ids, errors = zip(*rejections)
         await conn.execute(INSERT_REJECTIONS, actor, list(sources), list(ids), [_json(e) for e in errors])
+
+
+class GroupWriter:
+    """Group commit for single pushes: pushes that arrive while a write is in flight share the
+    next INSERT, and each answer still waits for the commit of its own lead. Under load this
+    turns one statement per lead into one per group (PostgreSQL spends ~5x less per row);
+    a lone push goes out at once."""
+
+    def __init__(self, pool, max_group: int = 500):
+        self.pool, self.max_group = pool, max_group
+        self._pending: list[tuple[tuple, str, asyncio.Future]] = []
+        self._task: asyncio.Task | None = None
+
+    async def insert(self, row: tuple, actor: str) -> tuple[int, bool]:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((row, actor, future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return await future
+
+    async def _run(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending[:self.max_group], self._pending[self.max_group:]
+            try:
+                await self._write(group)
+            except Exception:  # one row PostgreSQL refuses must fail alone: write them one by one
+                for row, actor, future in group:
+                    if not future.done():
+                        try:
+                            future.set_result(await self._write_one(row, actor))
+                        except Exception as exc:
+                            future.set_exception(exc)
+
+    async def _write(self, group: list) -> None:
+        first: dict[tuple[str, str], int] = {}
+        rows, actors = [], []
+        for i, (row, actor, _f) in enumerate(group):
+            if (row[0], row[1]) not in first:  # the same lead twice in one group: the later is a duplicate
+                first[(row[0], row[1])] = i
+                rows.append(row)
+                actors.append(actor)
+        async with self.pool.acquire() as conn:
+            stored = await insert_leads(conn, rows, actors)
+        for i, (row, _actor, future) in enumerate(group):
+            lead_id, created = stored[(row[0], row[1])]
+            if not future.done():
+                future.set_result((lead_id, created and first[(row[0], row[1])] == i))
+
+    async def _write_one(self, row: tuple, actor: str) -> tuple[int, bool]:
+        async with self.pool.acquire() as conn:
+            return await insert_lead(conn, row, actor)

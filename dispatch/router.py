@@ -12,7 +12,7 @@ from dispatch import service
 from dispatch.enums import FraudType, LeadStatus, Source, Tier
 from dispatch.schemas import BatchIn, LeadIn
 from service.auth import CenterUser, CurrentUser, LeadPusher
-from service.db import SessionDep, raw_connection
+from service.db import SessionDep
 from service.errors import BadRequest, ValidationFailed
 from service.health import LEADS_PUSHED
 from service.responses import JSON
@@ -39,12 +39,11 @@ def _body_doc(model) -> dict:
                         422: {"description": "Hard defect; detail names each field"}})
 async def push_lead(request: Request, who: LeadPusher):
     raw = await _json_body(request)
-    async with raw_connection(request.app.state.engine) as conn:
-        try:
-            taken = await service.take_lead(conn, raw, who.actor)
-        except ValidationFailed:
-            LEADS_PUSHED.labels("rejected").inc()
-            raise
+    try:
+        taken = await service.take_lead(request.app.state.lead_writer, raw, who.actor)
+    except ValidationFailed:
+        LEADS_PUSHED.labels("rejected").inc()
+        raise
     if not taken.created:
         LEADS_PUSHED.labels("duplicate").inc()
         return JSON({"id": taken.id, "duplicate": True}, status_code=200)
@@ -64,7 +63,7 @@ async def push_batch(request: Request, who: LeadPusher):
         raise ValidationFailed([{"field": "leads", "message": "must be a list of leads"}])
     if not 1 <= len(leads) <= limit:
         raise ValidationFailed([{"field": "leads", "message": f"must hold 1 to {limit} leads, got {len(leads)}"}])
-    async with raw_connection(request.app.state.engine) as conn:
+    async with request.app.state.intake_pool.acquire() as conn:
         async with conn.transaction():
             results, new_ids = await service.take_batch(conn, leads, who.actor)
     request.app.state.after_commit.submit(new_ids)

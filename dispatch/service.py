@@ -42,14 +42,16 @@ class Taken:
     flags: list[str]
 
 
-async def take_lead(conn, raw: object, actor: str) -> Taken:
-    """Validate and store one pushed lead; a hard defect is recorded and raised as 422."""
+async def take_lead(writer: repository.GroupWriter, raw: object, actor: str) -> Taken:
+    """Validate and store one pushed lead (committed on return); a hard defect is recorded and
+    raised as 422."""
     checked = validate_lead(raw)
     if checked.lead is None:
         errors = field_errors(checked.errors)
-        await repository.insert_rejections(conn, actor, [(*_key_of(raw), errors)])
+        async with writer.pool.acquire() as conn:
+            await repository.insert_rejections(conn, actor, [(*_key_of(raw), errors)])
         raise ValidationFailed(errors)
-    lead_id, created = await repository.insert_lead(conn, checked.lead, checked.flags, actor)
+    lead_id, created = await writer.insert(repository.lead_row(checked.lead, checked.flags), actor)
     return Taken(lead_id, created, checked.flags)
 
 
@@ -70,7 +72,7 @@ async def take_batch(conn, items: list, actor: str) -> tuple[list[dict], list[in
         if key not in first:  # the same lead twice in one batch: the second is a duplicate
             first[key] = i
             rows.append(repository.lead_row(c.lead, c.flags))
-    stored = await repository.insert_leads(conn, rows, actor)
+    stored = await repository.insert_leads(conn, rows, [actor] * len(rows))
     await repository.insert_rejections(conn, actor, rejections)
     new_ids = []
     for i, c in enumerate(checked):

@@ -190,6 +190,23 @@ def _risk_level(v: object) -> int | None:
     return r if 1 <= r <= 3 else None  # type: ignore[operator,return-value]
 
 
+def _no_nul(v: object, path: str, errors: list[FieldError]) -> None:
+    """PostgreSQL stores no NUL character in text or JSONB: refuse it here, naming the field,
+    rather than let the INSERT fail."""
+    t = type(v)
+    if t is str:
+        if "\x00" in v:  # type: ignore[operator]
+            errors.append(FieldError(path, "must not contain a NUL character"))
+    elif t is dict:
+        for k, x in v.items():  # type: ignore[union-attr]
+            _no_nul(x, f"{path}.{k}" if path else str(k), errors)
+            if type(k) is str and "\x00" in k:
+                errors.append(FieldError(f"{path}.{k}" if path else k, "key must not contain a NUL character"))
+    elif t is list:
+        for i, x in enumerate(v):  # type: ignore[arg-type]
+            _no_nul(x, f"{path}.{i}", errors)
+
+
 def validate_lead(obj: object) -> Checked:
     """Check one pushed lead. All hard errors are collected (lead None); soft defects
     become flags on an accepted, normalised `LeadIn`. Never raises for client input."""
@@ -309,6 +326,7 @@ def validate_lead(obj: object) -> Checked:
     else:
         location = _location(raw_loc, errors, flags)
 
+    _no_nul(obj, "", errors)
     if errors:
         return Checked(None, errors, flags)
     lead = _build(LeadIn, {

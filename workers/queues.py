@@ -28,11 +28,12 @@ def enqueue_leads(queue: Queue, ids: list[int]) -> None:
 
 
 class AfterCommit:
-    """Hands committed lead ids to rq without holding up the answer. While one enqueue is in
-    flight, new ids gather and go out together, so under load one job carries many leads."""
+    """Hands committed lead ids to rq without holding up the answer. Ids gather for `linger`
+    seconds and while an enqueue is in flight, then go out together: under load one job
+    carries many leads."""
 
-    def __init__(self, queue: Queue):
-        self.queue = queue
+    def __init__(self, queue: Queue, linger: float = 0.0):
+        self.queue, self.linger = queue, linger
         self._pending: list[int] = []
         self._task: asyncio.Task | None = None
 
@@ -44,6 +45,7 @@ class AfterCommit:
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
+        await asyncio.sleep(self.linger)
         while self._pending:
             ids, self._pending = self._pending, []
             try:

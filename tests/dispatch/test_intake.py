@@ -95,14 +95,14 @@ async def test_racing_pushes_create_exactly_one_lead(client, source_headers, syn
 
 async def test_push_that_loses_the_race_on_another_connection_gets_the_winners_id(settings, sync_engine):
     """Connection A inserts and holds its transaction open; B's insert must wait, then answer A's id."""
-    lead = validate_lead(make_lead()).lead
+    row = repository.lead_row(validate_lead(make_lead()).lead, [])
     a = await asyncpg.connect(plain_url(settings.database_url))
     b = await asyncpg.connect(plain_url(settings.database_url))
     try:
         tx = a.transaction()
         await tx.start()
-        a_id, a_created = await repository.insert_lead(a, lead, [], "test:a")
-        racing = asyncio.create_task(repository.insert_lead(b, lead, [], "test:b"))
+        a_id, a_created = await repository.insert_lead(a, row, "test:a")
+        racing = asyncio.create_task(repository.insert_lead(b, row, "test:b"))
         await asyncio.sleep(0.2)
         assert not racing.done()  # blocked on A's uncommitted row
         await tx.commit()
@@ -270,3 +270,36 @@ async def test_phone_and_id_numbers_never_reach_the_logs(client, source_headers,
     err = capfd.readouterr().err
     assert "probe" in err and "139****5678" in err
     assert "13912345678" not in err and "370299198904085688" not in err
+
+
+async def test_a_nul_character_is_a_422_not_a_500(client, source_headers, sync_engine):
+    lead = make_lead(counterpart={"note": "a\u0000b"}, subject={"name": "王\u0000"})
+    r = await client.post("/api/v1/leads", json=lead, headers=source_headers)
+    assert r.status_code == 422
+    assert {e["field"] for e in r.json()["detail"]} == {"counterpart.note", "subject.name"}
+
+
+async def test_concurrent_pushes_share_a_write_and_each_answer_follows_its_commit(client, source_headers,
+                                                                                  sync_engine):
+    leads = [make_lead() for _ in range(40)]
+    answers = await asyncio.gather(*[client.post("/api/v1/leads", json=x, headers=source_headers) for x in leads])
+    assert [a.status_code for a in answers] == [202] * 40
+    with sync_engine.connect() as conn:
+        stored = dict(conn.execute(select(Lead.source_id, Lead.id)).all())
+        actors = set(conn.execute(select(LeadEvent.actor)).scalars())
+    assert {x["source_id"]: a.json()["id"] for x, a in zip(leads, answers)} == stored
+    assert actors == {"source:test-platform"}
+
+
+async def test_a_group_write_that_fails_falls_back_to_one_lead_at_a_time(app, settings):
+    """A row PostgreSQL refuses (here: a year past its range) fails alone; its group mates are stored."""
+    from dispatch.repository import GroupWriter, lead_row
+
+    writer = GroupWriter(app.state.intake_pool)
+    good, bad = (validate_lead(make_lead()).lead for _ in range(2))
+    bad_row = list(lead_row(bad, []))
+    bad_row[2] = "not a time"  # pushed_at
+    results = await asyncio.gather(writer.insert(lead_row(good, []), "test"), writer.insert(tuple(bad_row), "test"),
+                                   return_exceptions=True)
+    assert results[0][1] is True and isinstance(results[0][0], int)
+    assert isinstance(results[1], Exception)
