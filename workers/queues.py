@@ -45,8 +45,8 @@ class AfterCommit:
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush(self) -> None:
-        await asyncio.sleep(self.linger)
         while self._pending:
+            await asyncio.sleep(self.linger)
             ids, self._pending = self._pending, []
             try:
                 await asyncio.to_thread(enqueue_leads, self.queue, ids)
