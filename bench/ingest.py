@@ -635,7 +635,7 @@ def _raw_many(size: int):
 
 def _repo_many(size: int):
     async def op(conn, columns: list[list]) -> int:
-        await conn.fetch(INSERT_MANY, *columns, ACTOR)
+        await conn.fetch(INSERT_MANY, *columns, [ACTOR] * size)
         return size
     return op
 

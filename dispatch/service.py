@@ -171,10 +171,10 @@ async def list_leads(session: AsyncSession, f: LeadFilter, who: Principal, limit
                      cursor: str | None) -> dict:
     """Newest first, keyset-paged by id; phones and ID numbers masked."""
     q = select(Lead).order_by(Lead.id.desc()).limit(limit + 1)
-    for column, value in ((Lead.status, f.status), (Lead.tier, f.tier), (Lead.street_code, f.street),
-                          (Lead.beat_code, f.beat), (Lead.source, f.source), (Lead.fraud_type, f.fraud_type)):
+    for attr, value in ((Lead.status, f.status), (Lead.tier, f.tier), (Lead.street_code, f.street),
+                        (Lead.beat_code, f.beat), (Lead.source, f.source), (Lead.fraud_type, f.fraud_type)):
         if value is not None:
-            q = q.where(column == value)
+            q = q.where(attr == value)
     if f.since:
         q = q.where(Lead.received_at >= f.since)
     if f.until:
