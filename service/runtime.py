@@ -103,6 +103,6 @@ def with_database(url: str, name: str) -> str:
 
 def with_redis_db(url: str, number: int) -> str:
     parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return urlunsplit(parts._replace(query=f"db={number}"))
+    if parts.scheme == "unix":  # urlunsplit would drop the empty authority: unix:/path
+        return f"unix://{parts.path}?db={number}"
     return urlunsplit(parts._replace(path=f"/{number}"))

@@ -23,7 +23,8 @@ TEST_REDIS_DB = int(os.environ.get("QUANZU_TEST_REDIS_DB", "15"))
 @pytest.fixture(scope="session")
 def servers():
     """(admin database URL, Redis URL) of the servers this run uses."""
-    found = find_servers(fast=True)
+    # QUANZU_LOCAL_HOST=0.0.0.1 (nothing answers there) forces the embedded servers, as on a laptop.
+    found = find_servers(fast=True, host=os.environ.get("QUANZU_LOCAL_HOST", "127.0.0.1"))
     yield plain_url(found.database_url), found.redis_url
     found.stop()
 
