@@ -10,6 +10,7 @@ from decimal import Decimal
 import orjson
 
 from dispatch.schemas import LeadIn
+from service.errors import UNAVAILABLE
 
 LEAD_COLUMNS = ("source", "source_id", "pushed_at", "warning_type", "fraud_type", "fraud_type_raw", "risk_level",
                 "ongoing", "phone", "name", "id_number", "residency", "counterpart", "amount_cny", "loc_lon",
@@ -122,6 +123,10 @@ class GroupWriter:
             group, self._pending = self._pending[:self.max_group], self._pending[self.max_group:]
             try:
                 await self._write(group)
+            except UNAVAILABLE as exc:  # the database is away: every push in the group is told so
+                for _row, _actor, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
             except Exception:  # one row PostgreSQL refuses must fail alone: write them one by one
                 for row, actor, future in group:
                     if not future.done():

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.logging import log
 from service.responses import JSON
 
 
@@ -68,7 +71,21 @@ def _loc_to_field(loc: tuple) -> str:
     return ".".join(parts)
 
 
+# A server we depend on is down or restarting: the client did nothing wrong and may retry.
+UNAVAILABLE = (OSError, asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.CannotConnectNowError,
+               asyncpg.exceptions.TooManyConnectionsError, asyncpg.exceptions.AdminShutdownError,
+               redis.exceptions.ConnectionError)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    async def _unavailable(_request: Request, exc: Exception):
+        log.warning("dependency_unavailable", error=exc.__class__.__name__)
+        return JSON({"error": "unavailable", "detail": "storage is unavailable; retry shortly"}, status_code=503,
+                    headers={"Retry-After": "5"})
+
+    for kind in UNAVAILABLE:
+        app.add_exception_handler(kind, _unavailable)
+
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError):
         return JSON({"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=exc.headers)

@@ -1,0 +1,44 @@
+"""PostgreSQL going away is not the client's fault: 503 with Retry-After, never a 500."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.factories import make_lead
+
+
+@pytest.mark.usefixtures("district")
+async def test_push_during_a_database_outage_is_503(settings, api_key, redis_url):
+    from service.auth import hash_api_key
+    from service.db import make_sync_engine, sync_session
+    from service.embedded import EmbeddedPostgres
+    from service.main import create_app
+    from service.migrate import upgrade
+    from service.models import ApiKey
+
+    base = Path(tempfile.mkdtemp(prefix="quanzu-outage-"))
+    base.chmod(0o755)
+    pg = EmbeddedPostgres(base, fast=True)
+    url = pg.start()
+    try:
+        upgrade(url)
+        engine = make_sync_engine(url)
+        with sync_session(engine) as session:
+            session.add(ApiKey(name="outage", key_hash=hash_api_key(api_key), prefix="x"))
+            session.commit()
+        engine.dispose()
+        app = create_app(settings.model_copy(update={"database_url": url, "redis_url": redis_url}))
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+                headers = {"X-API-Key": api_key}
+                assert (await client.post("/api/v1/leads", json=make_lead(), headers=headers)).status_code == 202
+                pg.stop()
+                r = await client.post("/api/v1/leads", json=make_lead(), headers=headers)
+                assert r.status_code == 503 and r.json()["error"] == "unavailable"
+                assert r.headers["retry-after"] == "5"
+                assert (await client.get("/readyz")).status_code == 503
+    finally:
+        pg.stop()
