@@ -80,18 +80,25 @@ async def insert_lead(conn, row: tuple, actor: str) -> tuple[int, bool]:
     return await conn.fetchval(FIND_ONE, row[0], row[1]), False
 
 
-async def insert_leads(conn, rows: list[tuple], actors: list[str]) -> dict[tuple[str, str], tuple[int, bool]]:
-    """Many leads in one statement; → {(source, source_id): (id, created)}. Rows must be unique by key."""
-    if not rows:
-        return {}
-    columns = list(zip(*rows))
-    created = {(r[1], r[2]): (r[0], True) for r in await conn.fetch(INSERT_MANY, *columns, actors)}
-    missing = [r[:2] for r in rows if (r[0], r[1]) not in created]
-    if missing:
+async def insert_leads(conn, rows: list[tuple], actors: list[str]) -> list[tuple[int, bool]]:
+    """Many leads in one statement; → (id, created) for each row, in order. A key met again later
+    in `rows` is a duplicate of its first row; a key stored before is a duplicate of that lead."""
+    first: dict[tuple[str, str], int] = {}
+    for i, row in enumerate(rows):
+        first.setdefault((row[0], row[1]), i)
+    if not first:
+        return []
+    unique = [rows[i] for i in first.values()]
+    columns = list(zip(*unique))
+    stored = {(r[1], r[2]): (r[0], True)
+              for r in await conn.fetch(INSERT_MANY, *columns, [actors[i] for i in first.values()])}
+    missing = [key for key in first if key not in stored]
+    if missing:  # pushed before, or by a push that won the race: a fresh statement sees it
         sources, ids = zip(*missing)
         for r in await conn.fetch(FIND_MANY, list(sources), list(ids)):
-            created[(r[1], r[2])] = (r[0], False)
-    return created
+            stored[(r[1], r[2])] = (r[0], False)
+    return [(stored[(row[0], row[1])][0], stored[(row[0], row[1])][1] and first[(row[0], row[1])] == i)
+            for i, row in enumerate(rows)]
 
 
 async def insert_rejections(conn, actor: str, rejections: list[tuple[str | None, str | None, list[dict]]]) -> None:
@@ -136,19 +143,11 @@ class GroupWriter:
                             future.set_exception(exc)
 
     async def _write(self, group: list) -> None:
-        first: dict[tuple[str, str], int] = {}
-        rows, actors = [], []
-        for i, (row, actor, _f) in enumerate(group):
-            if (row[0], row[1]) not in first:  # the same lead twice in one group: the later is a duplicate
-                first[(row[0], row[1])] = i
-                rows.append(row)
-                actors.append(actor)
         async with self.pool.acquire() as conn:
-            stored = await insert_leads(conn, rows, actors)
-        for i, (row, _actor, future) in enumerate(group):
-            lead_id, created = stored[(row[0], row[1])]
+            stored = await insert_leads(conn, [row for row, _a, _f in group], [actor for _r, actor, _f in group])
+        for (_row, _actor, future), result in zip(group, stored):
             if not future.done():
-                future.set_result((lead_id, created and first[(row[0], row[1])] == i))
+                future.set_result(result)
 
     async def _write_one(self, row: tuple, actor: str) -> tuple[int, bool]:
         async with self.pool.acquire() as conn:

@@ -15,7 +15,7 @@ from dispatch.enums import LeadStatus, can_transition
 from dispatch.models import AccessLog, Lead, LeadEvent, Rejection
 from dispatch.placement import LeadPlacement, place_lead
 from dispatch.tiering import LeadFacts, Policy, age_on, tier_lead
-from dispatch.validation import CENTER_TZ, Checked, mask_id, mask_phone, validate_lead
+from dispatch.validation import CENTER_TZ, mask_id, mask_phone, validate_lead
 from service.auth import CENTER_ROLES, SQUAD_ROLES, Principal, Role
 from service.errors import (
     BadRequest,
@@ -59,28 +59,19 @@ async def take_batch(conn, items: list, actor: str) -> tuple[list[dict], list[in
     """Each lead on its own: one bad lead never fails the others. → (results, ids of new leads).
     The caller wraps this in one transaction."""
     results: list[dict] = [{} for _ in items]
-    rows, rejections = [], []
-    first: dict[tuple[str, str], int] = {}
-    checked: list[Checked] = [validate_lead(x) for x in items]
-    for i, c in enumerate(checked):
+    accepted, rejections = [], []  # (index, checked) of valid leads; rejections as recorded
+    for i, c in enumerate(validate_lead(x) for x in items):
         if c.lead is None:
             errors = field_errors(c.errors)
             results[i] = {"index": i, "status": "rejected", "errors": errors}
             rejections.append((*_key_of(items[i]), errors))
-            continue
-        key = (c.lead.source, c.lead.source_id)
-        if key not in first:  # the same lead twice in one batch: the second is a duplicate
-            first[key] = i
-            rows.append(repository.lead_row(c.lead, c.flags))
-    stored = await repository.insert_leads(conn, rows, [actor] * len(rows))
+        else:
+            accepted.append((i, c))
+    stored = await repository.insert_leads(conn, [repository.lead_row(c.lead, c.flags) for _i, c in accepted],
+                                           [actor] * len(accepted))
     await repository.insert_rejections(conn, actor, rejections)
     new_ids = []
-    for i, c in enumerate(checked):
-        if c.lead is None:
-            continue
-        key = (c.lead.source, c.lead.source_id)
-        lead_id, created = stored[key]
-        created = created and first[key] == i
+    for (i, c), (lead_id, created) in zip(accepted, stored):
         results[i] = {"index": i, "status": "accepted" if created else "duplicate", "id": lead_id,
                       "flags": c.flags}
         if created:
