@@ -257,7 +257,6 @@ class Leads:
         if checked.lead is None:
             raise SystemExit(f"the template lead is rejected: {checked.errors}")
         self._row = lead_row(checked.lead, checked.flags)
-        self.event_json = orjson.dumps({"flags": checked.flags}).decode()
         n = next(self.numbers)  # the shortcut in row() must give what the service would store
         c = validate_lead(self.lead(n))
         if c.lead is None or lead_row(c.lead, c.flags) != self.row(n):
@@ -585,7 +584,7 @@ async def _raw_one(conn, row: tuple) -> int:
 
 def _repo_one(leads: Leads):
     async def op(conn, row: tuple) -> int:
-        await conn.fetchrow(INSERT_ONE, *row, ACTOR, leads.event_json)
+        await conn.fetchrow(INSERT_ONE, *row, ACTOR)
         return 1
     return op
 

@@ -26,10 +26,10 @@ WITH ins AS (
     INSERT INTO lead ({_COLS}, status)
     VALUES ({", ".join(f"${i + 1}::{t}" for i, t in enumerate(_TYPES))}, 'received')
     ON CONFLICT (source, source_id) DO NOTHING
-    RETURNING id, received_at
+    RETURNING id, received_at, flags
 ), ev AS (
     INSERT INTO lead_event (lead_id, at, actor, kind, data)
-    SELECT id, received_at, ${_N + 1}, 'received', ${_N + 2}::jsonb FROM ins
+    SELECT id, received_at, ${_N + 1}, 'received', jsonb_build_object('flags', flags) FROM ins
 )
 SELECT id FROM ins"""
 
@@ -73,7 +73,7 @@ def lead_row(lead: LeadIn, flags: list[str]) -> tuple:
 
 async def insert_lead(conn, row: tuple, actor: str) -> tuple[int, bool]:
     """One `lead_row` → (lead id, created). Without a transaction of its own: the statement is atomic."""
-    lead_id = await conn.fetchval(INSERT_ONE, *row, actor, _json({"flags": orjson.loads(row[-1])}))
+    lead_id = await conn.fetchval(INSERT_ONE, *row, actor)
     if lead_id is not None:
         return lead_id, True
     # Lost the race or pushed before: a fresh statement sees the committed row.
@@ -97,8 +97,11 @@ async def insert_leads(conn, rows: list[tuple], actors: list[str]) -> list[tuple
         sources, ids = zip(*missing)
         for r in await conn.fetch(FIND_MANY, list(sources), list(ids)):
             stored[(r[1], r[2])] = (r[0], False)
-    return [(stored[(row[0], row[1])][0], stored[(row[0], row[1])][1] and first[(row[0], row[1])] == i)
-            for i, row in enumerate(rows)]
+    answers = []
+    for i, row in enumerate(rows):
+        lead_id, created = stored[(row[0], row[1])]
+        answers.append((lead_id, created and first[(row[0], row[1])] == i))
+    return answers
 
 
 async def insert_rejections(conn, actor: str, rejections: list[tuple[str | None, str | None, list[dict]]]) -> None:

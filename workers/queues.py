@@ -18,11 +18,8 @@ def lead_queue(redis: Redis, name: str) -> Queue:
 
 def enqueue_leads(queue: Queue, ids: list[int]) -> None:
     """One job per chunk of leads: a worker places and tiers them in one transaction."""
-    from workers.tasks import (
-        process_leads,  # the task module needs settings; import late
-    )
-
-    jobs = [Queue.prepare_data(process_leads, args=(ids[i:i + CHUNK],), result_ttl=0, failure_ttl=7 * 86400,
+    # By name: the worker imports the task, this module need not (and the task module imports this one).
+    jobs = [Queue.prepare_data("workers.tasks.process_leads", args=(ids[i:i + CHUNK],), result_ttl=0, failure_ttl=7 * 86400,
                                timeout=300) for i in range(0, len(ids), CHUNK)]
     queue.enqueue_many(jobs)
 
