@@ -15,7 +15,7 @@ demo: $(BIN)/quanzu
 	$(BIN)/quanzu demo
 
 test: $(BIN)/quanzu
-	$(BIN)/ruff check service dispatch geo workers tests bench
+	$(BIN)/ruff check service dispatch geo workers mobile_api tests bench
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/quanzu

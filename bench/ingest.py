@@ -59,8 +59,8 @@ sys.path.insert(0, str(ROOT))
 from dispatch.repository import _TYPES, INSERT_MANY, INSERT_ONE, LEAD_COLUMNS, lead_row
 from dispatch.schemas import LEAD_EXAMPLE
 from dispatch.validation import validate_lead
-from service.runtime import find_servers, with_database, with_redis_db
-from service.settings import find_sample_district, plain_url
+from service.core.runtime import find_servers, with_database, with_redis_db
+from service.core.settings import find_sample_district, plain_url
 
 SHARED_LEADS = (find_sample_district() or ROOT.parent / "shared" / "data" / "district") / "leads.jsonl"
 BENCH_REDIS_DB = 14
@@ -106,7 +106,7 @@ class Backing:
         self.redis_url = with_redis_db(found.redis_url, BENCH_REDIS_DB)
 
     def create_database(self) -> None:
-        from service.migrate import upgrade
+        from service.core.migrate import upgrade
 
         name = f"quanzu_bench_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(self.admin_url, autocommit=True) as conn:

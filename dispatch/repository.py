@@ -1,6 +1,6 @@
 """SQL for the hot ingest path: one round trip stores leads and their `received` events.
 
-Written as plain SQL on a plain asyncpg connection (service.db.make_intake_pool) because intake is measured against a bare
+Written as plain SQL on a plain asyncpg connection (service.core.db.make_intake_pool) because intake is measured against a bare
 INSERT (bench/ingest.py); everything else goes through SQLModel sessions."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from decimal import Decimal
 import orjson
 
 from dispatch.schemas import LeadIn
-from service.errors import UNAVAILABLE
+from service.core.errors import UNAVAILABLE
 
 LEAD_COLUMNS = ("source", "source_id", "pushed_at", "warning_type", "fraud_type", "fraud_type_raw", "risk_level",
                 "ongoing", "phone", "name", "id_number", "residency", "counterpart", "amount_cny", "loc_lon",

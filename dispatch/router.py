@@ -10,12 +10,12 @@ from fastapi import APIRouter, Path, Query, Request
 
 from dispatch import service
 from dispatch.enums import FraudType, LeadStatus, Source, Tier
+from dispatch.metrics import LEADS_PUSHED
 from dispatch.schemas import BatchIn, LeadIn
-from service.auth import CenterUser, CurrentUser, LeadPusher
-from service.db import SessionDep
-from service.errors import BadRequest, ValidationFailed
-from service.health import LEADS_PUSHED
-from service.responses import JSON
+from service.core.auth import CenterUser, CurrentUser, LeadPusher
+from service.core.db import SessionDep
+from service.core.errors import BadRequest, ValidationFailed
+from service.core.responses import JSON
 
 router = APIRouter(prefix="/api/v1", tags=["leads"])
 

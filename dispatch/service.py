@@ -16,8 +16,8 @@ from dispatch.models import AccessLog, Lead, LeadEvent, Rejection
 from dispatch.placement import LeadPlacement, place_lead
 from dispatch.tiering import LeadFacts, Policy, age_on, tier_lead
 from dispatch.validation import CENTER_TZ, mask_id, mask_phone, validate_lead
-from service.auth import CENTER_ROLES, SQUAD_ROLES, Principal, Role
-from service.errors import (
+from service.core.auth import CENTER_ROLES, SQUAD_ROLES, Principal, Role
+from service.core.errors import (
     BadRequest,
     Conflict,
     NotFound,

@@ -9,9 +9,9 @@ from sqlalchemy import select
 from geo.crs import CRS, to_wgs84
 from geo.models import Beat, Street
 from geo.store import beat_feature, feature_collection, street_feature
-from service.auth import AnyCaller
-from service.db import SessionDep
-from service.errors import NotFound
+from service.core.auth import AnyCaller
+from service.core.db import SessionDep
+from service.core.errors import NotFound
 
 router = APIRouter(prefix="/api/v1/geo", tags=["geo"])
 

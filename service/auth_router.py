@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 
-from service.auth import create_access_token, verify_password
-from service.db import SessionDep
-from service.errors import Unauthorized
-from service.models import User
-from service.responses import JSON
+from service.core.auth import create_access_token, verify_password
+from service.core.db import SessionDep
+from service.core.errors import Unauthorized
+from service.core.models import User
+from service.core.responses import JSON
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 

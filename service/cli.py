@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 
-from service.settings import find_sample_district, get_settings
+from service.core.settings import find_sample_district, get_settings
 
 app = typer.Typer(help="quanzu 劝阻: warning-and-dissuasion dispatch.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -28,13 +28,13 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _urls(migrate: bool = True):
-    from service.runtime import resolve_urls
+    from service.core.runtime import resolve_urls
 
     return resolve_urls(get_settings(), migrate=migrate)
 
 
 def _session(urls):
-    from service.db import make_sync_engine, sync_session
+    from service.core.db import make_sync_engine, sync_session
 
     return sync_session(make_sync_engine(urls.database_url, pool_size=1))
 
@@ -42,7 +42,7 @@ def _session(urls):
 @app.command()
 def migrate() -> None:
     """Upgrade the database schema to the newest revision (Alembic)."""
-    from service.migrate import upgrade
+    from service.core.migrate import upgrade
 
     urls = _urls(migrate=False)
     try:
@@ -101,8 +101,8 @@ def create_user(username: str, role: Annotated[str, typer.Option()], password: A
     from sqlalchemy import select
 
     from dispatch.models import Team
-    from service.auth import SQUAD_ROLES, Role, hash_password
-    from service.models import User
+    from service.core.auth import SQUAD_ROLES, Role, hash_password
+    from service.core.models import User
 
     if role not in Role.__members__:
         raise fail(f"unknown role {role!r}; one of {', '.join(Role)}")
@@ -129,8 +129,8 @@ def create_api_key(name: Annotated[str, typer.Option()]) -> None:
     """Create an API key for an upstream source; the key is printed once, alone on the last line."""
     from sqlalchemy.exc import IntegrityError
 
-    from service.auth import hash_api_key, new_api_key
-    from service.models import ApiKey
+    from service.core.auth import hash_api_key, new_api_key
+    from service.core.models import ApiKey
 
     key = new_api_key()
     urls = _urls()
@@ -154,7 +154,7 @@ def demo(port: int = 8000, district: Annotated[Path | None, typer.Option(help="D
     from sqlalchemy import select
 
     from geo.models import District
-    from service.models import User
+    from service.core.models import User
 
     urls = _urls()
     env = {**os.environ, "DATABASE_URL": urls.database_url, "REDIS_URL": urls.redis_url}

@@ -4,16 +4,13 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.responses import Response
 
-from service.responses import JSON
+from service.core.responses import JSON
 
 router = APIRouter(tags=["operations"])
-
-LEADS_PUSHED = Counter("quanzu_leads_pushed_total", "Pushed leads by verdict", ["verdict"])
-
 
 @router.get("/healthz", summary="The process is up. No authentication.")
 async def healthz():

@@ -13,16 +13,16 @@ from dispatch.router import router as leads_router
 from dispatch.schemas import BatchIn, LeadIn
 from geo.router import router as geo_router
 from geo.store import IndexCache
-from service.auth import ApiKeyCache
 from service.auth_router import router as auth_router
-from service.db import make_async_engine, make_intake_pool
-from service.errors import install_error_handlers
+from service.core.auth import ApiKeyCache
+from service.core.db import make_async_engine, make_intake_pool
+from service.core.errors import install_error_handlers
+from service.core.limits import BodyLimit
+from service.core.logging import configure_logging, log
+from service.core.redis import make_async_redis, make_redis
+from service.core.runtime import Urls, resolve_urls
+from service.core.settings import DEV_SECRET, Settings, get_settings
 from service.health import router as health_router
-from service.limits import BodyLimit
-from service.logging import configure_logging, log
-from service.redis import make_async_redis, make_redis
-from service.runtime import Urls, resolve_urls
-from service.settings import DEV_SECRET, Settings, get_settings
 from workers.queues import AfterCommit, lead_queue
 
 

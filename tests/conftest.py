@@ -13,8 +13,8 @@ import pytest
 from redis import Redis
 from rq import SimpleWorker
 
-from service.runtime import find_servers, with_database, with_redis_db
-from service.settings import plain_url
+from service.core.runtime import find_servers, with_database, with_redis_db
+from service.core.settings import plain_url
 from tests.data import SHARED_DISTRICT
 
 TEST_REDIS_DB = int(os.environ.get("QUANZU_TEST_REDIS_DB", "15"))
@@ -32,7 +32,7 @@ def servers():
 @pytest.fixture(scope="session")
 def database_url(servers):
     """A fresh database for this run, migrated to head; dropped at the end."""
-    from service.migrate import upgrade
+    from service.core.migrate import upgrade
 
     admin = servers[0]
     name = f"quanzu_test_{uuid.uuid4().hex[:10]}"
@@ -55,7 +55,7 @@ def redis_url(servers):
 @pytest.fixture(scope="session")
 def settings(database_url, redis_url):
     """Settings for the app under test; the environment says the same for worker code."""
-    from service.settings import get_settings
+    from service.core.settings import get_settings
 
     os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
     os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -65,7 +65,7 @@ def settings(database_url, redis_url):
 
 @pytest.fixture(scope="session")
 def sync_engine(settings):
-    from service.db import make_sync_engine
+    from service.core.db import make_sync_engine
 
     engine = make_sync_engine(settings.database_url)
     yield engine
@@ -79,7 +79,7 @@ def district(sync_engine):
         pytest.skip(f"shared district not found at {SHARED_DISTRICT}")
     from dispatch.district import import_district
     from geo.district import load_district_dir
-    from service.db import sync_session
+    from service.core.db import sync_session
 
     data = load_district_dir(SHARED_DISTRICT)
     with sync_session(sync_engine) as session:
@@ -115,9 +115,9 @@ def clean(sync_engine, redis_url):
 
 
 def _make_api_key(sync_engine, name: str) -> str:
-    from service.auth import hash_api_key, new_api_key
-    from service.db import sync_session
-    from service.models import ApiKey
+    from service.core.auth import hash_api_key, new_api_key
+    from service.core.db import sync_session
+    from service.core.models import ApiKey
 
     key = new_api_key()
     with sync_session(sync_engine) as session:
@@ -139,10 +139,10 @@ def source_headers(api_key) -> dict:
 @pytest.fixture(scope="session")
 def make_user(sync_engine, district):
     """make_user(role, team=None) → Authorization headers of a fresh user with that role."""
-    from service.auth import create_access_token, hash_password
-    from service.db import sync_session
-    from service.models import User
-    from service.settings import get_settings
+    from service.core.auth import create_access_token, hash_password
+    from service.core.db import sync_session
+    from service.core.models import User
+    from service.core.settings import get_settings
 
     def make(role: str, team: str | None = None, password: str = "pw-123456") -> dict:
         name = f"{role}-{uuid.uuid4().hex[:6]}"

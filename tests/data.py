@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from service.settings import ROOT, find_sample_district
+from service.core.settings import ROOT, find_sample_district
 
 # A path that does not exist makes the tests that need it skip, saying where they looked.
 SHARED_DISTRICT = Path(os.environ.get("QUANZU_DISTRICT_DIR") or find_sample_district()

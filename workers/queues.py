@@ -7,7 +7,7 @@ import asyncio
 from redis import Redis
 from rq import Queue
 
-from service.logging import log
+from service.core.logging import log
 
 CHUNK = 500
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from rq import SimpleWorker
 
-from service.logging import configure_logging
-from service.settings import get_settings
+from service.core.logging import configure_logging
+from service.core.settings import get_settings
 from workers.queues import lead_queue
 from workers.scheduler import start_reconciler
 from workers.tasks import ctx

@@ -11,11 +11,11 @@ from dispatch.models import Lead
 from dispatch.service import place_and_tier, placement_for
 from dispatch.tiering import Policy, load_policy
 from geo.store import IndexCache
-from service.db import make_sync_engine, sync_session
-from service.logging import log
-from service.redis import make_redis
-from service.runtime import resolve_urls
-from service.settings import get_settings
+from service.core.db import make_sync_engine, sync_session
+from service.core.logging import log
+from service.core.redis import make_redis
+from service.core.runtime import resolve_urls
+from service.core.settings import get_settings
 from workers.queues import enqueue_leads, lead_queue
 
 

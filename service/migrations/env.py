@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from the caller (service.migrate) or DATABASE_URL."""
+"""Alembic environment: the URL comes from the caller (service.core.migrate) or DATABASE_URL."""
 from __future__ import annotations
 
 from alembic import context
@@ -7,8 +7,8 @@ from sqlmodel import SQLModel
 
 import dispatch.models  # noqa: F401  (register tables)
 import geo.models  # noqa: F401
-import service.models  # noqa: F401
-from service.settings import driver_url, get_settings
+import service.core.models  # noqa: F401
+from service.core.settings import driver_url, get_settings
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, text
 from dispatch import repository
 from dispatch.models import Lead, LeadEvent, Rejection
 from dispatch.validation import validate_lead
-from service.settings import plain_url
+from service.core.settings import plain_url
 from tests.factories import INSIDE, OUTSIDE, make_lead
 
 pytestmark = pytest.mark.usefixtures("district", "clean")
@@ -264,7 +264,7 @@ async def test_phone_and_id_numbers_never_reach_the_logs(client, source_headers,
     await client.post("/api/v1/leads", json=make_lead(subject={"phone": "1391234"}, location=None),
                       headers=source_headers)
     await run_worker()
-    from service.logging import log
+    from service.core.logging import log
 
     log.warning("probe", phone="13912345678", note="caller 13912345678 id 370299198904085688")
     err = capfd.readouterr().err

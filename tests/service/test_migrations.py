@@ -7,7 +7,7 @@ from sqlmodel import SQLModel
 
 import dispatch.models  # noqa: F401
 import geo.models  # noqa: F401
-import service.models  # noqa: F401
+import service.core.models  # noqa: F401
 
 
 def test_migrations_match_the_models(sync_engine):

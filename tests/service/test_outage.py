@@ -12,12 +12,12 @@ from tests.factories import make_lead
 
 @pytest.mark.usefixtures("district")
 async def test_push_during_a_database_outage_is_503(settings, api_key, redis_url):
-    from service.auth import hash_api_key
-    from service.db import make_sync_engine, sync_session
-    from service.embedded import EmbeddedPostgres
+    from service.core.auth import hash_api_key
+    from service.core.db import make_sync_engine, sync_session
+    from service.core.embedded import EmbeddedPostgres
+    from service.core.migrate import upgrade
+    from service.core.models import ApiKey
     from service.main import create_app
-    from service.migrate import upgrade
-    from service.models import ApiKey
 
     base = Path(tempfile.mkdtemp(prefix="quanzu-outage-"))
     base.chmod(0o755)

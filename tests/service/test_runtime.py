@@ -1,4 +1,4 @@
-from service.runtime import with_database, with_redis_db
+from service.core.runtime import with_database, with_redis_db
 
 
 def test_urls_keep_their_shape_when_pointed_elsewhere():

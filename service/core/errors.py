@@ -9,8 +9,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.logging import log
-from service.responses import JSON
+from service.core.logging import log
+from service.core.responses import JSON
 
 
 class AppError(Exception):

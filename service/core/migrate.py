@@ -7,9 +7,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, pool, text
 
-from service.settings import driver_url
+from service.core.settings import driver_url
 
-INI = Path(__file__).with_name("alembic.ini")
+INI = Path(__file__).resolve().parent.parent / "alembic.ini"
 _LOCK = 0x71A2_2E00  # pg advisory lock id: two processes starting at once migrate one after the other
 
 
@@ -19,7 +19,7 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: str, revision: str = "heads") -> None:
     engine = create_engine(driver_url(url, "psycopg"), poolclass=pool.NullPool)
     try:
         with engine.connect() as conn:

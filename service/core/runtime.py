@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from service.settings import Settings
+from service.core.settings import Settings
 
 
 @dataclass
@@ -27,18 +27,18 @@ class Urls:
 def resolve_urls(settings: Settings, *, migrate: bool = True) -> Urls:
     urls = Urls(settings.database_url or "", settings.redis_url or "")
     if not settings.database_url:
-        from service.embedded import EmbeddedPostgres
+        from service.core.embedded import EmbeddedPostgres
 
         pg = EmbeddedPostgres(settings.state_dir / "pg")
         urls.database_url = pg.start()
         if pg.owned:
             urls.embedded.append(pg)
         if migrate:  # our own database: keep it at head without asking
-            from service.migrate import upgrade
+            from service.core.migrate import upgrade
 
             upgrade(urls.database_url)
     if not settings.redis_url:
-        from service.embedded import EmbeddedRedis
+        from service.core.embedded import EmbeddedRedis
 
         rd = EmbeddedRedis(settings.state_dir / "redis")
         urls.redis_url = rd.start()
@@ -76,7 +76,7 @@ def answers(host: str, port: int) -> bool:
 def find_servers(*, fast: bool, host: str = "127.0.0.1") -> FoundServers:
     """DATABASE_URL / REDIS_URL when set; else PostgreSQL and Redis on `host` when they answer;
     else embedded servers in temporary folders (`fast`: fsync off, for tests only)."""
-    from service.embedded import EmbeddedPostgres, EmbeddedRedis
+    from service.core.embedded import EmbeddedPostgres, EmbeddedRedis
 
     found = FoundServers(os.environ.get("DATABASE_URL", ""), os.environ.get("REDIS_URL", ""),
                          "DATABASE_URL", "REDIS_URL")

@@ -14,8 +14,8 @@ from fastapi import Depends, Request
 from pwdlib import PasswordHash
 from sqlalchemy import select
 
-from service.errors import Forbidden, Unauthorized
-from service.models import ApiKey
+from service.core.errors import Forbidden, Unauthorized
+from service.core.models import ApiKey
 
 
 class Role(StrEnum):

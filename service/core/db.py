@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlmodel import Session
 
-from service.settings import driver_url, plain_url
+from service.core.settings import driver_url, plain_url
 
 
 def make_async_engine(url: str, pool_size: int = 10) -> AsyncEngine:
