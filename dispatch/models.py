@@ -74,6 +74,12 @@ class Lead(SQLModel, table=True):
     signed_by: str | None = None
     outcome: str | None = None
     closed_at: datetime | None = Field(default=None, sa_column=_ts())
+    close_note: str | None = None
+    loss_cny: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))  # 被骗金额
+    saved_cny: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))  # 挽损金额
+    # Worker processing (place and tier): attempts so far and the last error; `failed` stops retries.
+    attempts: int = Field(default=0, sa_column=Column(SmallInteger, nullable=False, server_default="0"))
+    last_error: str | None = None
     updated_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
 
 
@@ -132,3 +138,156 @@ class TeamMember(SQLModel, table=True):
     name: str
     phone: str | None = None
     badge_no: str | None = None
+
+
+# ---------------------------------------------------------------- the response ladder (issue 12)
+def _id() -> Column:
+    return Column(BigInteger, Identity(), primary_key=True)
+
+
+def _lead_fk(nullable: bool = False) -> Column:
+    return Column(BigInteger, ForeignKey("lead.id", ondelete="CASCADE"), nullable=nullable, index=True)
+
+
+class LeadDeadline(SQLModel, table=True):
+    """A promise with a time: sign, sms, first_call, connected_call, visit, on_scene, callback.
+    Deadlines are rows, not timers: the workers' sweep acts on the pending ones that are due."""
+    __tablename__ = "lead_deadline"
+    __table_args__ = (
+        UniqueConstraint("lead_id", "name", name="uq_lead_deadline"),
+        # The sweep's scan: only pending rows, by due time.
+        Index("ix_lead_deadline_due", "due_at", postgresql_where=text("state = 'pending'")),
+    )
+    id: int | None = Field(default=None, sa_column=_id())
+    lead_id: int = Field(sa_column=_lead_fk())
+    name: str
+    due_at: datetime = Field(sa_column=_ts(nullable=False))
+    state: str = Field(default="pending", sa_column=Column(String, nullable=False, server_default="pending"))
+    met_at: datetime | None = Field(default=None, sa_column=_ts())  # the step was done in time (or late)
+    acted_at: datetime | None = Field(default=None, sa_column=_ts())  # when the sweep acted on a miss
+    created_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
+
+
+class CallAttempt(SQLModel, table=True):
+    """电话劝阻: one call by a center operator and its result (contract: Calls)."""
+    __tablename__ = "call_attempt"
+    id: int | None = Field(default=None, sa_column=_id())
+    lead_id: int = Field(sa_column=_lead_fk())
+    at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
+    actor: str
+    result: str  # connected | no_answer | busy | powered_off | rejected | invalid_number
+    outcome: str | None = None  # when connected: an Outcome
+    note: str | None = None
+
+
+class SmsMessage(SQLModel, table=True):
+    """短信: a warning SMS to the subject, or an offer SMS to a squad member. `idempotency_key`
+    makes a retried send a no-op at the gateway and here."""
+    __tablename__ = "sms_message"
+    __table_args__ = (UniqueConstraint("idempotency_key", name="uq_sms_idempotency"),)
+    id: int | None = Field(default=None, sa_column=_id())
+    lead_id: int | None = Field(default=None, sa_column=_lead_fk(nullable=True))
+    assignment_id: int | None = Field(default=None, sa_column=Column(BigInteger, index=True))
+    purpose: str  # warning | offer
+    to_phone: str
+    body: str
+    idempotency_key: str
+    status: str = Field(default="pending", sa_column=Column(String, nullable=False, server_default="pending"))
+    gateway_message_id: str | None = Field(default=None, index=True)
+    attempts: int = 0
+    error: str | None = None
+    created_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
+    sent_at: datetime | None = Field(default=None, sa_column=_ts())
+    receipt_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class Callback(SQLModel, table=True):
+    """回访: a call some days after close to confirm the person is safe and count losses avoided."""
+    __table_args__ = (Index("ix_callback_due", "due_at", postgresql_where=text("done_at IS NULL")),)
+    id: int | None = Field(default=None, sa_column=_id())
+    lead_id: int = Field(sa_column=_lead_fk())
+    due_at: datetime = Field(sa_column=_ts(nullable=False))
+    done_at: datetime | None = Field(default=None, sa_column=_ts())
+    actor: str | None = None
+    result: str | None = None  # safe | defrauded | not_reached
+    loss_cny: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))
+    note: str | None = None
+
+
+class Visit(SQLModel, table=True):
+    """见面劝阻 required for a lead (`request_visit`): the input of field dispatch. One open visit
+    per lead; its assignments are the offers made to squads for it."""
+    __table_args__ = (Index("uq_visit_open", "lead_id", unique=True,
+                            postgresql_where=text("status IN ('waiting', 'offered', 'assigned', 'arrived')")),)
+    id: int | None = Field(default=None, sa_column=_id())
+    lead_id: int = Field(sa_column=_lead_fk())
+    reason: str  # the rule that fired (policy, failed_calls, no_connection, invalid_number, center, ...)
+    requested_by: str
+    requested_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
+    due_at: datetime | None = Field(default=None, sa_column=_ts())
+    # waiting (no squad yet) | offered | assigned | arrived | done | failed (back to the center) | cancelled
+    status: str = Field(default="waiting", sa_column=Column(String, nullable=False, server_default="waiting"))
+    team_code: str | None = Field(default=None, index=True)
+    done_at: datetime | None = Field(default=None, sa_column=_ts())
+    met_in_person: bool | None = None
+    outcome: str | None = None
+
+
+# ---------------------------------------------------------------- field dispatch (issue 13)
+class Assignment(SQLModel, table=True):
+    """One offer of a visit to one squad, and what the squad did with it."""
+    __table_args__ = (Index("ix_assignment_expiry", "expires_at", postgresql_where=text("status = 'offered'")),)
+    id: int | None = Field(default=None, sa_column=_id())
+    visit_id: int = Field(sa_column=Column(BigInteger, ForeignKey("visit.id", ondelete="CASCADE"), nullable=False,
+                                           index=True))
+    lead_id: int = Field(sa_column=_lead_fk())
+    team_code: str = Field(foreign_key="team.code", index=True)
+    attempt: int = 1  # 1 = first squad asked, 2 = second, ...
+    # offered | accepted | declined | expired | withdrawn | arrived | completed
+    status: str = Field(default="offered", sa_column=Column(String, nullable=False, server_default="offered"))
+    choice: dict = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))
+    offered_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
+    expires_at: datetime = Field(sa_column=_ts(nullable=False))
+    accepted_by: str | None = None
+    accepted_at: datetime | None = Field(default=None, sa_column=_ts())
+    declined_reason: str | None = None
+    arrived_at: datetime | None = Field(default=None, sa_column=_ts())
+    completed_at: datetime | None = Field(default=None, sa_column=_ts())
+    outcome: str | None = None
+    met_in_person: bool | None = None
+    note: str | None = None
+    loss_cny: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))
+    saved_cny: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))
+    checklist: dict | None = Field(default=None, sa_column=Column(JSONB))
+
+
+class OfferDelivery(SQLModel, table=True):
+    """Did an offer reach each member's phone? pushed (socket), acked (client), sms (fallback)."""
+    __tablename__ = "offer_delivery"
+    __table_args__ = (UniqueConstraint("assignment_id", "username", name="uq_offer_delivery"),)
+    id: int | None = Field(default=None, sa_column=_id())
+    assignment_id: int = Field(sa_column=Column(BigInteger, ForeignKey("assignment.id", ondelete="CASCADE"),
+                                                nullable=False, index=True))
+    username: str
+    pushed_at: datetime | None = Field(default=None, sa_column=_ts())
+    acked_at: datetime | None = Field(default=None, sa_column=_ts())
+    sms_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+# ---------------------------------------------------------------- outcomes (issue 14)
+class CaseReport(SQLModel, table=True):
+    """发案: a fraud report actually filed. `post_warning_lead_id` is the lead whose warning the
+    victim had in the 30 days before (预警后发案), recomputed when a matching lead arrives later."""
+    __tablename__ = "case_report"
+    id: int | None = Field(default=None, sa_column=_id())
+    case_id: str = Field(unique=True)
+    reported_at: datetime = Field(sa_column=_ts(nullable=False))
+    received_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
+    victim_phone: str | None = Field(default=None, index=True)
+    victim_id_number: str | None = Field(default=None, index=True)
+    fraud_type: str
+    loss_cny: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))
+    beat_code: str | None = Field(default=None, index=True)
+    post_warning_lead_id: int | None = Field(default=None, sa_column=Column(
+        BigInteger, ForeignKey("lead.id", ondelete="SET NULL"), index=True))
+    raw: dict = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))
