@@ -8,10 +8,12 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 from enum import StrEnum
 from operator import mul
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel
 
 from dispatch.enums import Flag, FraudType, LocationKind, Residency, Source, WarningType
@@ -21,7 +23,24 @@ M = TypeVar("M", bound=BaseModel)
 
 CENTER_TZ = timezone(timedelta(hours=8))  # a naive pushed time is the center's local time
 CRS_VALUES = ("wgs84", "gcj02", "bd09")  # geo owns the CRS enum; here they are plain strings
+
+# What the columns hold (dispatch/models.py Lead), so that nothing validation accepts is refused
+# by PostgreSQL. Text columns are unbounded there; these bounds keep rows and screens sane.
 MAX_SOURCE_ID = 128
+MAX_NAME = 100
+MAX_ID_NUMBER = 32
+MAX_PHONE = 40  # as pushed, with separators
+MAX_AMOUNT = Decimal("999999999999.99")  # Numeric(14, 2)
+MAX_AMOUNT_FLOAT = float(MAX_AMOUNT)
+MAX_ACCURACY_M = 1_000_000.0
+# pushed_at: PostgreSQL holds 4713 BC..294276 AD, Python 1..9999 (a +05:00 time in year 1 is in
+# year 0 in UTC and cannot be converted). A warning pushed outside these years is a bad time.
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2200, 1, 1, tzinfo=timezone.utc)
+# Free JSON (counterpart): JSONB takes any depth and size, the screens and the row do not.
+MAX_JSON_DEPTH = 8
+MAX_JSON_KEYS = 200  # keys and list items, all levels together
+MAX_JSON_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,17 +183,21 @@ def _number(v: object) -> float | None:
     if t is float:
         return v if math.isfinite(v) else None  # type: ignore[arg-type]
     if t is int:
-        return float(v)  # type: ignore[arg-type]
+        return float(v) if -1e300 < v < 1e300 else None  # type: ignore[operator,arg-type]
     return None
 
 
-def _optional_str(v: object, field: str, errors: list[FieldError]) -> str | None:
+def _optional_str(v: object, field: str, errors: list[FieldError], max_length: int) -> str | None:
     if v is None:
         return None
     if type(v) is not str:
         errors.append(FieldError(field, "must be a string or null"))
         return None
-    return v.strip() or None
+    v = v.strip()
+    if len(v) > max_length:
+        errors.append(FieldError(field, f"longer than {max_length} characters"))
+        return None
+    return v or None
 
 
 def _risk_level(v: object) -> int | None:
@@ -183,33 +206,114 @@ def _risk_level(v: object) -> int | None:
         r = v
     elif t is float and v.is_integer():  # type: ignore[union-attr]
         r = int(v)  # type: ignore[arg-type]
-    elif t is str and v.strip().isascii() and v.strip().isdigit():  # type: ignore[union-attr]
+    elif t is str and len(v) < 8 and v.strip().isascii() and v.strip().isdigit():  # type: ignore[union-attr,arg-type]
         r = int(v)  # type: ignore[arg-type]
     else:
         return None
     return r if 1 <= r <= 3 else None  # type: ignore[operator,return-value]
 
 
-def _no_nul(v: object, path: str, errors: list[FieldError]) -> None:
-    """PostgreSQL stores no NUL character in text or JSONB: refuse it here, naming the field,
-    rather than let the INSERT fail."""
-    t = type(v)
-    if t is str:
-        if "\x00" in v:  # type: ignore[operator]
-            errors.append(FieldError(path, "must not contain a NUL character"))
-    elif t is dict:
-        for k, x in v.items():  # type: ignore[union-attr]
-            _no_nul(x, f"{path}.{k}" if path else str(k), errors)
-            if type(k) is str and "\x00" in k:
-                errors.append(FieldError(f"{path}.{k}" if path else k, "key must not contain a NUL character"))
-    elif t is list:
-        for i, x in enumerate(v):  # type: ignore[arg-type]
-            _no_nul(x, f"{path}.{i}", errors)
+def _unstorable_strings(obj: object, errors: list[FieldError]) -> None:
+    """PostgreSQL stores no NUL character in text or JSONB, and no string that is not UTF-8 (a
+    lone surrogate): name each field that holds one. Iterative, so any depth is safe; the slow
+    path, taken only when the whole body failed the quick check in `_storable`."""
+    stack: list[tuple[str, object]] = [("", obj)]
+    while stack:
+        path, v = stack.pop()
+        t = type(v)
+        if t is str:
+            if "\x00" in v:  # type: ignore[operator]
+                errors.append(FieldError(path, "must not contain a NUL character"))
+            elif not _utf8(v):  # type: ignore[arg-type]
+                errors.append(FieldError(path, "must be valid Unicode (no lone surrogates)"))
+        elif t is dict:
+            for k, x in v.items():  # type: ignore[union-attr]
+                here = f"{path}.{k}" if path else str(k)
+                if type(k) is str and ("\x00" in k or not _utf8(k)):
+                    errors.append(FieldError(here, "key must be valid Unicode without NUL characters"))
+                stack.append((here, x))
+        elif t is list:
+            stack.extend((f"{path}.{i}", x) for i, x in enumerate(v))  # type: ignore[arg-type]
+
+
+def _utf8(s: str) -> bool:
+    try:
+        s.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable(obj: dict, errors: list[FieldError]) -> None:
+    """One orjson pass over the whole body (µs) proves it has no lone surrogate, no integer past
+    64 bits and no NUL; only a body that fails it is walked to name the fields."""
+    try:
+        text = orjson.dumps(obj)
+    except (TypeError, orjson.JSONEncodeError):
+        text = None
+    if text is None or b"\\u0000" in text:
+        n = len(errors)
+        _unstorable_strings(obj, errors)
+        if len(errors) == n:  # not a string: a number or a key type orjson cannot write
+            errors.append(FieldError("", "holds a value that cannot be stored (integer over 64 bits?)"))
+
+
+def _json_shape(v: object, field: str, errors: list[FieldError]) -> None:
+    """Free JSON (counterpart) within MAX_JSON_DEPTH levels, MAX_JSON_KEYS members, MAX_JSON_BYTES."""
+    members = 0
+    level: list[object] = [v]
+    depth = 0
+    while level:
+        depth += 1
+        if depth > MAX_JSON_DEPTH:
+            errors.append(FieldError(field, f"nested deeper than {MAX_JSON_DEPTH} levels"))
+            return
+        nxt: list[object] = []
+        for x in level:
+            t = type(x)
+            if t is dict:
+                members += len(x)  # type: ignore[arg-type]
+                nxt.extend(x.values())  # type: ignore[union-attr]
+            elif t is list:
+                members += len(x)  # type: ignore[arg-type]
+                nxt.extend(x)  # type: ignore[arg-type]
+        if members > MAX_JSON_KEYS:
+            errors.append(FieldError(field, f"more than {MAX_JSON_KEYS} keys and items"))
+            return
+        level = nxt
+    try:
+        size = len(orjson.dumps(v))
+    except (TypeError, orjson.JSONEncodeError):
+        return  # named by _storable
+    if size > MAX_JSON_BYTES:
+        errors.append(FieldError(field, f"larger than {MAX_JSON_BYTES} bytes as JSON"))
+
+
+def _pushed_at(raw_time: object, errors: list[FieldError]) -> datetime | None:
+    if type(raw_time) is not str:
+        errors.append(FieldError("pushed_at", "required" if raw_time is None else "must be an ISO 8601 string"))
+        return None
+    try:
+        pushed_at = datetime.fromisoformat(raw_time)  # type: ignore[arg-type]
+    except ValueError:
+        errors.append(FieldError("pushed_at", f"{_show(raw_time)} is not an ISO 8601 time"))
+        return None
+    if pushed_at.tzinfo is None:
+        pushed_at = pushed_at.replace(tzinfo=CENTER_TZ)
+    try:
+        in_range = EARLIEST <= pushed_at < LATEST
+    except (OverflowError, ValueError):  # the offset takes it past year 1 or 9999
+        in_range = False
+    if not in_range:
+        errors.append(FieldError("pushed_at", f"{_show(raw_time)} is outside {EARLIEST.year}..{LATEST.year - 1}"))
+        return None
+    return pushed_at
 
 
 def validate_lead(obj: object) -> Checked:
     """Check one pushed lead. All hard errors are collected (lead None); soft defects
-    become flags on an accepted, normalised `LeadIn`. Never raises for client input."""
+    become flags on an accepted, normalised `LeadIn` whose every value fits its column. Never
+    raises, for any JSON value (tests/dispatch/test_validation_property.py)."""
     if type(obj) is not dict:
         return Checked(None, [FieldError("", "body must be a JSON object")], [])
     errors: list[FieldError] = []
@@ -227,18 +331,7 @@ def validate_lead(obj: object) -> Checked:
                                  "must not be empty" if not source_id.strip() else
                                  f"longer than {MAX_SOURCE_ID} characters"))
 
-    raw_time = get("pushed_at")
-    pushed_at: datetime | None = None
-    if type(raw_time) is str:
-        try:
-            pushed_at = datetime.fromisoformat(raw_time)
-        except ValueError:
-            errors.append(FieldError("pushed_at", f"{_show(raw_time)} is not an ISO 8601 time"))
-        else:
-            if pushed_at.tzinfo is None:
-                pushed_at = pushed_at.replace(tzinfo=CENTER_TZ)
-    else:
-        errors.append(FieldError("pushed_at", "required" if raw_time is None else "must be an ISO 8601 string"))
+    pushed_at = _pushed_at(get("pushed_at"), errors)
 
     warning_type = get("warning_type")
     if type(warning_type) is not str or warning_type not in _WARNING_TYPES:
@@ -271,12 +364,16 @@ def validate_lead(obj: object) -> Checked:
             errors.append(FieldError("amount_cny", "must be a number or null"))
         elif amount < 0:
             errors.append(FieldError("amount_cny", "must not be negative"))
+        elif round(amount, 2) > MAX_AMOUNT_FLOAT:
+            errors.append(FieldError("amount_cny", f"must be below {MAX_AMOUNT} (Numeric(14, 2))"))
 
     counterpart = get("counterpart")
     if counterpart is None:
         counterpart = {}
     elif type(counterpart) is not dict:
         errors.append(FieldError("counterpart", "must be an object"))
+    elif counterpart:
+        _json_shape(counterpart, "counterpart", errors)
 
     ongoing = get("ongoing", False)
     if type(ongoing) is not bool:
@@ -296,13 +393,16 @@ def validate_lead(obj: object) -> Checked:
         if type(raw_phone) is not str:
             errors.append(FieldError("subject.phone", "must be a string or null"))
             phone_error = True
+        elif len(raw_phone) > MAX_PHONE:
+            errors.append(FieldError("subject.phone", f"longer than {MAX_PHONE} characters"))
+            phone_error = True
         else:
             phone = _MOBILE.fullmatch(raw_phone) and raw_phone or normalize_phone(raw_phone)
             if phone is None and raw_phone.strip():
                 errors.append(FieldError("subject.phone", "not a valid mainland mobile or landline number"))
                 phone_error = True
-    name = _optional_str(subject.get("name"), "subject.name", errors)
-    id_number = _optional_str(subject.get("id_number"), "subject.id_number", errors)
+    name = _optional_str(subject.get("name"), "subject.name", errors, MAX_NAME)
+    id_number = _optional_str(subject.get("id_number"), "subject.id_number", errors, MAX_ID_NUMBER)
     if id_number is not None and not id_number_valid(id_number):
         flags.append(_ID_INVALID)
     raw_res = subject.get("residency")
@@ -326,7 +426,7 @@ def validate_lead(obj: object) -> Checked:
     else:
         location = _location(raw_loc, errors, flags)
 
-    _no_nul(obj, "", errors)
+    _storable(obj, errors)
     if errors:
         return Checked(None, errors, flags)
     lead = _build(LeadIn, {
@@ -364,8 +464,8 @@ def _location(loc: dict, errors: list[FieldError], flags: list[str]) -> Location
     accuracy = loc.get("accuracy_m")
     if accuracy is not None:
         accuracy = _number(accuracy)
-        if accuracy is None or accuracy < 0:
-            errors.append(FieldError("location.accuracy_m", "must be a non-negative number or null"))
+        if accuracy is None or not 0 <= accuracy <= MAX_ACCURACY_M:
+            errors.append(FieldError("location.accuracy_m", f"must be a number 0..{MAX_ACCURACY_M:g} or null"))
     raw_kind = loc.get("kind")
     kind = None
     if raw_kind is not None:
