@@ -93,6 +93,7 @@ class Flag(StrEnum):
     location_kind_unknown = "location_kind_unknown"
     no_location = "no_location"
     stop_payment = "stop_payment"  # 止付: the person says money has already gone
+    processing_failed = "processing_failed"  # the worker gave up after max_processing_attempts
 
 
 _S = LeadStatus

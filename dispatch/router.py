@@ -2,19 +2,29 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 
 from dispatch import service
 from dispatch.enums import FraudType, LeadStatus, Source, Tier
 from dispatch.metrics import LEADS_PUSHED
-from dispatch.schemas import BatchIn, LeadIn
+from dispatch.schemas import (
+    BatchIn,
+    BatchOut,
+    LeadAccepted,
+    LeadDetail,
+    LeadDuplicate,
+    LeadIn,
+    LeadPage,
+    RejectionPage,
+)
 from service.core.auth import CenterUser, CurrentUser, LeadPusher
 from service.core.db import SessionDep
 from service.core.errors import BadRequest, ValidationFailed
+from service.core.openapi import error_responses
+from service.core.params import Code, Id, Text, Time
 from service.core.responses import JSON
 
 router = APIRouter(prefix="/api/v1", tags=["leads"])
@@ -33,10 +43,11 @@ def _body_doc(model) -> dict:
         "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
 
 
-@router.post("/leads", status_code=202, openapi_extra=_body_doc(LeadIn),
+@router.post("/leads", status_code=202, openapi_extra=_body_doc(LeadIn), response_model=LeadAccepted,
              summary="Push one lead (source API key, or admin/commander/operator)",
-             responses={200: {"description": "Duplicate: the same source+source_id was pushed before"},
-                        422: {"description": "Hard defect; detail names each field"}})
+             responses={200: {"model": LeadDuplicate,
+                              "description": "Duplicate: the same source+source_id was pushed before"},
+                        **error_responses(401, 403)})
 async def push_lead(request: Request, who: LeadPusher):
     raw = await _json_body(request)
     try:
@@ -53,7 +64,8 @@ async def push_lead(request: Request, who: LeadPusher):
                 status_code=202)
 
 
-@router.post("/leads/batch", openapi_extra=_body_doc(BatchIn),
+@router.post("/leads/batch", openapi_extra=_body_doc(BatchIn), response_model=BatchOut,
+             responses=error_responses(401, 403),
              summary="Push up to 1,000 leads (source API key, or admin/commander/operator)")
 async def push_batch(request: Request, who: LeadPusher):
     raw = await _json_body(request)
@@ -72,27 +84,31 @@ async def push_batch(request: Request, who: LeadPusher):
     return JSON({"results": results})
 
 
-@router.get("/leads", summary="Leads, newest first, masked (center roles; squads see their own)")
+@router.get("/leads", response_model=LeadPage, responses=error_responses(401, 403),
+            summary="Leads, newest first, masked (any role; squads see their own). "
+                    "`failed=true`: the leads processing gave up on")
 async def list_leads(session: SessionDep, who: CurrentUser,
                      status: LeadStatus | None = None, tier: Tier | None = None,
-                     street: str | None = None, beat: str | None = None, source: Source | None = None,
-                     fraud_type: FraudType | None = None, since: datetime | None = None,
-                     until: datetime | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                     cursor: str | None = None):
-    f = service.LeadFilter(status, tier, street, beat, source, fraud_type, since, until)
+                     street: Code | None = None, beat: Code | None = None, source: Source | None = None,
+                     fraud_type: FraudType | None = None, since: Time | None = None,
+                     until: Time | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                     cursor: Text(64) | None = None,
+                     failed: Annotated[bool | None, Query(description="only leads whose processing failed "
+                                                          "`max_processing_attempts` times")] = None):
+    f = service.LeadFilter(status, tier, street, beat, source, fraud_type, since, until, failed)
     return JSON(await service.list_leads(session, f, who, limit, cursor))
 
 
-@router.get("/leads/{lead_id}", summary="One lead in full with placement, tier and timeline "
-                                        "(center roles, or the squad assigned to it); the read is audited")
-async def get_lead(lead_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: SessionDep, who: CurrentUser):
-    detail = await service.read_lead(session, lead_id, who)
-    await session.commit()  # the access log row
-    return JSON(detail)
+@router.get("/leads/{lead_id}", response_model=LeadDetail, responses=error_responses(401, 403, 404),
+            summary="One lead in full with placement, tier and timeline "
+                    "(center roles, or the squad assigned to it); the read is audited")
+async def get_lead(lead_id: Id, session: SessionDep, who: CurrentUser):
+    return JSON(await service.read_lead(session, lead_id, who))  # the access log row commits with the session
 
 
-@router.get("/rejections", summary="Rejected pushes with counts by field (center roles)")
-async def rejections(session: SessionDep, _: CenterUser, source: str | None = None,
-                     since: datetime | None = None, until: datetime | None = None,
+@router.get("/rejections", response_model=RejectionPage, responses=error_responses(401, 403),
+            summary="Rejected pushes with counts by field (center roles)")
+async def rejections(session: SessionDep, _: CenterUser, source: Code | None = None,
+                     since: Time | None = None, until: Time | None = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 100):
     return JSON(await service.list_rejections(session, source, since, until, limit))

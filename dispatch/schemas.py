@@ -2,11 +2,13 @@
 the normalised result of `dispatch.validation.validate_lead`, which owns the rules."""
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from dispatch.enums import FraudType, LocationKind, Residency, Source, WarningType
+from dispatch.enums import FraudType, LeadStatus, LocationKind, Residency, Source, Tier, WarningType
+from service.core.openapi import FieldErrorOut
 
 LEAD_EXAMPLE: dict[str, Any] = {
     "source": "bank_fund_monitor", "source_id": "BF202610010000001",
@@ -62,3 +64,133 @@ class BatchIn(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"leads": [LEAD_EXAMPLE]}]})
 
     leads: list[dict[str, Any]]  # the limit is Settings.max_batch, enforced by the router
+
+
+# ---------------------------------------------------------------- answers (public schemas, apart from tables)
+# Routes answer with prebuilt JSON (the intake hot path skips response validation); these models
+# are what /openapi.json promises, and the fuzzer (tests/service/test_fuzz.py) checks answers against them.
+
+
+class LeadAccepted(BaseModel):
+    """202: the lead is committed; a worker places and tiers it."""
+    id: int
+    status: LeadStatus
+    duplicate: bool = Field(description="Always false here")
+    flags: list[str] = Field(description="Soft defects and markers, e.g. id_number_invalid")
+
+
+class LeadDuplicate(BaseModel):
+    """200: the same source + source_id was pushed before; nothing new was created."""
+    id: int
+    duplicate: bool = Field(description="Always true here")
+
+
+class BatchItemOut(BaseModel):
+    index: int = Field(description="Position in the pushed `leads`")
+    status: Literal["accepted", "duplicate", "rejected"]
+    id: int | None = None
+    flags: list[str] | None = None
+    errors: list[FieldErrorOut] | None = Field(None, description="Why a lead was rejected, by field")
+
+
+class BatchOut(BaseModel):
+    results: list[BatchItemOut]
+
+
+class SubjectPublic(BaseModel):
+    phone: str | None = Field(description="Masked in lists (138****5678)")
+    name: str | None
+    id_number: str | None = Field(description="Masked in lists; null for auxiliary and grid workers")
+    residency: Residency
+
+
+class LeadSummary(BaseModel):
+    """The masked shape of lists, queues and the screen."""
+    id: int
+    source: Source
+    source_id: str
+    pushed_at: datetime
+    received_at: datetime
+    warning_type: WarningType
+    fraud_type: FraudType
+    risk_level: int
+    status: LeadStatus
+    tier: Tier | None
+    deadlines: dict[str, Any] | None
+    subject: SubjectPublic
+    beat_code: str | None
+    street_code: str | None
+    in_jurisdiction: bool | None
+    flags: list[str]
+    outcome: str | None
+    assigned_team: str | None
+    processing_failed: bool = Field(description="The worker failed on it `max_processing_attempts` times; "
+                                                "it is no longer retried (see last_error)")
+
+
+class LeadPage(BaseModel):
+    items: list[LeadSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
+
+
+class LocationPublic(BaseModel):
+    lon: float
+    lat: float
+    crs: str
+    accuracy_m: float | None
+    kind: str | None
+
+
+class PlacementPublic(BaseModel):
+    lon: float | None = Field(description="WGS-84")
+    lat: float | None
+    beat_code: str | None
+    street_code: str | None
+    in_jurisdiction: bool | None
+    placed_by: str
+
+
+class TransferPublic(BaseModel):
+    to: str | None
+    reason: str
+
+
+class EventPublic(BaseModel):
+    at: datetime
+    actor: str
+    kind: str
+    data: dict[str, Any]
+
+
+class LeadDetail(LeadSummary):
+    """One lead in full; every such read writes an access_log row."""
+    tier: dict[str, Any] | None = Field(  # type: ignore[assignment]
+        description='{"tier": "P0".."P3", "response": [...], "reasons": [...], "deadlines": {...}}')
+    fraud_type_raw: str | None
+    ongoing: bool
+    counterpart: dict[str, Any]
+    amount_cny: float | None
+    location: LocationPublic | None
+    placement: PlacementPublic | None
+    transfer: TransferPublic | None
+    signed_at: datetime | None
+    signed_by: str | None
+    closed_at: datetime | None
+    attempts: int = Field(description="Times a worker tried to place and tier it")
+    last_error: str | None = Field(description="The last processing error, if any")
+    timeline: list[EventPublic]
+
+
+class RejectionPublic(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    source: str | None
+    source_id: str | None
+    errors: list[FieldErrorOut]
+
+
+class RejectionPage(BaseModel):
+    total: int
+    by_field: dict[str, int] = Field(description="How many rejections name each field")
+    items: list[RejectionPublic]

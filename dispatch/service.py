@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Session
 
 from dispatch import repository
-from dispatch.enums import LeadStatus, can_transition
+from dispatch.enums import Flag, LeadStatus, can_transition
 from dispatch.models import AccessLog, Lead, LeadEvent, Rejection
 from dispatch.placement import LeadPlacement, place_lead
 from dispatch.tiering import LeadFacts, Policy, age_on, tier_lead
@@ -24,6 +24,7 @@ from service.core.errors import (
     ValidationFailed,
     field_errors,
 )
+from service.core.params import BIGINT_MAX
 
 # ---------------------------------------------------------------- intake (接收)
 
@@ -103,7 +104,8 @@ def lead_summary(lead: Lead) -> dict:
             "subject": {"phone": mask_phone(lead.phone), "name": lead.name, "id_number": mask_id(lead.id_number),
                         "residency": lead.residency},
             "beat_code": lead.beat_code, "street_code": lead.street_code, "in_jurisdiction": lead.in_jurisdiction,
-            "flags": lead.flags, "outcome": lead.outcome, "assigned_team": lead.assigned_team}
+            "flags": lead.flags, "outcome": lead.outcome, "assigned_team": lead.assigned_team,
+            "processing_failed": Flag.processing_failed in lead.flags}
 
 
 def _visible_subject(lead: Lead, who: Principal) -> dict:
@@ -131,6 +133,7 @@ async def read_lead(session: AsyncSession, lead_id: int, who: Principal) -> dict
         "location": location, "placement": _placement(lead), "tier": lead.tier_detail,
         "transfer": {"to": lead.transfer_to, "reason": lead.transfer_reason} if lead.transfer_reason else None,
         "signed_at": _iso(lead.signed_at), "signed_by": lead.signed_by, "closed_at": _iso(lead.closed_at),
+        "attempts": lead.attempts, "last_error": lead.last_error,
         "timeline": [{"at": _iso(e.at), "actor": e.actor, "kind": e.kind, "data": e.data} for e in events],
     }
 
@@ -141,9 +144,12 @@ def _cursor(lead_id: int) -> str:
 
 def _decode_cursor(cursor: str) -> int:
     try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
+        lead_id = int(base64.urlsafe_b64decode(cursor.encode()).decode())
     except (ValueError, UnicodeDecodeError):
-        raise BadRequest([{"field": "cursor", "message": "not a cursor this API gave out"}]) from None
+        lead_id = 0
+    if not 1 <= lead_id <= BIGINT_MAX:  # a number no id column holds is no cursor of ours either
+        raise BadRequest([{"field": "cursor", "message": "not a cursor this API gave out"}])
+    return lead_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +162,7 @@ class LeadFilter:
     fraud_type: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    failed: bool | None = None
 
 
 async def list_leads(session: AsyncSession, f: LeadFilter, who: Principal, limit: int,
@@ -170,6 +177,9 @@ async def list_leads(session: AsyncSession, f: LeadFilter, who: Principal, limit
         q = q.where(Lead.received_at >= f.since)
     if f.until:
         q = q.where(Lead.received_at < f.until)
+    if f.failed is not None:
+        has_flag = Lead.flags.contains([Flag.processing_failed.value])
+        q = q.where(has_flag if f.failed else ~has_flag)
     if who.role in SQUAD_ROLES:  # a squad sees its own work only
         q = q.where(Lead.assigned_team == (who.team_code or ""))
     if cursor:

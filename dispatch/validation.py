@@ -7,7 +7,7 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from enum import StrEnum
 from operator import mul
@@ -18,10 +18,10 @@ from pydantic import BaseModel
 
 from dispatch.enums import Flag, FraudType, LocationKind, Residency, Source, WarningType
 from dispatch.schemas import LeadIn, LocationIn, SubjectIn
+from service.core.params import CENTER_TZ  # a naive pushed time is the center's local time
 
 M = TypeVar("M", bound=BaseModel)
 
-CENTER_TZ = timezone(timedelta(hours=8))  # a naive pushed time is the center's local time
 CRS_VALUES = ("wgs84", "gcj02", "bd09")  # geo owns the CRS enum; here they are plain strings
 
 # What the columns hold (dispatch/models.py Lead), so that nothing validation accepts is refused

@@ -49,11 +49,20 @@ def sync_session(engine: Engine) -> Iterator[Session]:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work, owned here (as polar's postgres.py): committed when the route
+    returns, rolled back when it raises. Routes and services never commit. Ends before the answer
+    is sent (scope="function"), so an answer always follows its commit and a failed commit is
+    answered as an error."""
     maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with maker() as session:
-        yield session
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 

@@ -5,6 +5,7 @@ from typing import Any
 
 import asyncpg
 import redis
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -71,10 +72,44 @@ def _loc_to_field(loc: tuple) -> str:
     return ".".join(parts)
 
 
-# A server we depend on is down or restarting: the client did nothing wrong and may retry.
+class Unavailable(AppError):
+    """503 + Retry-After: we cannot take this now (storage away, a lock wait timed out, intake full)."""
+    status, code = 503, "unavailable"
+
+    def __init__(self, detail: Any = "storage is unavailable; retry shortly", retry_after: int = 5):
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+# A server we depend on is down or restarting, or made us wait too long (statement_timeout,
+# lock_timeout): the client did nothing wrong and may retry. OSError includes TimeoutError.
 UNAVAILABLE = (OSError, asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.CannotConnectNowError,
                asyncpg.exceptions.TooManyConnectionsError, asyncpg.exceptions.AdminShutdownError,
-               redis.exceptions.ConnectionError)
+               asyncpg.exceptions.LockNotAvailableError, asyncpg.exceptions.QueryCanceledError,
+               asyncpg.exceptions.InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# A value PostgreSQL refuses (out of range, bad encoding, ...): the client's fault, 422.
+REFUSED = (asyncpg.exceptions.DataError,)
+
+
+def causes(exc: BaseException):
+    """The exception and what it wraps: SQLAlchemy's `.orig`, then `__cause__` / `__context__`
+    (as polar's operational_errors.py classifies errors by cause, however the driver wraps them)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo.extend((getattr(e, "orig", None), e.__cause__, e.__context__))
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    return any(isinstance(e, UNAVAILABLE) for e in causes(exc))
+
+
+def refused_value(exc: BaseException) -> BaseException | None:
+    return next((e for e in causes(exc) if isinstance(e, REFUSED)), None)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -85,6 +120,19 @@ def install_error_handlers(app: FastAPI) -> None:
 
     for kind in UNAVAILABLE:
         app.add_exception_handler(kind, _unavailable)
+
+    @app.exception_handler(sqlalchemy.exc.SQLAlchemyError)
+    async def _wrapped(request: Request, exc: sqlalchemy.exc.SQLAlchemyError):
+        # Under a SQLModel route the driver's error arrives wrapped: classify it by its cause.
+        if is_unavailable(exc):
+            return await _unavailable(request, exc)
+        refused = refused_value(exc)
+        if refused is not None:
+            log.warning("value_refused", error=refused.__class__.__name__)
+            return JSON({"error": "validation_error",
+                         "detail": [{"field": "", "message": f"a value cannot be stored: {refused}"[:300]}]},
+                        status_code=422)
+        raise exc  # a bug: a 500 with its traceback, not hidden
 
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError):

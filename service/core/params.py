@@ -1,0 +1,37 @@
+"""Query, path and form values that fit what PostgreSQL holds: no NUL character (text columns
+refuse it), bounded lengths, times any column can compare with, ids within bigint. Use them in
+route signatures so a bad value is a 422 naming the parameter, never a driver error (500)."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Annotated
+
+from fastapi import Path
+from pydantic import AfterValidator, StringConstraints
+
+CENTER_TZ = timezone(timedelta(hours=8))  # a time without offset is the center's local time
+NO_NUL = r"^[^\x00]*$"
+BIGINT_MAX = 2**63 - 1
+
+
+def Text(max_length: int = 128, min_length: int = 0):  # noqa: N802 - a type factory, read as a type
+    return Annotated[str, StringConstraints(min_length=min_length, max_length=max_length, pattern=NO_NUL)]
+
+
+Code = Text(64)  # beat, street, team and source codes
+Name = Text(150)  # usernames, free names
+Secret = Text(1024)  # passwords, keys
+
+
+def _storable_time(t: datetime) -> datetime:
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=CENTER_TZ)
+    try:
+        t.astimezone(timezone.utc)
+    except (OverflowError, ValueError):
+        raise ValueError("outside the years 1..9999 once its offset is applied") from None
+    return t
+
+
+Time = Annotated[datetime, AfterValidator(_storable_time)]
+Id = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
