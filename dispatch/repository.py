@@ -104,10 +104,30 @@ async def insert_leads(conn, rows: list[tuple], actors: list[str]) -> list[tuple
     return answers
 
 
+def storable_text(s: str | None, max_length: int = 200) -> str | None:
+    """A refused push's own text (its source_id, a field name) made storable for the record:
+    NUL and lone surrogates written as escapes, cut to `max_length`."""
+    if s is None:
+        return None
+    if "\x00" in s:
+        s = s.replace("\x00", "\\u0000")
+    try:
+        s.encode()
+    except UnicodeEncodeError:
+        s = s.encode("utf-8", "backslashreplace").decode()
+    return s[:max_length]
+
+
+def _storable_errors(errors: list[dict]) -> str:
+    return _json([{"field": storable_text(e["field"]), "message": storable_text(e["message"], 500)} for e in errors])
+
+
 async def insert_rejections(conn, actor: str, rejections: list[tuple[str | None, str | None, list[dict]]]) -> None:
+    """Record refused pushes; whatever they carried, the record itself can always be stored."""
     if rejections:
         sources, ids, errors = zip(*rejections)
-        await conn.execute(INSERT_REJECTIONS, actor, list(sources), list(ids), [_json(e) for e in errors])
+        await conn.execute(INSERT_REJECTIONS, actor, [storable_text(x) for x in sources],
+                           [storable_text(x) for x in ids], [_storable_errors(e) for e in errors])
 
 
 class GroupWriter:
