@@ -5,12 +5,15 @@ INSERT (bench/ingest.py); everything else goes through SQLModel sessions."""
 from __future__ import annotations
 
 import asyncio
+import re
+from dataclasses import dataclass
 from decimal import Decimal
 
+import asyncpg
 import orjson
 
 from dispatch.schemas import LeadIn
-from service.core.errors import UNAVAILABLE
+from service.core.errors import REFUSED, Unavailable
 
 LEAD_COLUMNS = ("source", "source_id", "pushed_at", "warning_type", "fraud_type", "fraud_type_raw", "risk_level",
                 "ongoing", "phone", "name", "id_number", "residency", "counterpart", "amount_cny", "loc_lon",
@@ -71,6 +74,39 @@ def lead_row(lead: LeadIn, flags: list[str]) -> tuple:
             loc.accuracy_m if loc else None, loc.kind if loc else None, _json(flags))
 
 
+# Which pushed field each column holds, to name the field when PostgreSQL refuses a value.
+FIELD_OF_COLUMN = dict(zip(LEAD_COLUMNS, (
+    "source", "source_id", "pushed_at", "warning_type", "fraud_type", "fraud_type", "risk_level", "ongoing",
+    "subject.phone", "subject.name", "subject.id_number", "subject.residency", "counterpart", "amount_cny",
+    "location.lon", "location.lat", "location.crs", "location.accuracy_m", "location.kind", "flags")))
+# Server-side refusals name no argument; the kind of error says which column can cause it.
+_FIELD_OF_ERROR = {
+    asyncpg.exceptions.NumericValueOutOfRangeError: "amount_cny",
+    asyncpg.exceptions.DatetimeFieldOverflowError: "pushed_at",
+    asyncpg.exceptions.InvalidDatetimeFormatError: "pushed_at",
+}
+_ARGUMENT = re.compile(r"query argument \$(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A row PostgreSQL would not store although validation passed it: the second line of defence."""
+    errors: list[dict]
+
+
+def refusal(exc: BaseException) -> Refused:
+    """Best effort: the field whose column refused the value, from the argument number asyncpg
+    names (client-side encoding) or the kind of server error."""
+    field = ""
+    m = _ARGUMENT.search(str(exc))
+    if m and 1 <= int(m.group(1)) <= _N:
+        field = FIELD_OF_COLUMN[LEAD_COLUMNS[int(m.group(1)) - 1]]
+    else:
+        field = next((f for kind, f in _FIELD_OF_ERROR.items() if isinstance(exc, kind)), "")
+    message = str(exc).split("\n")[0]
+    return Refused([{"field": field, "message": f"the database refused this value: {message}"[:300]}])
+
+
 async def insert_lead(conn, row: tuple, actor: str) -> tuple[int, bool]:
     """One `lead_row` → (lead id, created). Without a transaction of its own: the statement is atomic."""
     lead_id = await conn.fetchval(INSERT_ONE, *row, actor)
@@ -80,28 +116,53 @@ async def insert_lead(conn, row: tuple, actor: str) -> tuple[int, bool]:
     return await conn.fetchval(FIND_ONE, row[0], row[1]), False
 
 
-async def insert_leads(conn, rows: list[tuple], actors: list[str]) -> list[tuple[int, bool]]:
-    """Many leads in one statement; → (id, created) for each row, in order. A key met again later
-    in `rows` is a duplicate of its first row; a key stored before is a duplicate of that lead."""
+Stored = tuple[int, bool] | Refused
+
+
+async def insert_leads(conn, rows: list[tuple], actors: list[str]) -> list[Stored]:
+    """Many leads in one statement; → (id, created) or `Refused` for each row, in order. A key met
+    again later in `rows` is a duplicate of its first row; a key stored before is a duplicate of
+    that lead. Rows go in key order (source, source_id), so overlapping groups and batches lock
+    in the same order and cannot deadlock. A row PostgreSQL refuses is found by bisection (each
+    try in a savepoint when `conn` is in a transaction) and answered alone; the others are stored."""
     first: dict[tuple[str, str], int] = {}
     for i, row in enumerate(rows):
         first.setdefault((row[0], row[1]), i)
     if not first:
         return []
-    unique = [rows[i] for i in first.values()]
-    columns = list(zip(*unique))
-    stored = {(r[1], r[2]): (r[0], True)
-              for r in await conn.fetch(INSERT_MANY, *columns, [actors[i] for i in first.values()])}
+    order = sorted(first.values(), key=lambda i: (rows[i][0], rows[i][1]))
+    stored = await _insert_unique(conn, [rows[i] for i in order], [actors[i] for i in order])
     missing = [key for key in first if key not in stored]
     if missing:  # pushed before, or by a push that won the race: a fresh statement sees it
         sources, ids = zip(*missing)
         for r in await conn.fetch(FIND_MANY, list(sources), list(ids)):
             stored[(r[1], r[2])] = (r[0], False)
-    answers = []
+    answers: list[Stored] = []
     for i, row in enumerate(rows):
-        lead_id, created = stored[(row[0], row[1])]
-        answers.append((lead_id, created and first[(row[0], row[1])] == i))
+        key = (row[0], row[1])
+        result = stored[key]
+        if isinstance(result, Refused) or first[key] == i:
+            answers.append(result)
+        else:
+            answers.append((result[0], False))
     return answers
+
+
+async def _insert_unique(conn, rows: list[tuple], actors: list[str]) -> dict[tuple[str, str], Stored]:
+    try:
+        if conn.is_in_transaction():
+            async with conn.transaction():  # a savepoint: a refusal must not abort the caller's transaction
+                records = await conn.fetch(INSERT_MANY, *zip(*rows), actors)
+        else:
+            records = await conn.fetch(INSERT_MANY, *zip(*rows), actors)
+    except REFUSED as exc:
+        if len(rows) == 1:
+            return {(rows[0][0], rows[0][1]): refusal(exc)}
+        mid = len(rows) // 2
+        stored = await _insert_unique(conn, rows[:mid], actors[:mid])
+        stored.update(await _insert_unique(conn, rows[mid:], actors[mid:]))
+        return stored
+    return {(r[1], r[2]): (r[0], True) for r in records}
 
 
 def storable_text(s: str | None, max_length: int = 200) -> str | None:
@@ -134,14 +195,19 @@ class GroupWriter:
     """Group commit for single pushes: pushes that arrive while a write is in flight share the
     next INSERT, and each answer still waits for the commit of its own lead. Under load this
     turns one statement per lead into one per group (PostgreSQL spends ~5x less per row);
-    a lone push goes out at once."""
+    a lone push goes out at once. At most `max_pending` pushes wait: past that a push is told
+    503 + Retry-After at once (memory stays bounded when PostgreSQL is slow)."""
 
-    def __init__(self, pool, max_group: int = 500):
-        self.pool, self.max_group = pool, max_group
+    def __init__(self, pool, max_group: int = 500, max_pending: int = 5000):
+        self.pool, self.max_group, self.max_pending = pool, max_group, max_pending
         self._pending: list[tuple[tuple, str, asyncio.Future]] = []
         self._task: asyncio.Task | None = None
 
-    async def insert(self, row: tuple, actor: str) -> tuple[int, bool]:
+    async def insert(self, row: tuple, actor: str) -> Stored:
+        """→ (id, created), or `Refused` when PostgreSQL would not store this row. Raises
+        `Unavailable` when the queue is full, and what the database raised when it is away."""
+        if len(self._pending) >= self.max_pending:
+            raise Unavailable("intake is full; retry shortly", retry_after=1)
         future = asyncio.get_running_loop().create_future()
         self._pending.append((row, actor, future))
         if self._task is None or self._task.done():
@@ -152,26 +218,14 @@ class GroupWriter:
         while self._pending:
             group, self._pending = self._pending[:self.max_group], self._pending[self.max_group:]
             try:
-                await self._write(group)
-            except UNAVAILABLE as exc:  # the database is away: every push in the group is told so
+                async with self.pool.acquire() as conn:
+                    stored = await insert_leads(conn, [row for row, _a, _f in group],
+                                                [actor for _r, actor, _f in group])
+            except Exception as exc:  # the database is away, or timed out: every push in the group is told
                 for _row, _actor, future in group:
                     if not future.done():
                         future.set_exception(exc)
-            except Exception:  # one row PostgreSQL refuses must fail alone: write them one by one
-                for row, actor, future in group:
-                    if not future.done():
-                        try:
-                            future.set_result(await self._write_one(row, actor))
-                        except Exception as exc:
-                            future.set_exception(exc)
-
-    async def _write(self, group: list) -> None:
-        async with self.pool.acquire() as conn:
-            stored = await insert_leads(conn, [row for row, _a, _f in group], [actor for _r, actor, _f in group])
-        for (_row, _actor, future), result in zip(group, stored):
-            if not future.done():
-                future.set_result(result)
-
-    async def _write_one(self, row: tuple, actor: str) -> tuple[int, bool]:
-        async with self.pool.acquire() as conn:
-            return await insert_lead(conn, row, actor)
+                continue
+            for (_row, _actor, future), result in zip(group, stored):
+                if not future.done():
+                    future.set_result(result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 from sqlalchemy import column, func, or_, select, true, tuple_
 from sqlalchemy.dialects.postgresql import JSONB
@@ -44,16 +45,22 @@ class Taken:
 
 
 async def take_lead(writer: repository.GroupWriter, raw: object, actor: str) -> Taken:
-    """Validate and store one pushed lead (committed on return); a hard defect is recorded and
-    raised as 422."""
+    """Validate and store one pushed lead (committed on return); a hard defect, or a value
+    PostgreSQL refuses, is recorded as a rejection and raised as 422 (ValidationFailed)."""
     checked = validate_lead(raw)
     if checked.lead is None:
-        errors = field_errors(checked.errors)
-        async with writer.pool.acquire() as conn:
-            await repository.insert_rejections(conn, actor, [(*_key_of(raw), errors)])
-        raise ValidationFailed(errors)
-    lead_id, created = await writer.insert(repository.lead_row(checked.lead, checked.flags), actor)
+        await _reject(writer, actor, raw, field_errors(checked.errors))
+    stored = await writer.insert(repository.lead_row(checked.lead, checked.flags), actor)
+    if isinstance(stored, repository.Refused):  # validation missed it; PostgreSQL did not
+        await _reject(writer, actor, raw, stored.errors)
+    lead_id, created = stored
     return Taken(lead_id, created, checked.flags)
+
+
+async def _reject(writer: repository.GroupWriter, actor: str, raw: object, errors: list[dict]) -> NoReturn:
+    async with writer.pool.acquire() as conn:
+        await repository.insert_rejections(conn, actor, [(*_key_of(raw), errors)])
+    raise ValidationFailed(errors)
 
 
 async def take_batch(conn, items: list, actor: str) -> tuple[list[dict], list[int]]:
@@ -70,13 +77,18 @@ async def take_batch(conn, items: list, actor: str) -> tuple[list[dict], list[in
             accepted.append((i, c))
     stored = await repository.insert_leads(conn, [repository.lead_row(c.lead, c.flags) for _i, c in accepted],
                                            [actor] * len(accepted))
-    await repository.insert_rejections(conn, actor, rejections)
     new_ids = []
-    for (i, c), (lead_id, created) in zip(accepted, stored):
+    for (i, c), result in zip(accepted, stored):
+        if isinstance(result, repository.Refused):  # validation missed it; PostgreSQL did not
+            results[i] = {"index": i, "status": "rejected", "errors": result.errors}
+            rejections.append((*_key_of(items[i]), result.errors))
+            continue
+        lead_id, created = result
         results[i] = {"index": i, "status": "accepted" if created else "duplicate", "id": lead_id,
                       "flags": c.flags}
         if created:
             new_ids.append(lead_id)
+    await repository.insert_rejections(conn, actor, rejections)
     return results, new_ids
 
 
@@ -258,6 +270,21 @@ def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy, a
     else:
         _move(lead, LeadStatus.tiered)
         session.add(_event(lead, actor, "tiered", decision.as_json()))
+
+
+def record_processing_failure(session: Session, lead: Lead, error: str, max_attempts: int,
+                              actor: str = "worker") -> bool:
+    """One more failed attempt at placing and tiering `lead` (its own changes already rolled back).
+    → whether processing gives up on it now: flagged processing_failed, with an audit event, so the
+    center sees it (GET /leads?failed=true) and the reconciler stops resending it."""
+    lead.attempts = (lead.attempts or 0) + 1
+    lead.last_error = error[:1000]
+    lead.updated_at = func.now()
+    if lead.attempts < max_attempts or Flag.processing_failed in lead.flags:
+        return False
+    lead.flags = [*lead.flags, Flag.processing_failed.value]
+    session.add(_event(lead, actor, "processing_failed", {"attempts": lead.attempts, "error": lead.last_error}))
+    return True
 
 
 def placement_for(index, district_code: str):

@@ -15,7 +15,7 @@ from geo.router import router as geo_router
 from geo.store import IndexCache
 from service.auth_router import router as auth_router
 from service.core.auth import ApiKeyCache
-from service.core.db import make_async_engine, make_intake_pool
+from service.core.db import make_async_engine, make_intake_pool, timeouts
 from service.core.errors import install_error_handlers
 from service.core.limits import BodyLimit
 from service.core.logging import configure_logging, log
@@ -37,12 +37,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         urls: Urls = resolve_urls(settings)
         state = app.state
         state.urls = urls
-        state.engine = make_async_engine(urls.database_url, settings.db_pool_size)
-        state.intake_pool = await make_intake_pool(urls.database_url, settings.intake_pool_size)
-        state.lead_writer = GroupWriter(state.intake_pool)
+        limits = timeouts(settings.statement_timeout_ms, settings.lock_timeout_ms)
+        state.engine = make_async_engine(urls.database_url, settings.db_pool_size, limits)
+        state.intake_pool = await make_intake_pool(urls.database_url, settings.intake_pool_size, limits)
+        state.lead_writer = GroupWriter(state.intake_pool, max_pending=settings.intake_max_pending)
         state.sessionmaker = async_sessionmaker(state.engine, expire_on_commit=False)
-        state.redis = make_redis(urls.redis_url)
-        state.aredis = make_async_redis(urls.redis_url)
+        redis_timeouts = (settings.redis_connect_timeout_seconds, settings.redis_socket_timeout_seconds)
+        state.redis = make_redis(urls.redis_url, *redis_timeouts)
+        state.aredis = make_async_redis(urls.redis_url, *redis_timeouts)
         state.after_commit = AfterCommit(lead_queue(state.redis, settings.queue_name),
                                          settings.enqueue_linger_seconds)
         # Startup objects live as long as the process: keep them out of every GC pass, and

@@ -3,6 +3,7 @@ reaches Redis (a crash, a Redis restart) is found again by the reconciler (worke
 from __future__ import annotations
 
 import asyncio
+import time
 
 from redis import Redis
 from rq import Queue
@@ -10,6 +11,10 @@ from rq import Queue
 from service.core.logging import log
 
 CHUNK = 500
+# Lead id → when it was last enqueued (a sorted set). The reconciler skips leads enqueued lately,
+# so no duplicate jobs pile up behind a busy worker; a Redis restart empties it with the queue,
+# and then everything still `received` is sent again, as it must be.
+ENQUEUED = "quanzu:enqueued"
 
 
 def lead_queue(redis: Redis, name: str) -> Queue:
@@ -17,11 +22,27 @@ def lead_queue(redis: Redis, name: str) -> Queue:
 
 
 def enqueue_leads(queue: Queue, ids: list[int]) -> None:
-    """One job per chunk of leads: a worker places and tiers them in one transaction."""
+    """One job per chunk of leads: a worker places and tiers them in one transaction. The jobs and
+    the ids' enqueue times go out in one pipeline (one round trip)."""
     # By name: the worker imports the task, this module need not (and the task module imports this one).
     jobs = [Queue.prepare_data("workers.tasks.process_leads", args=(ids[i:i + CHUNK],), result_ttl=0, failure_ttl=7 * 86400,
                                timeout=300) for i in range(0, len(ids), CHUNK)]
-    queue.enqueue_many(jobs)
+    with queue.connection.pipeline() as pipe:
+        queue.enqueue_many(jobs, pipeline=pipe)
+        pipe.zadd(ENQUEUED, dict.fromkeys(ids, time.time()))
+        pipe.execute()
+
+
+def recently_enqueued(redis: Redis, ids: list[int], within_seconds: float) -> set[int]:
+    """Which of `ids` were enqueued in the last `within_seconds`; older marks are dropped."""
+    if not ids:
+        return set()
+    cutoff = time.time() - within_seconds
+    with redis.pipeline() as pipe:
+        pipe.zremrangebyscore(ENQUEUED, "-inf", cutoff)
+        pipe.zmscore(ENQUEUED, ids)
+        _removed, scores = pipe.execute()
+    return {i for i, score in zip(ids, scores) if score is not None}
 
 
 class AfterCommit:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from rq import SimpleWorker
 
 from service.core.logging import configure_logging
+from service.core.redis import make_redis
 from service.core.settings import get_settings
 from workers.queues import lead_queue
 from workers.scheduler import start_reconciler
@@ -14,7 +15,11 @@ def run_worker(burst: bool = False) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     queue = lead_queue(ctx.redis, settings.queue_name)
-    stop = start_reconciler(ctx.redis, settings.queue_name, settings.reconcile_every_seconds)
+    # The clock has a client of its own: rq raises the socket timeout of the worker's client to
+    # outlast its blocking dequeue, and the clock must not wait that long on a hung Redis.
+    clock_redis = make_redis(ctx.urls.redis_url, settings.redis_connect_timeout_seconds,
+                             settings.redis_socket_timeout_seconds)
+    stop = start_reconciler(clock_redis, settings.queue_name, settings.reconcile_every_seconds)
     try:
         SimpleWorker([queue], connection=ctx.redis).work(burst=burst, with_scheduler=False)
     finally:

@@ -7,16 +7,17 @@ from functools import cached_property
 
 from sqlalchemy import func, select
 
+from dispatch.enums import Flag
 from dispatch.models import Lead
-from dispatch.service import place_and_tier, placement_for
+from dispatch.service import place_and_tier, placement_for, record_processing_failure
 from dispatch.tiering import Policy, load_policy
 from geo.store import IndexCache
-from service.core.db import make_sync_engine, sync_session
+from service.core.db import make_sync_engine, sync_session, timeouts
 from service.core.logging import log
 from service.core.redis import make_redis
 from service.core.runtime import resolve_urls
 from service.core.settings import get_settings
-from workers.queues import enqueue_leads, lead_queue
+from workers.queues import enqueue_leads, lead_queue, recently_enqueued
 
 
 class _Context:
@@ -28,11 +29,14 @@ class _Context:
 
     @cached_property
     def engine(self):
-        return make_sync_engine(self.urls.database_url)
+        s = get_settings()
+        return make_sync_engine(self.urls.database_url, server_settings=timeouts(s.statement_timeout_ms,
+                                                                                 s.lock_timeout_ms))
 
     @cached_property
     def redis(self):
-        return make_redis(self.urls.redis_url)
+        s = get_settings()
+        return make_redis(self.urls.redis_url, s.redis_connect_timeout_seconds, s.redis_socket_timeout_seconds)
 
     @cached_property
     def policy(self) -> Policy:
@@ -46,40 +50,52 @@ class _Context:
 ctx = _Context()
 
 
+_NOT_GIVEN_UP = ~Lead.flags.contains([Flag.processing_failed.value])
+
+
 def process_leads(ids: list[int]) -> dict:
-    """Place and tier leads still `received`. Safe to run twice: a lead already moved on, or locked
-    by another worker right now, is skipped."""
+    """Place and tier leads still `received`. Safe to run twice: a lead already moved on, given up
+    on, or locked by another worker right now, is skipped. A lead that fails is rolled back alone;
+    its attempts and last error are recorded, and after `max_processing_attempts` it is flagged
+    `processing_failed` and no longer retried."""
+    max_attempts = get_settings().max_processing_attempts
     with sync_session(ctx.engine) as session:
         loaded = ctx.index.get_sync(session)
         if loaded is None:
             raise RuntimeError("no district imported: run `quanzu import-district DIR`")
-        leads = session.execute(select(Lead).where(Lead.id.in_(ids), Lead.status == "received")
+        leads = session.execute(select(Lead).where(Lead.id.in_(ids), Lead.status == "received", _NOT_GIVEN_UP)
                                 .order_by(Lead.id).with_for_update(skip_locked=True)).scalars().all()
         placement_of = placement_for(loaded.index, loaded.district_code)
-        failed = []
+        failed, given_up = [], 0
         for lead in leads:
             try:
                 with session.begin_nested():  # one bad lead must not hold up the others
                     place_and_tier(session, lead, placement_of, ctx.policy)
-            except Exception:  # logged with its traceback; the lead stays `received` for the reconciler
+            except Exception as exc:  # logged with its traceback; recorded on the lead
                 log.exception("lead_processing_failed", lead_id=lead.id)
                 failed.append(lead.id)
+                given_up += record_processing_failure(session, lead, f"{exc.__class__.__name__}: {exc}",
+                                                      max_attempts)
         session.commit()
-    counts = {"asked": len(ids), "done": len(leads) - len(failed), "failed": len(failed)}
+    counts = {"asked": len(ids), "done": len(leads) - len(failed), "failed": len(failed), "given_up": given_up}
     log.info("leads_processed", **counts)
     return counts
 
 
 def reconcile(older_than_seconds: float | None = None) -> int:
-    """Re-enqueue every lead left in `received` too long: a lost job or a Redis restart loses nothing."""
+    """Re-enqueue every lead left in `received` too long: a lost job or a Redis restart loses nothing.
+    Skips leads given up on (processing_failed) and leads enqueued in the last
+    `reenqueue_after_seconds` (their job is still waiting behind a busy worker). → leads enqueued."""
     settings = get_settings()
     age = settings.reconcile_after_seconds if older_than_seconds is None else older_than_seconds
     with sync_session(ctx.engine) as session:
         ids = list(session.execute(
-            select(Lead.id).where(Lead.status == "received",
+            select(Lead.id).where(Lead.status == "received", _NOT_GIVEN_UP,
                                   Lead.received_at < func.now() - timedelta(seconds=age))
             .order_by(Lead.id).limit(50_000)).scalars())
+    waiting = recently_enqueued(ctx.redis, ids, settings.reenqueue_after_seconds)
+    ids = [i for i in ids if i not in waiting]
     if ids:
         enqueue_leads(lead_queue(ctx.redis, settings.queue_name), ids)
-        log.warning("reconciled", leads=len(ids))
+        log.warning("reconciled", leads=len(ids), still_waiting=len(waiting))
     return len(ids)

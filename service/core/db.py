@@ -19,16 +19,26 @@ from sqlmodel import Session
 from service.core.settings import driver_url, plain_url
 
 
-def make_async_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+def timeouts(statement_timeout_ms: int, lock_timeout_ms: int) -> dict[str, str]:
+    """PostgreSQL session settings so that no statement and no lock wait can stall a caller."""
+    return {"statement_timeout": str(statement_timeout_ms), "lock_timeout": str(lock_timeout_ms)}
+
+
+def make_async_engine(url: str, pool_size: int = 10, server_settings: dict[str, str] | None = None,
+                      pool_timeout: float = 10.0) -> AsyncEngine:
     # No overflow: connections past the pool would be opened and closed per request under load,
-    # and a PostgreSQL backend costs more to start than the query it serves. Callers wait instead.
+    # and a PostgreSQL backend costs more to start than the query it serves. Callers wait instead
+    # (at most pool_timeout seconds, then 503).
     return create_async_engine(driver_url(url, "asyncpg"), pool_size=pool_size, max_overflow=0,
-                               pool_pre_ping=False)
+                               pool_pre_ping=False, pool_timeout=pool_timeout,
+                               connect_args={"server_settings": server_settings or {}, "timeout": 10})
 
 
-async def make_intake_pool(url: str, size: int) -> asyncpg.Pool:
-    """A plain asyncpg pool for the hot ingest path: one round trip per lead, nothing in between."""
-    return await asyncpg.create_pool(plain_url(url), min_size=size, max_size=size, reset=_keep_session)
+async def make_intake_pool(url: str, size: int, server_settings: dict[str, str] | None = None) -> asyncpg.Pool:
+    """A plain asyncpg pool for the hot ingest path: one round trip per lead, nothing in between.
+    `server_settings` (timeouts()) are set once per connection, not per statement."""
+    return await asyncpg.create_pool(plain_url(url), min_size=size, max_size=size, reset=_keep_session,
+                                     server_settings=server_settings or {}, timeout=10)
 
 
 async def _keep_session(_conn) -> None:
@@ -36,9 +46,10 @@ async def _keep_session(_conn) -> None:
     needs no reset query: asyncpg still rolls back an open transaction first."""
 
 
-def make_sync_engine(url: str, pool_size: int = 5) -> Engine:
+def make_sync_engine(url: str, pool_size: int = 5, server_settings: dict[str, str] | None = None) -> Engine:
+    options = " ".join(f"-c {k}={v}" for k, v in (server_settings or {}).items())
     return create_engine(driver_url(url, "psycopg"), pool_size=pool_size, max_overflow=pool_size,
-                         pool_pre_ping=True)
+                         pool_pre_ping=True, connect_args={"options": options, "connect_timeout": 10})
 
 
 @contextmanager

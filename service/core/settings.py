@@ -37,6 +37,18 @@ class Settings(BaseSettings):
     # Committed leads wait this long before their rq job goes out, so that under load one job
     # carries many leads (an enqueue costs more than an INSERT); nothing is lost meanwhile.
     enqueue_linger_seconds: float = 0.05
+    # Nothing stalls: a statement or a lock wait past these fails (503 + Retry-After to the caller).
+    statement_timeout_ms: int = 15_000
+    lock_timeout_ms: int = 2_000
+    # Single pushes waiting for the group writer; past this, 503 + Retry-After (bounded memory).
+    intake_max_pending: int = 5_000
+    # Redis: a hung server never hangs a request, the enqueue thread, the worker or shutdown.
+    redis_connect_timeout_seconds: float = 2.0
+    redis_socket_timeout_seconds: float = 5.0
+    # A lead whose processing (place and tier) failed this many times is flagged processing_failed
+    # and no longer retried; the reconciler also skips leads it enqueued in the last N seconds.
+    max_processing_attempts: int = 5
+    reenqueue_after_seconds: float = 30.0
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -292,8 +292,9 @@ async def test_concurrent_pushes_share_a_write_and_each_answer_follows_its_commi
 
 
 async def test_a_group_write_that_fails_falls_back_to_one_lead_at_a_time(app, settings):
-    """A row PostgreSQL refuses (here: a year past its range) fails alone; its group mates are stored."""
-    from dispatch.repository import GroupWriter, lead_row
+    """A row PostgreSQL refuses (here: not a time at all) fails alone, naming its field; its group
+    mates are stored."""
+    from dispatch.repository import GroupWriter, Refused, lead_row
 
     writer = GroupWriter(app.state.intake_pool)
     good, bad = (validate_lead(make_lead()).lead for _ in range(2))
@@ -302,4 +303,4 @@ async def test_a_group_write_that_fails_falls_back_to_one_lead_at_a_time(app, se
     results = await asyncio.gather(writer.insert(lead_row(good, []), "test"), writer.insert(tuple(bad_row), "test"),
                                    return_exceptions=True)
     assert results[0][1] is True and isinstance(results[0][0], int)
-    assert isinstance(results[1], Exception)
+    assert isinstance(results[1], Refused) and results[1].errors[0]["field"] == "pushed_at"

@@ -95,8 +95,78 @@ async def test_one_unworkable_lead_does_not_hold_up_the_others(client, source_he
            for _ in range(3)]
     with sync_engine.begin() as conn:  # a row no validator would have let in
         conn.execute(update(Lead).where(Lead.id == ids[1]).values(loc_crs="epsg:9999"))
-    assert process_leads(ids) == {"asked": 3, "done": 2, "failed": 1}
+    assert process_leads(ids) == {"asked": 3, "done": 2, "failed": 1, "given_up": 0}
     with sync_engine.connect() as conn:
         got = dict(conn.execute(select(Lead.id, Lead.status).where(Lead.id.in_(ids))).all())
     assert got == {ids[0]: "tiered", ids[1]: "received", ids[2]: "tiered"}
     assert "lead_processing_failed" in capfd.readouterr().err
+
+
+async def test_a_lead_that_always_fails_ends_visibly_failed_and_is_not_resent(app, client, source_headers,
+                                                                             sync_engine, redis_url, commander,
+                                                                             run_worker, settings):
+    """After max_processing_attempts failures: flagged processing_failed with its last error, listed
+    by GET /leads?failed=true, shown on GET /leads/{id}, and neither reconciled nor processed again."""
+    from sqlalchemy import update
+
+    from dispatch.models import LeadEvent
+    from workers.queues import lead_queue
+
+    lead_id = (await client.post("/api/v1/leads", json=make_lead(), headers=source_headers)).json()["id"]
+    good_id = (await client.post("/api/v1/leads", json=make_lead(), headers=source_headers)).json()["id"]
+    with sync_engine.begin() as conn:  # a row no validator would have let in: no worker can place it
+        conn.execute(update(Lead).where(Lead.id == lead_id).values(loc_crs="epsg:9999"))
+    await run_worker()  # the job sent after commit: attempt 1
+
+    def attempts() -> int:
+        with sync_engine.connect() as conn:
+            return conn.execute(select(Lead.attempts).where(Lead.id == lead_id)).scalar()
+
+    while attempts() < settings.max_processing_attempts:  # each time the reconciler resends it
+        Redis.from_url(redis_url).delete("quanzu:enqueued")  # as if reenqueue_after_seconds had passed
+        assert reconcile(older_than_seconds=0) == 1
+        await run_worker()
+    with sync_engine.connect() as conn:
+        lead = conn.execute(select(Lead).where(Lead.id == lead_id)).one()
+        kinds = list(conn.execute(select(LeadEvent.kind).where(LeadEvent.lead_id == lead_id)).scalars())
+    assert lead.attempts == settings.max_processing_attempts and lead.status == "received"
+    assert "epsg:9999" in lead.last_error and "processing_failed" in lead.flags
+    assert kinds == ["received", "processing_failed"]
+    # not resent: neither by the reconciler nor by a job that was already queued
+    Redis.from_url(redis_url).delete("quanzu:enqueued")
+    assert reconcile(older_than_seconds=0) == 0
+    from workers.tasks import process_leads
+    assert process_leads([lead_id])["asked"] == 1 and lead_queue(Redis.from_url(redis_url), "quanzu").count == 0
+    with sync_engine.connect() as conn:
+        assert conn.execute(select(Lead.attempts).where(Lead.id == lead_id)).scalar() == lead.attempts
+    # and the center sees it
+    failed = (await client.get("/api/v1/leads?failed=true", headers=commander)).json()["items"]
+    assert [x["id"] for x in failed] == [lead_id] and failed[0]["processing_failed"] is True
+    others = (await client.get("/api/v1/leads?failed=false", headers=commander)).json()["items"]
+    assert [x["id"] for x in others] == [good_id]
+    detail = (await client.get(f"/api/v1/leads/{lead_id}", headers=commander)).json()
+    assert detail["attempts"] == settings.max_processing_attempts and "epsg:9999" in detail["last_error"]
+    assert detail["timeline"][-1]["kind"] == "processing_failed"
+
+
+async def test_no_duplicate_jobs_pile_up_behind_a_busy_worker(app, client, source_headers, sync_engine,
+                                                               redis_url, run_worker):
+    """No worker drains the queue: the reconciler, firing again and again, adds no job for leads
+    whose job is still waiting; once their mark is old enough it resends them once."""
+    from workers.queues import lead_queue
+
+    await app.state.after_commit.drain()  # ids of an earlier test must not land in this one's queue
+    Redis.from_url(redis_url).flushdb()
+    await _push(client, source_headers, 30)
+    await app.state.after_commit.drain()
+    queue = lead_queue(Redis.from_url(redis_url), "quanzu")
+    assert queue.count == 1
+    for _ in range(5):
+        assert reconcile(older_than_seconds=0) == 0
+    assert queue.count == 1
+    Redis.from_url(redis_url).delete("quanzu:enqueued")  # as after reenqueue_after_seconds
+    assert reconcile(older_than_seconds=0) == 30
+    assert reconcile(older_than_seconds=0) == 0
+    assert queue.count == 2
+    await run_worker()
+    assert statuses(sync_engine) == {"tiered": 30}
