@@ -94,13 +94,25 @@ class Refused:
     errors: list[dict]
 
 
-def refusal(exc: BaseException) -> Refused:
-    """Best effort: the field whose column refused the value, from the argument number asyncpg
-    names (client-side encoding) or the kind of server error."""
+def _column_holding_nul(row: tuple) -> str | None:
+    for column, value in zip(LEAD_COLUMNS, row):
+        if type(value) is str and ("\x00" in value or (column in ("counterpart", "flags") and "\\u0000" in value)):
+            return column
+    return None
+
+
+def refusal(exc: BaseException, row: tuple | None = None) -> Refused:
+    """Best effort: the field whose column refused the value, from the column the server names,
+    the argument number asyncpg names (client-side encoding) or the kind of server error."""
     field = ""
     m = _ARGUMENT.search(str(exc))
-    if m and 1 <= int(m.group(1)) <= _N:
+    column = getattr(exc, "column_name", None)  # set by some server errors (and by triggers)
+    if column in FIELD_OF_COLUMN:
+        field = FIELD_OF_COLUMN[column]
+    elif m and 1 <= int(m.group(1)) <= _N:
         field = FIELD_OF_COLUMN[LEAD_COLUMNS[int(m.group(1)) - 1]]
+    elif row is not None and (nul := _column_holding_nul(row)):  # "invalid byte sequence ... 0x00" names none
+        field = FIELD_OF_COLUMN[nul]
     else:
         field = next((f for kind, f in _FIELD_OF_ERROR.items() if isinstance(exc, kind)), "")
     message = str(exc).split("\n")[0]
@@ -157,7 +169,7 @@ async def _insert_unique(conn, rows: list[tuple], actors: list[str]) -> dict[tup
             records = await conn.fetch(INSERT_MANY, *zip(*rows), actors)
     except REFUSED as exc:
         if len(rows) == 1:
-            return {(rows[0][0], rows[0][1]): refusal(exc)}
+            return {(rows[0][0], rows[0][1]): refusal(exc, rows[0])}
         mid = len(rows) // 2
         stored = await _insert_unique(conn, rows[:mid], actors[:mid])
         stored.update(await _insert_unique(conn, rows[mid:], actors[mid:]))
