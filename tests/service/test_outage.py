@@ -12,7 +12,7 @@ from tests.factories import make_lead
 
 @pytest.mark.usefixtures("district")
 async def test_push_during_a_database_outage_is_503(settings, api_key, redis_url):
-    from service.core.auth import hash_api_key
+    from service.core.auth import create_access_token, hash_api_key
     from service.core.db import make_sync_engine, sync_session
     from service.core.embedded import EmbeddedPostgres
     from service.core.migrate import upgrade
@@ -40,5 +40,16 @@ async def test_push_during_a_database_outage_is_503(settings, api_key, redis_url
                 assert r.status_code == 503 and r.json()["error"] == "unavailable"
                 assert r.headers["retry-after"] == "5"
                 assert (await client.get("/readyz")).status_code == 503
+                # SQLModel routes too: the driver's error arrives wrapped, and is classified by its cause
+                token = create_access_token("cmd", "commander", None, settings.secret_key, 5)
+                bearer = {"Authorization": f"Bearer {token}"}
+                for answer in (await client.get("/api/v1/leads", headers=bearer),
+                               await client.get("/api/v1/leads/1", headers=bearer),
+                               await client.get("/api/v1/geo/beats", headers=bearer),
+                               await client.get("/api/v1/rejections", headers=bearer),
+                               await client.post("/api/v1/auth/token", data={"username": "u", "password": "p"}),
+                               await client.post("/api/v1/leads", json=make_lead(), headers={"X-API-Key": "qz_new"})):
+                    assert answer.status_code == 503, (answer.request.url, answer.text)
+                    assert answer.json()["error"] == "unavailable" and answer.headers["retry-after"]
     finally:
         pg.stop()
