@@ -1,14 +1,24 @@
-"""A worker process: an rq SimpleWorker on the quanzu queue plus the reconciler's clock."""
+"""A worker process: an rq SimpleWorker on the quanzu queue plus the reconciler's clock.
+
+Redis going away does not end the process: rq's worker gives up on some Redis errors (at start,
+in its maintenance and heartbeats), so it is started again after a pause until Redis answers;
+the reconciler's clock goes on by itself (workers.scheduler). SIGTERM / SIGINT stop it as rq does."""
 from __future__ import annotations
 
+import signal
+import threading
+
+import redis
 from rq import SimpleWorker
 
-from service.core.logging import configure_logging
+from service.core.logging import configure_logging, log
 from service.core.redis import make_redis
 from service.core.settings import get_settings
 from workers.queues import lead_queue
 from workers.scheduler import start_reconciler
 from workers.tasks import ctx
+
+RESTART_AFTER_SECONDS = 2.0
 
 
 def run_worker(burst: bool = False) -> None:
@@ -20,8 +30,21 @@ def run_worker(burst: bool = False) -> None:
     clock_redis = make_redis(ctx.urls.redis_url, settings.redis_connect_timeout_seconds,
                              settings.redis_socket_timeout_seconds)
     stop = start_reconciler(clock_redis, settings.queue_name, settings.reconcile_every_seconds)
+    stopping = threading.Event()
     try:
-        SimpleWorker([queue], connection=ctx.redis).work(burst=burst, with_scheduler=False)
+        while True:
+            worker = SimpleWorker([queue], connection=ctx.redis)
+            try:
+                worker.work(burst=burst, with_scheduler=False)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.warning("worker_redis_unavailable", error=f"{exc.__class__.__name__}: {exc}")
+            if burst or worker._shutdown_requested_date is not None:  # rq's own record of SIGTERM/SIGINT
+                break
+            for signum in (signal.SIGTERM, signal.SIGINT):  # between two rq workers, ours decide
+                signal.signal(signum, lambda *_: stopping.set())
+            if stopping.wait(RESTART_AFTER_SECONDS):
+                break
+            log.warning("worker_restarting")
     finally:
         stop.set()
         ctx.urls.stop()

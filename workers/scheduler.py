@@ -2,7 +2,7 @@
 
 Every `quanzu worker` runs one in a thread; a short Redis lock makes one of them fire per period.
 Redis errors (down, restarting, timing out) never stop the clock: each is logged, the clock backs
-off (up to a minute) and goes on; the first tick that reaches Redis again fires as usual."""
+off (up to 30 s) and goes on; the first tick that reaches Redis again fires as usual."""
 from __future__ import annotations
 
 import threading
@@ -14,7 +14,7 @@ from service.core.logging import log
 from workers.tasks import reconcile
 
 LOCK = "quanzu:reconcile:lock"
-MAX_BACKOFF = 60.0
+MAX_BACKOFF = 30.0
 
 
 def tick(cron: CronScheduler, redis: Redis, every: int) -> bool:
