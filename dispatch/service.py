@@ -1,4 +1,7 @@
-"""Use cases on leads. Services never commit: the request or the task that calls them does."""
+"""Use cases on leads. Services never commit: the request or the task that calls them does. The one
+exception is intake (`take_lead`): its answer must follow its commit, so the group writer's statement
+commits each lead (autocommit) and a rejection is recorded at once; `take_batch` runs in its caller's
+transaction."""
 from __future__ import annotations
 
 import base64
