@@ -41,6 +41,7 @@ LATEST = datetime(2200, 1, 1, tzinfo=timezone.utc)
 MAX_JSON_DEPTH = 8
 MAX_JSON_KEYS = 200  # keys and list items, all levels together
 MAX_JSON_BYTES = 16 * 1024
+_JSON_NUMBER = 2**63
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +278,11 @@ def _json_shape(v: object, field: str, errors: list[FieldError]) -> None:
             elif t is list:
                 members += len(x)  # type: ignore[arg-type]
                 nxt.extend(x)  # type: ignore[arg-type]
+            elif (t is int or t is float) and not -_JSON_NUMBER < x < _JSON_NUMBER:  # type: ignore[operator]
+                # JSONB keeps numbers exact and writes 1e20 back as 100000000000000000000: past
+                # 64 bits it could not be answered again (nor read by most clients).
+                errors.append(FieldError(field, "numbers must lie between -2^63 and 2^63"))
+                return
         if members > MAX_JSON_KEYS:
             errors.append(FieldError(field, f"more than {MAX_JSON_KEYS} keys and items"))
             return

@@ -82,12 +82,22 @@ async def test_rows_postgresql_refuses_fail_alone_in_a_1000_row_insert(settings,
         assert set(conn.execute(select(Lead.id)).scalars()) == {lead_id for lead_id, _c in good}
 
 
-async def test_a_1000_lead_batch_with_leads_postgresql_refuses(client, source_headers, commander, sync_engine,
-                                                              run_worker, refusing_trigger):
-    leads = [make_lead() for _ in range(1000)]
-    bad = {3, 500, 998}
+def _leads_some_refused(n: int, bad: set[int]) -> list[dict]:
+    leads = [make_lead() for _ in range(n)]
     for i in bad:
         leads[i]["subject"]["name"] = REFUSED_NAME
+    return leads
+
+
+def _tiered(sync_engine) -> dict[str, int]:
+    with sync_engine.connect() as conn:
+        return dict(conn.execute(select(Lead.status, func.count()).group_by(Lead.status)).all())
+
+
+async def test_a_1000_lead_batch_with_leads_postgresql_refuses(client, source_headers, commander, sync_engine,
+                                                              run_worker, refusing_trigger):
+    bad = {3, 500, 998}
+    leads = _leads_some_refused(1000, bad)
     r = await client.post("/api/v1/leads/batch", json={"leads": leads}, headers=source_headers)
     assert r.status_code == 200
     results = r.json()["results"]
@@ -99,18 +109,16 @@ async def test_a_1000_lead_batch_with_leads_postgresql_refuses(client, source_he
     assert listed["total"] == 3 and listed["by_field"] == {"subject.name": 3}
     assert {x["source_id"] for x in listed["items"]} == {leads[i]["source_id"] for i in bad}
     await run_worker()
+    assert _tiered(sync_engine) == {"tiered": 997}
     with sync_engine.connect() as conn:
-        assert dict(conn.execute(select(Lead.status, func.count()).group_by(Lead.status)).all()) == {"tiered": 997}
         assert conn.execute(select(func.count()).select_from(Lead).where(Lead.name == REFUSED_NAME)).scalar() == 0
 
 
 async def test_the_same_leads_pushed_one_by_one_among_good_ones(client, source_headers, commander, sync_engine,
                                                                 run_worker, refusing_trigger):
     """Concurrent single pushes share group writes; the refused ones get 422 alone."""
-    leads = [make_lead() for _ in range(60)]
     bad = {5, 30, 59}
-    for i in bad:
-        leads[i]["subject"]["name"] = REFUSED_NAME
+    leads = _leads_some_refused(60, bad)
     answers = await asyncio.gather(*[client.post("/api/v1/leads", json=x, headers=source_headers) for x in leads])
     assert [a.status_code for a in answers] == [422 if i in bad else 202 for i in range(60)]
     for i in bad:
@@ -123,5 +131,41 @@ async def test_the_same_leads_pushed_one_by_one_among_good_ones(client, source_h
     assert stored == {leads[i]["source_id"]: answers[i].json()["id"] for i in range(60) if i not in bad}
     assert (await client.get("/api/v1/rejections", headers=commander)).json()["by_field"] == {"subject.name": 3}
     await run_worker()
-    with sync_engine.connect() as conn:
-        assert dict(conn.execute(select(Lead.status, func.count()).group_by(Lead.status)).all()) == {"tiered": 57}
+    assert _tiered(sync_engine) == {"tiered": 57}
+
+
+def _deep(n: int) -> dict:
+    v: object = "x"
+    for _ in range(n):
+        v = {"k": v}
+    return v  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("changes", [
+    {"amount_cny": 999999999999.99}, {"amount_cny": 0.004},
+    {"pushed_at": "1970-01-01T00:00:00+00:00"}, {"pushed_at": "2199-12-31T23:59:59+23:59"},
+    {"pushed_at": "2026-10-01T00:00:00-23:59"}, {"pushed_at": "2026-10-01T00:00:00.999999"},
+    {"subject": {"name": "名" * 100, "id_number": "X" * 32, "phone": "+86 " + "139-1234-5678".ljust(36)}},
+    {"counterpart": _deep(7)}, {"counterpart": {str(i): "值" for i in range(200)}},
+    {"counterpart": {"k": "x" * 16_000}}, {"counterpart": {"big": 2**63 - 1, "small": -(2**63) + 1, "f": 9e18, "tiny": 1e-300, "neg": -9e18}},
+    {"location": {"lon": -180, "lat": 90, "crs": "bd09", "accuracy_m": 1_000_000, "kind": "cell"}},
+    {"source_id": "S" * 128, "fraud_type": "新型" * 200},
+])
+async def test_the_extremes_validation_accepts_are_stored(client, source_headers, commander, changes):
+    """Every accepted extreme fits its column: 202, and read back as sent."""
+    lead = make_lead(**{k: v for k, v in changes.items() if k not in ("subject", "location")},
+                     **({"subject": changes["subject"]} if "subject" in changes else {}),
+                     **({"location": changes["location"]} if "location" in changes else {}))
+    r = await client.post("/api/v1/leads", json=lead, headers=source_headers)
+    assert r.status_code == 202, r.text
+    got = (await client.get(f"/api/v1/leads/{r.json()['id']}", headers=commander)).json()
+    if "amount_cny" in changes:
+        assert got["amount_cny"] == round(changes["amount_cny"], 2)
+    if "pushed_at" in changes:
+        sent = datetime.fromisoformat(changes["pushed_at"])
+        sent = sent if sent.tzinfo else sent.replace(tzinfo=timezone(timedelta(hours=8)))
+        assert datetime.fromisoformat(got["pushed_at"]) == sent
+    if "counterpart" in changes:
+        assert got["counterpart"] == changes["counterpart"]
+    if "subject" in changes:
+        assert got["subject"]["name"] == changes["subject"]["name"]
