@@ -37,13 +37,15 @@ WITH ins AS (
 SELECT id FROM ins"""
 
 # Many leads in one statement, each with its own actor (pushes of several sources share a group).
+# Rows go in key order, so overlapping groups and batches take their locks in the same order and
+# cannot deadlock (sorted by PostgreSQL: cheaper there than in the API process).
 INSERT_MANY = f"""
 WITH rows AS (
     SELECT * FROM unnest({", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))}, ${_N + 1}::text[])
         AS r({_COLS}, actor)
 ), ins AS (
     INSERT INTO lead ({_COLS}, status)
-    SELECT {_COLS}, 'received' FROM rows
+    SELECT {_COLS}, 'received' FROM rows ORDER BY source, source_id
     ON CONFLICT (source, source_id) DO NOTHING
     RETURNING id, source, source_id, received_at, flags
 ), ev AS (
@@ -134,16 +136,15 @@ Stored = tuple[int, bool] | Refused
 async def insert_leads(conn, rows: list[tuple], actors: list[str]) -> list[Stored]:
     """Many leads in one statement; → (id, created) or `Refused` for each row, in order. A key met
     again later in `rows` is a duplicate of its first row; a key stored before is a duplicate of
-    that lead. Rows go in key order (source, source_id), so overlapping groups and batches lock
-    in the same order and cannot deadlock. A row PostgreSQL refuses is found by bisection (each
+    that lead. Rows are written in key order (INSERT_MANY), so overlapping groups and batches
+    cannot deadlock. A row PostgreSQL refuses is found by bisection (each
     try in a savepoint when `conn` is in a transaction) and answered alone; the others are stored."""
     first: dict[tuple[str, str], int] = {}
     for i, row in enumerate(rows):
         first.setdefault((row[0], row[1]), i)
     if not first:
         return []
-    order = sorted(first.values(), key=lambda i: (rows[i][0], rows[i][1]))
-    stored = await _insert_unique(conn, [rows[i] for i in order], [actors[i] for i in order])
+    stored = await _insert_unique(conn, [rows[i] for i in first.values()], [actors[i] for i in first.values()])
     missing = [key for key in first if key not in stored]
     if missing:  # pushed before, or by a push that won the race: a fresh statement sees it
         sources, ids = zip(*missing)

@@ -84,6 +84,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 s = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(s.pop("$defs", {}))
                 components[model.__name__] = s
+            # How callers authenticate (service.core.auth), so generated clients can send it; each
+            # route's summary says which roles may call it, and 401/403 are documented per route.
+            schema["components"]["securitySchemes"] = {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                           "description": "Upstream sources: `quanzu create-api-key --name NAME`"},
+                "Bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                           "description": "People: POST /api/v1/auth/token"}}
+            schema["security"] = [{"Bearer": []}, {"ApiKey": []}, {}]
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -11,9 +11,10 @@ from rq import Queue
 from service.core.logging import log
 
 CHUNK = 500
-# Lead id → when it was last enqueued (a sorted set). The reconciler skips leads enqueued lately,
-# so no duplicate jobs pile up behind a busy worker; a Redis restart empties it with the queue,
-# and then everything still `received` is sent again, as it must be.
+# Lead id → when the reconciler last resent it (a sorted set). It skips leads it resent lately, so
+# no duplicate jobs pile up behind a busy worker: a lead waiting in the queue gets at most one
+# resend per reenqueue_after_seconds. A Redis restart empties it with the queue, and then
+# everything still `received` is sent again, as it must be.
 ENQUEUED = "quanzu:enqueued"
 
 
@@ -21,15 +22,17 @@ def lead_queue(redis: Redis, name: str) -> Queue:
     return Queue(name, connection=redis)
 
 
-def enqueue_leads(queue: Queue, ids: list[int]) -> None:
-    """One job per chunk of leads: a worker places and tiers them in one transaction. The jobs and
-    the ids' enqueue times go out in one pipeline (one round trip)."""
+def enqueue_leads(queue: Queue, ids: list[int], mark: bool = False) -> None:
+    """One job per chunk of leads: a worker places and tiers them in one transaction. With `mark`
+    (the reconciler's resends) the ids' enqueue times go out in the same pipeline (one round
+    trip); the hot path after commit sends each lead once and needs no mark."""
     # By name: the worker imports the task, this module need not (and the task module imports this one).
     jobs = [Queue.prepare_data("workers.tasks.process_leads", args=(ids[i:i + CHUNK],), result_ttl=0, failure_ttl=7 * 86400,
                                timeout=300) for i in range(0, len(ids), CHUNK)]
     with queue.connection.pipeline() as pipe:
         queue.enqueue_many(jobs, pipeline=pipe)
-        pipe.zadd(ENQUEUED, dict.fromkeys(ids, time.time()))
+        if mark:
+            pipe.zadd(ENQUEUED, dict.fromkeys(ids, time.time()))
         pipe.execute()
 
 

@@ -84,7 +84,7 @@ def process_leads(ids: list[int]) -> dict:
 
 def reconcile(older_than_seconds: float | None = None) -> int:
     """Re-enqueue every lead left in `received` too long: a lost job or a Redis restart loses nothing.
-    Skips leads given up on (processing_failed) and leads enqueued in the last
+    Skips leads given up on (processing_failed) and leads it resent in the last
     `reenqueue_after_seconds` (their job is still waiting behind a busy worker). → leads enqueued."""
     settings = get_settings()
     age = settings.reconcile_after_seconds if older_than_seconds is None else older_than_seconds
@@ -96,6 +96,6 @@ def reconcile(older_than_seconds: float | None = None) -> int:
     waiting = recently_enqueued(ctx.redis, ids, settings.reenqueue_after_seconds)
     ids = [i for i in ids if i not in waiting]
     if ids:
-        enqueue_leads(lead_queue(ctx.redis, settings.queue_name), ids)
+        enqueue_leads(lead_queue(ctx.redis, settings.queue_name), ids, mark=True)
         log.warning("reconciled", leads=len(ids), still_waiting=len(waiting))
     return len(ids)

@@ -151,8 +151,8 @@ async def test_a_lead_that_always_fails_ends_visibly_failed_and_is_not_resent(ap
 
 async def test_no_duplicate_jobs_pile_up_behind_a_busy_worker(app, client, source_headers, sync_engine,
                                                                redis_url, run_worker):
-    """No worker drains the queue: the reconciler, firing again and again, adds no job for leads
-    whose job is still waiting; once their mark is old enough it resends them once."""
+    """No worker drains the queue: the reconciler, firing again and again, resends a waiting lead
+    once, then adds no job for it until its mark is reenqueue_after_seconds old."""
     from workers.queues import lead_queue
 
     await app.state.after_commit.drain()  # ids of an earlier test must not land in this one's queue
@@ -161,12 +161,13 @@ async def test_no_duplicate_jobs_pile_up_behind_a_busy_worker(app, client, sourc
     await app.state.after_commit.drain()
     queue = lead_queue(Redis.from_url(redis_url), "quanzu")
     assert queue.count == 1
+    assert reconcile(older_than_seconds=0) == 30  # its job waits: one resend
     for _ in range(5):
         assert reconcile(older_than_seconds=0) == 0
-    assert queue.count == 1
+    assert queue.count == 2
     Redis.from_url(redis_url).delete("quanzu:enqueued")  # as after reenqueue_after_seconds
     assert reconcile(older_than_seconds=0) == 30
     assert reconcile(older_than_seconds=0) == 0
-    assert queue.count == 2
+    assert queue.count == 3
     await run_worker()
     assert statuses(sync_engine) == {"tiered": 30}
