@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     # carries many leads (an enqueue costs more than an INSERT); nothing is lost meanwhile.
     enqueue_linger_seconds: float = 0.05
     log_level: str = "INFO"
-    log_json: bool = True
+    # JSON lines for log collectors; unset: readable lines when stderr is a terminal, else JSON.
+    log_json: bool | None = None
 
 
 def find_sample_district() -> Path | None:
