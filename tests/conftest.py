@@ -111,7 +111,7 @@ def clean(sync_engine, redis_url):
     from sqlalchemy import text
 
     with sync_engine.begin() as conn:
-        conn.execute(text("TRUNCATE lead, lead_event, rejection, access_log RESTART IDENTITY CASCADE"))
+        conn.execute(text("TRUNCATE lead, lead_event, rejection, access_log, audit_head RESTART IDENTITY CASCADE"))
     Redis.from_url(redis_url).flushdb()
 
 

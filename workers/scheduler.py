@@ -1,4 +1,4 @@
-"""The reconciler's clock: rq's CronScheduler enqueues `reconcile` every few seconds.
+"""The reconciler's clock: rq's CronScheduler enqueues `reconcile` and `seal_audit` every few seconds.
 
 Every `quanzu worker` runs one in a thread; a short Redis lock makes one of them fire per period."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import threading
 from redis import Redis
 from rq.cron import CronScheduler
 
-from workers.tasks import reconcile
+from workers.tasks import reconcile, seal_audit
 
 LOCK = "quanzu:reconcile:lock"
 
@@ -16,6 +16,7 @@ LOCK = "quanzu:reconcile:lock"
 def run_reconciler(redis: Redis, queue_name: str, every: int, stop: threading.Event) -> None:
     cron = CronScheduler(connection=redis, name=f"quanzu-reconciler-{threading.get_native_id()}")
     cron.register(reconcile, queue_name, interval=every, result_ttl=0, job_timeout=120)
+    cron.register(seal_audit, queue_name, interval=every, result_ttl=0, job_timeout=600)
     while not stop.is_set():
         if redis.set(LOCK, "1", nx=True, ex=max(1, every - 1)):
             cron.enqueue_jobs()

@@ -7,6 +7,7 @@ from functools import cached_property
 
 from sqlalchemy import func, select
 
+from dispatch import audit
 from dispatch.models import Lead
 from dispatch.service import place_and_tier, placement_for
 from dispatch.tiering import Policy, load_policy
@@ -15,7 +16,7 @@ from service.core.db import make_sync_engine, sync_session
 from service.core.logging import log
 from service.core.redis import make_redis
 from service.core.runtime import resolve_urls
-from service.core.settings import get_settings
+from service.core.settings import audit_secret, get_settings
 from workers.queues import enqueue_leads, lead_queue
 
 
@@ -83,3 +84,14 @@ def reconcile(older_than_seconds: float | None = None) -> int:
         enqueue_leads(lead_queue(ctx.redis, settings.queue_name), ids)
         log.warning("reconciled", leads=len(ids))
     return len(ids)
+
+
+def seal_audit() -> dict[str, int]:
+    """Chain the lead_event / access_log rows written since the last run (dispatch/audit.py)."""
+    key = audit.audit_key(audit_secret(get_settings()))
+    with ctx.engine.connect() as conn:
+        sealed = audit.seal(conn, key)
+        conn.commit()
+    if any(sealed.values()):
+        log.info("audit_sealed", **sealed)
+    return sealed

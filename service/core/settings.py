@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     # Committed leads wait this long before their rq job goes out, so that under load one job
     # carries many leads (an enqueue costs more than an INSERT); nothing is lost meanwhile.
     enqueue_linger_seconds: float = 0.05
+    # The audit chain's HMAC key (dispatch/audit.py); unset: derived from SECRET_KEY. Changing
+    # it makes every existing seal fail `quanzu audit verify`.
+    audit_key: str | None = Field(default=None, min_length=16)
+    # A lead_event / access_log row not sealed this long after it was written breaks the chain.
+    audit_unsealed_window_seconds: float = 300.0
     log_level: str = "INFO"
     # JSON lines for log collectors; unset: readable lines when stderr is a terminal, else JSON.
     log_json: bool | None = None
@@ -57,6 +62,10 @@ def find_sample_district() -> Path | None:
         there = Path(origin).resolve().parent / "shared" / "data" / "district"
         return there if there.is_dir() else None
     return None
+
+
+def audit_secret(settings: Settings) -> str:
+    return settings.audit_key or settings.secret_key
 
 
 @lru_cache
