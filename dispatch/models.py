@@ -64,7 +64,8 @@ class Lead(SQLModel, table=True):
     beat_code: str | None = Field(default=None, index=True)
     street_code: str | None = Field(default=None, index=True)
     in_jurisdiction: bool | None = None
-    placed_by: str | None = None  # location | residence | none
+    placed_by: str | None = None  # location | geocoder | residence | none
+    placement_reason: str | None = None  # why not by location: e.g. the geocoder was down
     flags: list = Field(default_factory=list, sa_column=Column(JSONB, nullable=False, server_default="[]"))
     status: str = Field(default="received", sa_column=Column(String, nullable=False, server_default="received"))
     tier: str | None = None
@@ -140,16 +141,6 @@ class AuditHead(SQLModel, table=True):
     seal: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     sealed_at: datetime | None = Field(default=None, sa_column=_ts())
 
-
-class GeocodeCache(SQLModel, table=True):
-    """Answers of the center's geocoder per (provider, address): `found` false caches a miss too."""
-    __tablename__ = "geocode_cache"
-    provider: str = Field(primary_key=True)
-    address: str = Field(primary_key=True)
-    found: bool
-    lon: float | None = None  # WGS-84
-    lat: float | None = None
-    answered_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
 
 
 class Team(SQLModel, table=True):

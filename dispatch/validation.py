@@ -22,6 +22,7 @@ M = TypeVar("M", bound=BaseModel)
 CENTER_TZ = timezone(timedelta(hours=8))  # a naive pushed time is the center's local time
 CRS_VALUES = ("wgs84", "gcj02", "bd09")  # geo owns the CRS enum; here they are plain strings
 MAX_SOURCE_ID = 128
+MAX_ADDRESS = 500  # a street address, as 96110 / 110 operators type it
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,16 +352,26 @@ def _coordinate(loc: dict, key: str, limit: float, errors: list[FieldError]) -> 
 
 def _location(loc: dict, errors: list[FieldError], flags: list[str]) -> LocationIn | None:
     n = len(errors)
-    lon = _coordinate(loc, "lon", 180.0, errors)
-    lat = _coordinate(loc, "lat", 90.0, errors)
-    crs = loc.get("crs")
-    if crs not in CRS_VALUES:
-        norm = crs.strip().lower() if type(crs) is str else None
-        if norm in CRS_VALUES:
-            crs = norm  # "WGS84 " and friends: harmless spelling, not a defect
-        else:
-            errors.append(FieldError("location.crs", "required: " + _CRS_MESSAGE[8:] if crs is None else
-                                     f"{_show(crs)} {_CRS_MESSAGE}"))
+    address = _optional_str(loc.get("address"), "location.address", errors)
+    if address is not None and len(address) > MAX_ADDRESS:
+        errors.append(FieldError("location.address", f"longer than {MAX_ADDRESS} characters"))
+    # kind "address" with an address and no coordinates: the worker geocodes it.
+    address_only = loc.get("kind") == "address" and loc.get("lon") is None and loc.get("lat") is None
+    if address_only:
+        if address is None and len(errors) == n:
+            errors.append(FieldError("location.address", "required when kind is address and lon/lat are absent"))
+        lon = lat = crs = None
+    else:
+        lon = _coordinate(loc, "lon", 180.0, errors)
+        lat = _coordinate(loc, "lat", 90.0, errors)
+        crs = loc.get("crs")
+        if crs not in CRS_VALUES:
+            norm = crs.strip().lower() if type(crs) is str else None
+            if norm in CRS_VALUES:
+                crs = norm  # "WGS84 " and friends: harmless spelling, not a defect
+            else:
+                errors.append(FieldError("location.crs", "required: " + _CRS_MESSAGE[8:] if crs is None else
+                                         f"{_show(crs)} {_CRS_MESSAGE}"))
     accuracy = loc.get("accuracy_m")
     if accuracy is not None:
         accuracy = _number(accuracy)
@@ -377,7 +388,8 @@ def _location(loc: dict, errors: list[FieldError], flags: list[str]) -> Location
                 flags.append(_KIND_FLAG)
     if len(errors) > n:
         return None
-    return _build(LocationIn, {"lon": lon, "lat": lat, "crs": crs, "accuracy_m": accuracy, "kind": kind})
+    return _build(LocationIn, {"lon": lon, "lat": lat, "crs": crs, "accuracy_m": accuracy, "kind": kind,
+                               "address": address})
 
 
 _set_attr = object.__setattr__

@@ -9,8 +9,9 @@ from sqlalchemy import func, select
 
 from dispatch import audit
 from dispatch.models import Lead
-from dispatch.service import place_and_tier, placement_for
+from dispatch.service import geocode_pending, place_and_tier, placement_for
 from dispatch.tiering import Policy, load_policy
+from geo.geocode import Geocoder, make_geocoder
 from geo.store import IndexCache
 from service.core.db import make_sync_engine, sync_session
 from service.core.logging import log
@@ -43,20 +44,26 @@ class _Context:
     def index(self) -> IndexCache:
         return IndexCache()
 
+    @cached_property
+    def geocoder(self) -> Geocoder | None:
+        return make_geocoder(get_settings())
+
 
 ctx = _Context()
 
 
 def process_leads(ids: list[int]) -> dict:
     """Place and tier leads still `received`. Safe to run twice: a lead already moved on, or locked
-    by another worker right now, is skipped."""
+    by another worker right now, is skipped. Address-only leads are geocoded first, with no lead
+    locked (a slow geocoder holds up nobody else's work)."""
     with sync_session(ctx.engine) as session:
         loaded = ctx.index.get_sync(session)
         if loaded is None:
             raise RuntimeError("no district imported: run `quanzu import-district DIR`")
+        geocoded = geocode_pending(session, ids, ctx.geocoder)
         leads = session.execute(select(Lead).where(Lead.id.in_(ids), Lead.status == "received")
                                 .order_by(Lead.id).with_for_update(skip_locked=True)).scalars().all()
-        placement_of = placement_for(loaded.index, loaded.district_code)
+        placement_of = placement_for(loaded.index, loaded.district_code, geocoded)
         failed = []
         for lead in leads:
             try:

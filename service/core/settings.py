@@ -4,9 +4,10 @@ from __future__ import annotations
 import subprocess
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,12 @@ class Settings(BaseSettings):
     # Committed leads wait this long before their rq job goes out, so that under load one job
     # carries many leads (an enqueue costs more than an INSERT); nothing is lost meanwhile.
     enqueue_linger_seconds: float = 0.05
+    # The center's geocoder for address-only leads (geo/geocode.py): nominatim (its own server,
+    # GEOCODER_URL) or baidu (GEOCODER_KEY; GEOCODER_URL optional, a gateway). Unset: none.
+    geocoder: Literal["nominatim", "baidu"] | None = None
+    geocoder_url: str | None = None
+    geocoder_key: str | None = None
+    geocoder_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
     # The audit chain's HMAC key (dispatch/audit.py); unset: derived from SECRET_KEY. Changing
     # it makes every existing seal fail `quanzu audit verify`.
     audit_key: str | None = Field(default=None, min_length=16)
@@ -45,6 +52,14 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # JSON lines for log collectors; unset: readable lines when stderr is a terminal, else JSON.
     log_json: bool | None = None
+
+    @model_validator(mode="after")
+    def _geocoder_complete(self) -> Settings:
+        if self.geocoder == "nominatim" and not self.geocoder_url:
+            raise ValueError("GEOCODER=nominatim needs GEOCODER_URL (the center's Nominatim, e.g. http://10.0.0.5:8080)")
+        if self.geocoder == "baidu" and not self.geocoder_key:
+            raise ValueError("GEOCODER=baidu needs GEOCODER_KEY (the Baidu Maps API key)")
+        return self
 
 
 def find_sample_district() -> Path | None:

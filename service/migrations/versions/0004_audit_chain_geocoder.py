@@ -40,9 +40,11 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('provider', 'address')
     )
     op.add_column('lead', sa.Column('loc_address', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
+    op.add_column('lead', sa.Column('placement_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column('lead', 'placement_reason')
     op.drop_column('lead', 'loc_address')
     op.drop_table('geocode_cache')
     op.drop_table('audit_head')
