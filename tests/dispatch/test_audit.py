@@ -151,3 +151,14 @@ def test_quanzu_audit_verify_exits_non_zero_and_names_the_link(trail, sync_engin
     bad = run()
     assert bad.returncode == 1
     assert f"first broken link: lead_event id {ids[0]} (chain position 1)" in bad.stderr
+
+
+async def test_the_workers_sealing_job_chains_new_rows(client, source_headers, sync_engine, key):
+    from workers.tasks import seal_audit
+
+    r = await client.post("/api/v1/leads", json=make_lead(), headers=source_headers)
+    assert r.status_code == 202
+    assert seal_audit() == {"lead_event": 1, "access_log": 0}
+    assert seal_audit() == {"lead_event": 0, "access_log": 0}
+    reports = _verify(sync_engine, key)
+    assert (reports["lead_event"].sealed, reports["lead_event"].broken) == (1, None)
