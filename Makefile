@@ -23,4 +23,6 @@ bench: $(BIN)/quanzu
 	$(BIN)/python bench/beats.py
 
 clean:
+	@# as root the embedded PostgreSQL may live under /var/tmp (service/core/embedded.py)
+	-[ -f .quanzu/pg/server-dir ] && rm -rf "$$(cat .quanzu/pg/server-dir)"
 	rm -rf $(VENV) .quanzu .pytest_cache
