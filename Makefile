@@ -24,5 +24,5 @@ bench: $(BIN)/quanzu
 
 clean:
 	@# as root the embedded PostgreSQL may live under /var/tmp (service/core/embedded.py)
-	-[ -f .quanzu/pg/server-dir ] && rm -rf "$$(cat .quanzu/pg/server-dir)"
+	@d=$$(cat .quanzu/pg/server-dir 2>/dev/null); case "$$d" in /var/tmp/quanzu-pg-*) rm -rf "$$d";; esac
 	rm -rf $(VENV) .quanzu .pytest_cache
