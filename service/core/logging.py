@@ -28,7 +28,8 @@ def _mask(value):
 
 
 def mask_processor(_logger, _name, event_dict: dict) -> dict:
-    return {k: _mask(v) for k, v in event_dict.items()}
+    # uvicorn's `color_message` is its message again with ANSI codes: noise in either format.
+    return {k: _mask(v) for k, v in event_dict.items() if k != "color_message"}
 
 
 class _StderrHandler(logging.StreamHandler):

