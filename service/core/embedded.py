@@ -8,7 +8,7 @@ PostgreSQL refuses to run as root, so as root it runs as PG_USER, who may not re
 under a 0700 folder (/root). Then its data and socket live in a folder of PG_USER's under
 /var/tmp whose name is derived from the requested directory (so every process of the checkout
 finds the same server), and its binaries are copied once to a root-owned folder there
-(`reachable_pg_bin`). See docs/embedded-postgres.md and docs/embedded-redis.md.
+(`_pg_bin`). See docs/embedded-postgres.md and docs/embedded-redis.md.
 """
 from __future__ import annotations
 
