@@ -23,7 +23,7 @@ import hashlib
 import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from sqlalchemy import Connection, text
 
@@ -167,9 +167,10 @@ def verify_table(conn: Connection, key: bytes, table: str, window: timedelta) ->
         else:
             broken = Broken(table, None, head_position, "the chain's head does not match its last row "
                                                         "(audit_head edited)")
-    cutoff = datetime.now(timezone.utc) - window
-    late = conn.execute(text(f"SELECT id, at FROM {table} WHERE seal_seq IS NULL AND at < :c ORDER BY id LIMIT 1"),
-                        {"c": cutoff}).first()
+    # The database's clock, as it wrote `at`.
+    late = conn.execute(text(f"SELECT id, at FROM {table} WHERE seal_seq IS NULL "
+                             f"AND at < now() - make_interval(secs => :w) ORDER BY id LIMIT 1"),
+                        {"w": window.total_seconds()}).first()
     if broken is None and late is not None:
         broken = Broken(table, late[0], None, f"written at {late[1].isoformat()} and not in the chain after "
                                               f"{window.total_seconds():g} s (inserted behind the sealer's back, "
