@@ -162,3 +162,15 @@ async def test_the_workers_sealing_job_chains_new_rows(client, source_headers, s
     assert seal_audit() == {"lead_event": 0, "access_log": 0}
     reports = _verify(sync_engine, key)
     assert (reports["lead_event"].sealed, reports["lead_event"].broken) == (1, None)
+
+
+def test_deleted_and_inserted_access_log_rows_are_found(trail, sync_engine, key):
+    ids = _ids(sync_engine, "access_log")
+    _sql(sync_engine, "DELETE FROM access_log WHERE id = :i", i=ids[0])
+    broken = _verify(sync_engine, key)["access_log"].broken
+    assert (broken.row_id, broken.position) == (ids[1], 2) and "1…1 are missing" in broken.problem
+    _sql(sync_engine, "INSERT INTO access_log (id, at, actor, role, lead_id, what) SELECT :i, at - interval '1 day', "
+                      "actor, role, lead_id, what FROM access_log WHERE id = :j", i=ids[0], j=ids[1])
+    broken = _verify(sync_engine, key)["access_log"].broken  # the gap is still the first broken link
+    assert (broken.row_id, broken.position) == (ids[1], 2)
+    assert _verify(sync_engine, key)["lead_event"].broken is None
