@@ -23,4 +23,6 @@ bench: $(BIN)/quanzu
 	$(BIN)/python bench/beats.py
 
 clean:
+	@# as root the embedded PostgreSQL may live under /var/tmp (service/core/embedded.py)
+	@d=$$(cat .quanzu/pg/server-dir 2>/dev/null); case "$$d" in /var/tmp/quanzu-pg-*) rm -rf "$$d";; esac
 	rm -rf $(VENV) .quanzu .pytest_cache

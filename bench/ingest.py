@@ -59,8 +59,9 @@ sys.path.insert(0, str(ROOT))
 from dispatch.repository import _TYPES, INSERT_MANY, INSERT_ONE, LEAD_COLUMNS, lead_row
 from dispatch.schemas import LEAD_EXAMPLE
 from dispatch.validation import validate_lead
-from service.core.runtime import find_servers, with_database, with_redis_db
+from service.core.runtime import with_database, with_redis_db
 from service.core.settings import find_sample_district, plain_url
+from tests.servers import find_servers
 
 SHARED_LEADS = (find_sample_district() or ROOT.parent / "shared" / "data" / "district") / "leads.jsonl"
 BENCH_REDIS_DB = 14

@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Identity,
     Index,
+    LargeBinary,
     Numeric,
     SmallInteger,
     String,
@@ -56,13 +57,15 @@ class Lead(SQLModel, table=True):
     loc_crs: str | None = None
     loc_accuracy_m: float | None = None
     loc_kind: str | None = None
+    loc_address: str | None = None  # a `kind: address` location: geocoded by the worker
     # ... and as placed (WGS-84).
     lon: float | None = None
     lat: float | None = None
     beat_code: str | None = Field(default=None, index=True)
     street_code: str | None = Field(default=None, index=True)
     in_jurisdiction: bool | None = None
-    placed_by: str | None = None  # location | residence | none
+    placed_by: str | None = None  # location | geocoder | residence | none
+    placement_reason: str | None = None  # why not by location: e.g. the geocoder was down
     flags: list = Field(default_factory=list, sa_column=Column(JSONB, nullable=False, server_default="[]"))
     status: str = Field(default="received", sa_column=Column(String, nullable=False, server_default="received"))
     tier: str | None = None
@@ -83,16 +86,26 @@ class Lead(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
 
 
+def _sealed_indexes(table: str) -> tuple[Index, Index]:
+    """The chain's order (unique positions) and the sealer's queue (rows not sealed yet); both
+    partial, so an insert touches only the small second one."""
+    return (Index(f"uq_{table}_seal_seq", "seal_seq", unique=True, postgresql_where=text("seal_seq IS NOT NULL")),
+            Index(f"ix_{table}_unsealed", "id", postgresql_where=text("seal_seq IS NULL")))
+
+
 class LeadEvent(SQLModel, table=True):
     """The audit trail: one row per change of a lead, shown as its `timeline`."""
     __tablename__ = "lead_event"
-    __table_args__ = (Index("ix_lead_event_lead", "lead_id", "id"),)
+    __table_args__ = (Index("ix_lead_event_lead", "lead_id", "id"), *_sealed_indexes("lead_event"))
     id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
     lead_id: int = Field(sa_column=Column(BigInteger, ForeignKey("lead.id", ondelete="CASCADE"), nullable=False))
     at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
     actor: str
     kind: str
     data: dict = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))
+    # Set by the sealer (dispatch/audit.py), never by writers: position in the chain and its HMAC.
+    seal_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    seal: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 class Rejection(SQLModel, table=True):
@@ -109,12 +122,25 @@ class Rejection(SQLModel, table=True):
 class AccessLog(SQLModel, table=True):
     """Every read of a full (unmasked) record, as PIPL Art. 51 asks."""
     __tablename__ = "access_log"
+    __table_args__ = _sealed_indexes("access_log")
     id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
     at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
     actor: str
     role: str
     lead_id: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
     what: str
+    seal_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    seal: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
+class AuditHead(SQLModel, table=True):
+    """The end of each audit chain (dispatch/audit.py): a chain cut short at its tail shows here."""
+    __tablename__ = "audit_head"
+    tbl: str = Field(primary_key=True)
+    position: int = Field(sa_column=Column(BigInteger, nullable=False))
+    seal: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    sealed_at: datetime | None = Field(default=None, sa_column=_ts())
+
 
 
 class Team(SQLModel, table=True):

@@ -17,9 +17,9 @@ from service.core.errors import REFUSED, Unavailable
 
 LEAD_COLUMNS = ("source", "source_id", "pushed_at", "warning_type", "fraud_type", "fraud_type_raw", "risk_level",
                 "ongoing", "phone", "name", "id_number", "residency", "counterpart", "amount_cny", "loc_lon",
-                "loc_lat", "loc_crs", "loc_accuracy_m", "loc_kind", "flags")
+                "loc_lat", "loc_crs", "loc_accuracy_m", "loc_kind", "loc_address", "flags")
 _TYPES = ("text", "text", "timestamptz", "text", "text", "text", "int2", "bool", "text", "text", "text", "text",
-          "jsonb", "numeric", "float8", "float8", "text", "float8", "text", "jsonb")
+          "jsonb", "numeric", "float8", "float8", "text", "float8", "text", "text", "jsonb")
 _N = len(LEAD_COLUMNS)
 _COLS = ", ".join(LEAD_COLUMNS)
 
@@ -73,7 +73,7 @@ def lead_row(lead: LeadIn, flags: list[str]) -> tuple:
             lead.risk_level, lead.ongoing, s.phone, s.name, s.id_number, s.residency, _json(lead.counterpart),
             None if lead.amount_cny is None else Decimal(str(lead.amount_cny)),
             loc.lon if loc else None, loc.lat if loc else None, loc.crs if loc else None,
-            loc.accuracy_m if loc else None, loc.kind if loc else None, _json(flags))
+            loc.accuracy_m if loc else None, loc.kind if loc else None, loc.address if loc else None, _json(flags))
 
 
 # Which pushed field each column holds, to name the field when PostgreSQL refuses a value.

@@ -34,11 +34,19 @@ class SubjectIn(BaseModel):
 
 
 class LocationIn(BaseModel):
-    lon: float = Field(ge=-180, le=180)
-    lat: float = Field(ge=-90, le=90)
-    crs: str = Field(description="wgs84 | gcj02 | bd09", examples=["gcj02"])
+    """A point (lon, lat, crs), or with `kind: address` an address alone, which the worker
+    geocodes with the center's geocoder (placed_by `geocoder`; without one: placed as if no
+    location were given, the reason in the placement)."""
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        LEAD_EXAMPLE["location"], {"kind": "address", "address": "山东省青岛市市南区香港中路 9 号"}]})
+
+    lon: float | None = Field(None, ge=-180, le=180, description="Required unless kind is address with an address")
+    lat: float | None = Field(None, ge=-90, le=90, description="Required unless kind is address with an address")
+    crs: str | None = Field(None, description="wgs84 | gcj02 | bd09; required with lon/lat", examples=["gcj02"])
     accuracy_m: float | None = Field(None, ge=0)
     kind: LocationKind | None = None
+    address: str | None = Field(None, max_length=500, description="Street address; with kind address and no "
+                                "lon/lat it is geocoded")
 
 
 class LeadIn(BaseModel):

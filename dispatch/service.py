@@ -20,6 +20,7 @@ from dispatch.models import AccessLog, Lead, LeadEvent, Rejection
 from dispatch.placement import LeadPlacement, place_lead
 from dispatch.tiering import LeadFacts, Policy, age_on, tier_lead
 from dispatch.validation import CENTER_TZ, mask_id, mask_phone, validate_lead
+from geo.geocode import Geocoded, Geocoder, geocode_addresses
 from service.core.auth import CENTER_ROLES, SQUAD_ROLES, Principal, Role
 from service.core.errors import (
     BadRequest,
@@ -106,8 +107,11 @@ def _iso(t: datetime | None) -> str | None:
 def _placement(lead: Lead) -> dict | None:
     if lead.placed_by is None:
         return None
-    return {"lon": lead.lon, "lat": lead.lat, "beat_code": lead.beat_code, "street_code": lead.street_code,
-            "in_jurisdiction": lead.in_jurisdiction, "placed_by": lead.placed_by}
+    out = {"lon": lead.lon, "lat": lead.lat, "beat_code": lead.beat_code, "street_code": lead.street_code,
+           "in_jurisdiction": lead.in_jurisdiction, "placed_by": lead.placed_by}
+    if lead.placement_reason:
+        out["reason"] = lead.placement_reason
+    return out
 
 
 def lead_summary(lead: Lead) -> dict:
@@ -138,9 +142,9 @@ async def read_lead(session: AsyncSession, lead_id: int, who: Principal) -> dict
                                     .order_by(LeadEvent.id))).scalars()
     session.add(AccessLog(actor=who.name, role=who.role, lead_id=lead_id, what="lead.detail"))
     location = None
-    if lead.loc_lon is not None:
+    if lead.loc_lon is not None or lead.loc_address is not None:
         location = {"lon": lead.loc_lon, "lat": lead.loc_lat, "crs": lead.loc_crs,
-                    "accuracy_m": lead.loc_accuracy_m, "kind": lead.loc_kind}
+                    "accuracy_m": lead.loc_accuracy_m, "kind": lead.loc_kind, "address": lead.loc_address}
     return {
         **lead_summary(lead), "subject": _visible_subject(lead, who), "fraud_type_raw": lead.fraud_type_raw,
         "ongoing": lead.ongoing, "counterpart": lead.counterpart,
@@ -256,7 +260,7 @@ def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy, a
     `placement_of(lead) -> LeadPlacement`. Writes one audit event per change."""
     p: LeadPlacement = placement_of(lead)
     lead.lon, lead.lat, lead.beat_code, lead.street_code = p.lon, p.lat, p.beat_code, p.street_code
-    lead.in_jurisdiction, lead.placed_by = p.in_jurisdiction, p.placed_by
+    lead.in_jurisdiction, lead.placed_by, lead.placement_reason = p.in_jurisdiction, p.placed_by, p.reason
     session.add(_event(lead, actor, "placed", p.as_json()))
     facts = LeadFacts(warning_type=lead.warning_type, fraud_type=lead.fraud_type, risk_level=lead.risk_level,
                       residency=lead.residency, in_jurisdiction=p.in_jurisdiction,
@@ -290,7 +294,26 @@ def record_processing_failure(session: Session, lead: Lead, error: str, max_atte
     return True
 
 
-def placement_for(index, district_code: str):
+def placement_for(index, district_code: str, geocoded: dict[str, Geocoded] | None = None):
+    """`placement_of(lead)` for `place_and_tier`; `geocoded`: address → answer, asked beforehand
+    (`geocode_pending`), so no geocoder call happens while a lead is locked."""
+    geocoded = geocoded or {}
+
     def placement_of(lead: Lead) -> LeadPlacement:
-        return place_lead(lead.loc_lon, lead.loc_lat, lead.loc_crs, lead.id_number, index, district_code)
+        return place_lead(lead.loc_lon, lead.loc_lat, lead.loc_crs, lead.id_number, index, district_code,
+                          geocoded.get(lead.loc_address) if lead.loc_address else None)
     return placement_of
+
+
+def geocode_pending(session: Session, ids: list[int], geocoder: Geocoder | None) -> dict[str, Geocoded]:
+    """Geocode the addresses of the address-only leads among `ids` still `received`, before any
+    is locked; answers are cached and committed here (the cache is not part of the lead's work)."""
+    addresses = session.execute(select(Lead.loc_address).where(
+        Lead.id.in_(ids), Lead.status == "received", Lead.loc_address.is_not(None),
+        Lead.loc_lon.is_(None)).distinct()).scalars().all()
+    if not addresses:
+        session.rollback()
+        return {}
+    out = geocode_addresses(session, addresses, geocoder)
+    session.commit()
+    return out

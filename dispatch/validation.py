@@ -42,6 +42,7 @@ MAX_JSON_DEPTH = 8
 MAX_JSON_KEYS = 200  # keys and list items, all levels together
 MAX_JSON_BYTES = 16 * 1024
 _JSON_NUMBER = 2**63
+MAX_ADDRESS = 500  # a street address, as 96110 / 110 operators type it
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,16 +458,24 @@ def _coordinate(loc: dict, key: str, limit: float, errors: list[FieldError]) -> 
 
 def _location(loc: dict, errors: list[FieldError], flags: list[str]) -> LocationIn | None:
     n = len(errors)
-    lon = _coordinate(loc, "lon", 180.0, errors)
-    lat = _coordinate(loc, "lat", 90.0, errors)
-    crs = loc.get("crs")
-    if crs not in CRS_VALUES:
-        norm = crs.strip().lower() if type(crs) is str else None
-        if norm in CRS_VALUES:
-            crs = norm  # "WGS84 " and friends: harmless spelling, not a defect
-        else:
-            errors.append(FieldError("location.crs", "required: " + _CRS_MESSAGE[8:] if crs is None else
-                                     f"{_show(crs)} {_CRS_MESSAGE}"))
+    address = _optional_str(loc.get("address"), "location.address", errors, MAX_ADDRESS)
+    # kind "address" with an address and no coordinates: the worker geocodes it.
+    address_only = loc.get("kind") == "address" and loc.get("lon") is None and loc.get("lat") is None
+    if address_only:
+        if address is None and len(errors) == n:
+            errors.append(FieldError("location.address", "required when kind is address and lon/lat are absent"))
+        lon = lat = crs = None
+    else:
+        lon = _coordinate(loc, "lon", 180.0, errors)
+        lat = _coordinate(loc, "lat", 90.0, errors)
+        crs = loc.get("crs")
+        if crs not in CRS_VALUES:
+            norm = crs.strip().lower() if type(crs) is str else None
+            if norm in CRS_VALUES:
+                crs = norm  # "WGS84 " and friends: harmless spelling, not a defect
+            else:
+                errors.append(FieldError("location.crs", "required: " + _CRS_MESSAGE[8:] if crs is None else
+                                         f"{_show(crs)} {_CRS_MESSAGE}"))
     accuracy = loc.get("accuracy_m")
     if accuracy is not None:
         accuracy = _number(accuracy)
@@ -483,7 +492,8 @@ def _location(loc: dict, errors: list[FieldError], flags: list[str]) -> Location
                 flags.append(_KIND_FLAG)
     if len(errors) > n:
         return None
-    return _build(LocationIn, {"lon": lon, "lat": lat, "crs": crs, "accuracy_m": accuracy, "kind": kind})
+    return _build(LocationIn, {"lon": lon, "lat": lat, "crs": crs, "accuracy_m": accuracy, "kind": kind,
+                               "address": address})
 
 
 _set_attr = object.__setattr__

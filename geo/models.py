@@ -41,3 +41,14 @@ class Beat(SQLModel, table=True):
     street_code: str = Field(foreign_key="street.code", index=True)
     station_code: str | None = Field(default=None, foreign_key="station.code")
     geometry: dict = Field(sa_column=Column(JSONB, nullable=False))
+
+
+class GeocodeCache(SQLModel, table=True):
+    """Answers of the center's geocoder per (provider, address): `found` false caches a miss too."""
+    __tablename__ = "geocode_cache"
+    provider: str = Field(primary_key=True)
+    address: str = Field(primary_key=True)
+    found: bool
+    lon: float | None = None  # WGS-84
+    lat: float | None = None
+    answered_at: datetime = Field(sa_column=_now_column())

@@ -147,6 +147,31 @@ def create_api_key(name: Annotated[str, typer.Option()]) -> None:
     print(key)
 
 
+audit_app = typer.Typer(help="The tamper-evident audit trail (lead_event, access_log).", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(seal_first: Annotated[bool, typer.Option("--seal/--no-seal",
+                                                          help="Seal rows written since the last run first")] = False
+                 ) -> None:
+    """Check both hash chains; name the first broken link and exit 1 when one is broken."""
+    from dispatch.audit import run_verify
+
+    urls = _urls()
+    try:
+        reports = run_verify(urls.database_url, get_settings(), seal_first=seal_first)
+    finally:
+        urls.stop()
+    for r in reports:
+        state = "[red]BROKEN[/]" if r.broken else "[green]intact[/]"
+        console.print(f"{r.table}: {state}, {r.sealed} rows sealed, {r.unsealed} waiting to be sealed")
+        if r.broken:
+            console.print(f"  first broken link: {escape(str(r.broken))}")
+    if any(r.broken for r in reports):
+        raise typer.Exit(1)
+
+
 @app.command()
 def demo(port: int = 8000, district: Annotated[Path | None, typer.Option(help="District to import when none is loaded "
                                                                    "(default: the shared sample)")] = None) -> None:

@@ -22,6 +22,7 @@ from service.core.logging import configure_logging, log
 from service.core.redis import make_async_redis, make_redis
 from service.core.runtime import Urls, resolve_urls
 from service.core.settings import DEV_SECRET, Settings, get_settings
+from service.docs import install_docs
 from service.health import router as health_router
 from workers.queues import AfterCommit, lead_queue
 
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await state.engine.dispose()
             urls.stop()
 
-    app = FastAPI(title="quanzu 劝阻", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="quanzu 劝阻", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Warning-and-dissuasion dispatch for a district anti-fraud center (反诈中心).")
     app.state.settings = settings
     app.state.api_keys = ApiKeyCache(settings.api_key_cache_seconds)
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in (health_router, auth_router, leads_router, geo_router):
         app.include_router(router)
+    install_docs(app)  # /docs and /redoc from vendored assets: nothing loaded from outside
 
     def openapi() -> dict:
         # Intake reads raw JSON (to answer every defect with a 422 naming the field), so its

@@ -13,9 +13,10 @@ import pytest
 from redis import Redis
 from rq import SimpleWorker
 
-from service.core.runtime import find_servers, with_database, with_redis_db
+from service.core.runtime import with_database, with_redis_db
 from service.core.settings import plain_url
 from tests.data import SHARED_DISTRICT
+from tests.servers import find_servers
 
 TEST_REDIS_DB = int(os.environ.get("QUANZU_TEST_REDIS_DB", "15"))
 
@@ -110,7 +111,7 @@ def clean(sync_engine, redis_url):
     from sqlalchemy import text
 
     with sync_engine.begin() as conn:
-        conn.execute(text("TRUNCATE lead, lead_event, rejection, access_log RESTART IDENTITY CASCADE"))
+        conn.execute(text("TRUNCATE lead, lead_event, rejection, access_log, audit_head RESTART IDENTITY CASCADE"))
     Redis.from_url(redis_url).flushdb()
 
 

@@ -1,4 +1,4 @@
-"""The reconciler's clock: rq's CronScheduler enqueues `reconcile` every few seconds.
+"""The reconciler's clock: rq's CronScheduler enqueues `reconcile` and `seal_audit` every few seconds.
 
 Every `quanzu worker` runs one in a thread; a short Redis lock makes one of them fire per period.
 Redis errors (down, restarting, timing out) never stop the clock: each is logged, the clock backs
@@ -11,7 +11,7 @@ from redis import Redis
 from rq.cron import CronScheduler
 
 from service.core.logging import log
-from workers.tasks import reconcile
+from workers.tasks import reconcile, seal_audit
 
 LOCK = "quanzu:reconcile:lock"
 MAX_BACKOFF = 30.0
@@ -27,6 +27,7 @@ def tick(cron: CronScheduler, redis: Redis, every: int) -> bool:
 def run_reconciler(redis: Redis, queue_name: str, every: int, stop: threading.Event) -> None:
     cron = CronScheduler(connection=redis, name=f"quanzu-reconciler-{threading.get_native_id()}")
     cron.register(reconcile, queue_name, interval=every, result_ttl=0, job_timeout=120)
+    cron.register(seal_audit, queue_name, interval=every, result_ttl=0, job_timeout=600)
     wait = float(every)
     while not stop.is_set():
         try:

@@ -7,16 +7,18 @@ from functools import cached_property
 
 from sqlalchemy import func, select
 
+from dispatch import audit
 from dispatch.enums import Flag
 from dispatch.models import Lead
-from dispatch.service import place_and_tier, placement_for, record_processing_failure
+from dispatch.service import geocode_pending, place_and_tier, placement_for, record_processing_failure
 from dispatch.tiering import Policy, load_policy
+from geo.geocode import Geocoder, make_geocoder
 from geo.store import IndexCache
 from service.core.db import make_sync_engine, sync_session, timeouts
 from service.core.logging import log
 from service.core.redis import make_redis
 from service.core.runtime import resolve_urls
-from service.core.settings import get_settings
+from service.core.settings import audit_secret, get_settings
 from workers.queues import enqueue_leads, lead_queue, recently_enqueued
 
 
@@ -46,6 +48,10 @@ class _Context:
     def index(self) -> IndexCache:
         return IndexCache()
 
+    @cached_property
+    def geocoder(self) -> Geocoder | None:
+        return make_geocoder(get_settings())
+
 
 ctx = _Context()
 
@@ -57,15 +63,17 @@ def process_leads(ids: list[int]) -> dict:
     """Place and tier leads still `received`. Safe to run twice: a lead already moved on, given up
     on, or locked by another worker right now, is skipped. A lead that fails is rolled back alone;
     its attempts and last error are recorded, and after `max_processing_attempts` it is flagged
-    `processing_failed` and no longer retried."""
+    `processing_failed` and no longer retried. Address-only leads are geocoded first, with no lead
+    locked (a slow geocoder holds up nobody else's work)."""
     max_attempts = get_settings().max_processing_attempts
     with sync_session(ctx.engine) as session:
         loaded = ctx.index.get_sync(session)
         if loaded is None:
             raise RuntimeError("no district imported: run `quanzu import-district DIR`")
+        geocoded = geocode_pending(session, ids, ctx.geocoder)
         leads = session.execute(select(Lead).where(Lead.id.in_(ids), Lead.status == "received", _NOT_GIVEN_UP)
                                 .order_by(Lead.id).with_for_update(skip_locked=True)).scalars().all()
-        placement_of = placement_for(loaded.index, loaded.district_code)
+        placement_of = placement_for(loaded.index, loaded.district_code, geocoded)
         failed, given_up = [], 0
         for lead in leads:
             try:
@@ -99,3 +107,14 @@ def reconcile(older_than_seconds: float | None = None) -> int:
         enqueue_leads(lead_queue(ctx.redis, settings.queue_name), ids, mark=True)
         log.warning("reconciled", leads=len(ids), still_waiting=len(waiting))
     return len(ids)
+
+
+def seal_audit() -> dict[str, int]:
+    """Chain the lead_event / access_log rows written since the last run (dispatch/audit.py)."""
+    key = audit.audit_key(audit_secret(get_settings()))
+    with ctx.engine.connect() as conn:
+        sealed = audit.seal(conn, key)
+        conn.commit()
+    if any(sealed.values()):
+        log.info("audit_sealed", **sealed)
+    return sealed

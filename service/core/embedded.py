@@ -3,7 +3,12 @@
 Both servers run as child processes of the quanzu process that started them and die with it
 (Linux `PR_SET_PDEATHSIG`), so a `kill -9` of quanzu never leaves a server behind. A second
 process pointed at the same directory reuses the running server (`owned = False`).
-See docs/embedded-postgres.md and docs/embedded-redis.md for the measurements behind this.
+
+PostgreSQL refuses to run as root, so as root it runs as PG_USER, who may not reach a checkout
+under a 0700 folder (/root). Then its data and socket live in a folder of PG_USER's under
+/var/tmp whose name is derived from the requested directory (so every process of the checkout
+finds the same server), and its binaries are copied once to a root-owned folder there
+(`_pg_bin`). See docs/embedded-postgres.md and docs/embedded-redis.md.
 """
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ import atexit
 import contextlib
 import ctypes
 import fcntl
+import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import pwd
@@ -33,6 +40,9 @@ import redis
 from psycopg import sql
 
 PG_USER = "embedded_postgres"  # unprivileged account for PostgreSQL when quanzu runs as root
+# Where PostgreSQL's files go when PG_USER cannot reach the requested folder: /var/tmp survives
+# reboots (the demo's data should), every user can traverse it, and its paths are short.
+RELOCATE_ROOT = Path("/var/tmp")
 MAX_SOCKET_PATH = 103  # sun_path is 104 bytes on macOS, 108 on Linux (including the NUL)
 
 _PR_SET_PDEATHSIG = 1
@@ -50,8 +60,49 @@ def _package_dir(name: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _pg_bin(name: str) -> Path:
-    return _package_dir("embedded_postgres") / "pginstall" / "bin" / name
+def _pg_bin(name: str, user: pwd.struct_passwd | None = None) -> Path:
+    """The bundled PostgreSQL binary `name`, at a path `user` (who runs it) can reach."""
+    install = _package_dir("embedded_postgres") / "pginstall"
+    if user is not None and not _reachable_by(install / "bin" / "postgres", user):
+        install = _copied_install(install)
+    return install / "bin" / name
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(os.fsencode(path)).hexdigest()[:12]
+
+
+def _check_owned(path: Path, uid: int) -> None:
+    """`path` is a real directory (no symlink) owned by `uid`, not a trap someone laid in /var/tmp."""
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise RuntimeError(f"{path} exists but is not a directory owned by uid {uid} and writable only by it; "
+                           f"remove it and try again")
+
+
+def _copied_install(install: Path) -> Path:
+    """A root-owned, world-readable copy of `install` under RELOCATE_ROOT, made once per version.
+
+    The binaries find their libraries by RPATH `$ORIGIN/../../../embedded_postgres.libs` (an
+    auditwheel layout), so the copy keeps `embedded_postgres/pginstall` beside that folder."""
+    tag = importlib.metadata.version("embedded-postgres")
+    target = RELOCATE_ROOT / f"quanzu-pginstall-{tag}-{_digest(install.resolve())}"
+    if not target.exists():
+        with _flock(RELOCATE_ROOT / ".quanzu-pginstall.lock"):
+            if not target.exists():
+                partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=RELOCATE_ROOT))
+                try:
+                    shutil.copytree(install, partial / "embedded_postgres" / "pginstall", symlinks=True)
+                    libs = install.parent.parent / "embedded_postgres.libs"
+                    if libs.is_dir():
+                        shutil.copytree(libs, partial / "embedded_postgres.libs", symlinks=True)
+                    for d, _dirs, _files in os.walk(partial):
+                        os.chmod(d, 0o755)
+                    os.rename(partial, target)
+                finally:
+                    shutil.rmtree(partial, ignore_errors=True)
+    _check_owned(target, os.geteuid())
+    return target / "embedded_postgres" / "pginstall"
 
 
 def _valkey_bin() -> Path:
@@ -146,6 +197,11 @@ def _traversable_by(path: Path, user: pwd.struct_passwd) -> bool:
     return bool(st.st_mode & stat.S_IXOTH)
 
 
+def _reachable_by(path: Path, user: pwd.struct_passwd) -> bool:
+    """Every existing folder above `path` can be traversed by `user` (`path` itself is not asked)."""
+    return all(_traversable_by(p, user) for p in Path(path).absolute().parents if p.exists())
+
+
 def _unprivileged_user() -> pwd.struct_passwd | None:
     """PostgreSQL refuses to run as root: then use PG_USER (created on first use)."""
     if os.geteuid() != 0:
@@ -158,35 +214,59 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
         return pwd.getpwnam(PG_USER)
 
 
-class EmbeddedPostgres:
-    """PostgreSQL with data in `<base_dir>/data` and its unix socket in `<base_dir>`."""
+def private_temp_dir(prefix: str) -> Path:
+    """A fresh temporary folder (mode 700) for an embedded server of a test or a benchmark."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
 
-    def __init__(self, base_dir: str | Path, *, fast: bool = False, database: str = "quanzu") -> None:
+
+class EmbeddedPostgres:
+    """PostgreSQL with data in `<server_dir>/data` and its unix socket in `<server_dir>`.
+
+    `server_dir` is `base_dir`, unless quanzu runs as root and PG_USER cannot traverse the
+    folders above `base_dir`: then it is RELOCATE_ROOT/quanzu-pg-<digest of base_dir>, owned by
+    PG_USER, and `base_dir/server-dir` names it for humans. `temporary`: delete it on stop()."""
+
+    def __init__(self, base_dir: str | Path, *, fast: bool = False, database: str = "quanzu",
+                 temporary: bool = False) -> None:
         self.base_dir = Path(base_dir).absolute()
-        self.data_dir = self.base_dir / "data"
-        self.log_path = self.base_dir / "postgres.log"
+        self.user = _unprivileged_user()
+        self.server_dir = self.base_dir
+        if self.user is not None and not _reachable_by(self.base_dir, self.user):
+            self.server_dir = RELOCATE_ROOT / f"quanzu-pg-{_digest(self.base_dir.resolve())}"
+        self.data_dir = self.server_dir / "data"
+        self.log_path = self.server_dir / "postgres.log"
         self.fast = fast
         self.database = database
+        self.temporary = temporary
         self.url: str | None = None
         self.owned = False
         self._proc: subprocess.Popen[bytes] | None = None
 
     def _url(self, database: str) -> str:
-        return f"postgresql://postgres@/{database}?host={quote(str(self.base_dir), safe='/')}"
+        return f"postgresql://postgres@/{database}?host={quote(str(self.server_dir), safe='/')}"
+
+    def _prepare_dirs(self) -> None:
+        user = self.user
+        if self.server_dir != self.base_dir:
+            _make_private_dir(self.base_dir)
+            (self.base_dir / "server-dir").write_text(f"{self.server_dir}\n")
+            if not self.server_dir.exists():
+                with contextlib.suppress(FileExistsError):
+                    self.server_dir.mkdir(mode=0o700)
+                    os.chown(self.server_dir, user.pw_uid, user.pw_gid)
+            _check_owned(self.server_dir, user.pw_uid)
+            return
+        _make_private_dir(self.server_dir)
+        if user is not None:
+            os.chown(self.server_dir, user.pw_uid, user.pw_gid)
 
     def start(self, timeout: float = 30) -> str:
         if self.url is not None:
             return self.url
-        _check_socket_path(self.base_dir / ".s.PGSQL.5432")
-        user = _unprivileged_user()
-        _make_private_dir(self.base_dir)
-        if user is not None:
-            os.chown(self.base_dir, user.pw_uid, user.pw_gid)
-            for p in (*self.base_dir.parents, *_pg_bin("postgres").parents):
-                if not _traversable_by(p, user):
-                    raise RuntimeError(f"{p} is not traversable by user {user.pw_name!r}, which runs "
-                                       f"PostgreSQL (quanzu runs as root): chmod o+x it or use another directory")
-        with _flock(self.base_dir / ".start.lock"):
+        _check_socket_path(self.server_dir / ".s.PGSQL.5432")
+        user = self.user
+        self._prepare_dirs()
+        with _flock(self.server_dir / ".start.lock"):
             if self._running():
                 self._wait_ready(timeout)
             else:
@@ -210,17 +290,17 @@ class EmbeddedPostgres:
         with open(self.log_path, "ab") as log:
             if not (self.data_dir / "PG_VERSION").exists():
                 shutil.rmtree(self.data_dir, ignore_errors=True)  # a half-done initdb
-                initdb = _spawn([str(_pg_bin("initdb")), "-D", str(self.data_dir), "-U", "postgres", "-A", "trust",
+                initdb = _spawn([str(_pg_bin("initdb", user)), "-D", str(self.data_dir), "-U", "postgres", "-A", "trust",
                                  "-E", "UTF8", "--locale=C", "--no-sync"],
-                                log=log, cwd=self.base_dir, signum=signal.SIGKILL, user=user)
+                                log=log, cwd=self.server_dir, signum=signal.SIGKILL, user=user)
                 if initdb.wait() != 0:
                     raise RuntimeError(f"initdb failed; {self.log_path}:\n{_log_tail(self.log_path)}")
-            args = [str(_pg_bin("postgres")), "-D", str(self.data_dir), "-k", str(self.base_dir),
+            args = [str(_pg_bin("postgres", user)), "-D", str(self.data_dir), "-k", str(self.server_dir),
                     "-c", "listen_addresses="]
             if self.fast:
                 args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
             # SIGINT is PostgreSQL's "fast shutdown".
-            self._proc = _spawn(args, log=log, cwd=self.base_dir, signum=signal.SIGINT, user=user)
+            self._proc = _spawn(args, log=log, cwd=self.server_dir, signum=signal.SIGINT, user=user)
         self.owned = True
         atexit.register(self.stop)
         try:
@@ -240,7 +320,7 @@ class EmbeddedPostgres:
                 return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"PostgreSQL not accepting connections on {self.base_dir} after "
+                    raise RuntimeError(f"PostgreSQL not accepting connections on {self.server_dir} after "
                                        f"{timeout:g} s; {self.log_path}:\n{_log_tail(self.log_path)}") from None
                 time.sleep(0.05)
 
@@ -258,12 +338,15 @@ class EmbeddedPostgres:
         # fast shutdown, then immediate shutdown, then SIGKILL
         for signum, wait in ((signal.SIGINT, 30.0), (signal.SIGQUIT, 5.0), (signal.SIGKILL, None)):
             if proc.poll() is not None:
-                return
+                break
             proc.send_signal(signum)
             try:
                 proc.wait(wait)
             except subprocess.TimeoutExpired:
                 continue
+        if self.temporary:
+            shutil.rmtree(self.server_dir, ignore_errors=True)
+            shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def __enter__(self) -> Self:
         self.start()

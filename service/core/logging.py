@@ -1,4 +1,5 @@
-"""structlog JSON logs. Phone and ID numbers are masked in every log line, whoever logged them."""
+"""structlog logs: readable lines on a terminal, JSON lines otherwise (or as LOG_JSON says).
+Phone and ID numbers are masked in every log line, whoever logged them, in both formats."""
 from __future__ import annotations
 
 import logging
@@ -27,7 +28,8 @@ def _mask(value):
 
 
 def mask_processor(_logger, _name, event_dict: dict) -> dict:
-    return {k: _mask(v) for k, v in event_dict.items()}
+    # uvicorn's `color_message` is its message again with ANSI codes: noise in either format.
+    return {k: _mask(v) for k, v in event_dict.items() if k != "color_message"}
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -42,14 +44,24 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def configure_logging(level: str = "INFO", json: bool = True) -> None:
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stream
+        return False
+
+
+def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
+    """Route structlog and stdlib logging to stderr; `json=None`: JSON unless stderr is a TTY."""
+    if json is None:
+        json = not _stderr_is_tty()
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso"),
         structlog.processors.format_exc_info,
     ]
-    renderer = structlog.processors.JSONRenderer(ensure_ascii=False) if json else structlog.dev.ConsoleRenderer()
+    renderer = structlog.processors.JSONRenderer(ensure_ascii=False) if json else structlog.dev.ConsoleRenderer(colors=_stderr_is_tty())
     structlog.configure(
         processors=[*shared, mask_processor, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -4,9 +4,10 @@ from __future__ import annotations
 import subprocess
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,8 +50,28 @@ class Settings(BaseSettings):
     # and no longer retried; the reconciler also skips leads it enqueued in the last N seconds.
     max_processing_attempts: int = 5
     reenqueue_after_seconds: float = 30.0
+    # The center's geocoder for address-only leads (geo/geocode.py): nominatim (its own server,
+    # GEOCODER_URL) or baidu (GEOCODER_KEY; GEOCODER_URL optional, a gateway). Unset: none.
+    geocoder: Literal["nominatim", "baidu"] | None = None
+    geocoder_url: str | None = None
+    geocoder_key: str | None = None
+    geocoder_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    # The audit chain's HMAC key (dispatch/audit.py); unset: derived from SECRET_KEY. Changing
+    # it makes every existing seal fail `quanzu audit verify`.
+    audit_key: str | None = Field(default=None, min_length=16)
+    # A lead_event / access_log row not sealed this long after it was written breaks the chain.
+    audit_unsealed_window_seconds: float = 300.0
     log_level: str = "INFO"
-    log_json: bool = True
+    # JSON lines for log collectors; unset: readable lines when stderr is a terminal, else JSON.
+    log_json: bool | None = None
+
+    @model_validator(mode="after")
+    def _geocoder_complete(self) -> Settings:
+        if self.geocoder == "nominatim" and not self.geocoder_url:
+            raise ValueError("GEOCODER=nominatim needs GEOCODER_URL (the center's Nominatim, e.g. http://10.0.0.5:8080)")
+        if self.geocoder == "baidu" and not self.geocoder_key:
+            raise ValueError("GEOCODER=baidu needs GEOCODER_KEY (the Baidu Maps API key)")
+        return self
 
 
 def find_sample_district() -> Path | None:
@@ -68,6 +89,10 @@ def find_sample_district() -> Path | None:
         there = Path(origin).resolve().parent / "shared" / "data" / "district"
         return there if there.is_dir() else None
     return None
+
+
+def audit_secret(settings: Settings) -> str:
+    return settings.audit_key or settings.secret_key
 
 
 @lru_cache
