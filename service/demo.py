@@ -116,8 +116,10 @@ class Demo:
         from geo.models import District
         from service.core.auth import hash_api_key, hash_password, new_api_key
         from service.core.db import make_sync_engine, sync_session
+        from service.core.migrate import upgrade
         from service.core.models import ApiKey, User
 
+        upgrade(urls.database_url)  # a given DATABASE_URL too: the demo just works
         engine = make_sync_engine(urls.database_url, pool_size=1)
         try:
             with sync_session(engine) as session:

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     enqueue_linger_seconds: float = 0.05
     log_level: str = "INFO"
     log_json: bool = True
+    # The screens draw the district's own polygons as the base map; a center with an intranet tile
+    # server may set e.g. http://tiles.local/{z}/{x}/{y}.png (never a server outside the network).
+    ui_tile_url: str | None = None
+    ui_tile_attribution: str = ""
 
 
 def find_sample_district() -> Path | None:
