@@ -181,13 +181,12 @@ function onMessage(msg) {
   if (msg.type === "offer.withdrawn") store.wsOffer = null;
   if (["offer", "offer.withdrawn", "assignment.updated", "lead.updated"].includes(msg.type)) refresh();
 }
-let poller = null;
 function onLive(state) {
+  if (state === "connected" && store.live !== "connected") flush();
   store.live = state;
-  clearInterval(poller);
-  if (state === "connected") flush();
-  else poller = setInterval(flush, 2000);  // without the socket: poll, and retry the outbox
 }
+// Without the socket: poll, and retry the outbox.
+setInterval(() => { if (store.session && store.live !== "connected") flush(); }, 2000);
 
 async function start() {
   await new Promise(r => setTimeout(r));

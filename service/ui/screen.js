@@ -139,7 +139,7 @@ async function refreshStats() {
 // ---------------------------------------------------------------- the map
 async function drawMap() {
   const [beats, streets] = await Promise.all([api.get("/api/v1/geo/beats"), api.get("/api/v1/geo/streets")]);
-  const map = view.map = L.map("map", {zoomControl: false, attributionControl: false, preferCanvas: true});
+  const map = view.map = L.map("map", {zoomControl: false, attributionControl: false});
   if (window.QUANZU && QUANZU.tileUrl) L.tileLayer(QUANZU.tileUrl, {attribution: QUANZU.tileAttribution}).addTo(map);
   for (const f of beats.features) {
     const p = f.properties;
@@ -155,7 +155,6 @@ async function drawMap() {
   view.teamLayer = L.layerGroup().addTo(map);
   map.fitBounds(view.beats.getBounds(), {padding: [12, 12]});
   document.getElementById("map").dataset.beats = String(beats.features.length);
-  view.beats.eachLayer(l => l.getElement && l.getElement());
 }
 function openWork() {
   const n = {};
@@ -165,7 +164,7 @@ function openWork() {
 function beatStyle(f) {
   const n = (view.open || {})[f.properties.code] || 0;
   const shade = ["#0f2a44", "#1b4a6b", "#7a5a1a", "#a34a1a", "#b3261e"][Math.min(n, 4)];
-  return {color: "#2b6a9a", weight: 1, fillColor: shade, fillOpacity: 0.75};
+  return {color: "#2b6a9a", weight: 1, fillColor: shade, fillOpacity: 0.75, className: "beat"};
 }
 function spot(code, id) {  // a lead's marker: its beat's centre, spread a little by id
   const c = (view.beatInfo[code] || {}).center;
@@ -181,7 +180,7 @@ function drawLeads() {
   for (const l of store.openLeads) {
     const at = spot(l.beat_code, l.id);
     if (!at) continue;
-    L.circleMarker(at, {radius: l.tier === "P0" ? 8 : 6, color: "#fff", weight: 1, fillOpacity: 0.95,
+    L.circleMarker(at, {radius: l.tier === "P0" ? 8 : 6, color: "#fff", weight: 1, fillOpacity: 0.95, className: "lead",
                         fillColor: TIER_COLOR[l.tier] || "#aaa"})
       .bindTooltip(`#${l.id} ${l.tier || ""} ${store.statusText(l)}`).on("click", () => store.select(l.id))
       .addTo(view.leadLayer);
@@ -228,7 +227,7 @@ function drawCharts() {
 }
 
 // ---------------------------------------------------------------- live
-let poller = null, leadsTimer = null;
+let leadsTimer = null;
 function refreshSoon() {  // many events in a burst → one list read
   clearTimeout(leadsTimer);
   leadsTimer = setTimeout(() => refreshLeads().then(drawCharts).catch(() => {}), 150);
@@ -249,12 +248,11 @@ function onBoard(msg) {
   }
 }
 function onLive(state) {
+  if (state === "connected" && store.live !== "connected") { refreshLeads().catch(() => {}); refreshTeams().catch(() => {}); }
   store.live = state;
-  clearInterval(poller);
-  // Without the socket the screen still moves: every 2 s from REST.
-  if (state !== "connected") poller = setInterval(() => { refreshLeads().then(drawCharts).catch(() => {}); }, 2000);
-  else { refreshLeads().catch(() => {}); refreshTeams().catch(() => {}); }
 }
+// Without the socket the screen still moves: every second from REST.
+setInterval(() => { if (store.session && store.live !== "connected") refreshLeads().then(drawCharts).catch(() => {}); }, 1000);
 
 async function start() {
   await new Promise(r => setTimeout(r));  // let the page render the map's box first
