@@ -13,9 +13,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import shapely
 from shapely.geometry import MultiPoint, Point, Polygon, mapping
-from shapely.ops import transform
 
 STREET_NAMES = ["春熙路", "书院街", "合江亭", "水井坊", "牛市口", "龙舟路", "双桂路", "莲新", "沙河", "东光",
                 "狮子山", "成龙路"]
@@ -40,13 +40,9 @@ class DistrictSpec:
 
 def _to_degrees(spec: DistrictSpec):
     """Metres east/north of the centre → (lon, lat) in WGS-84 (equirectangular is exact enough here)."""
-    k_lat = 1 / 111_320
-    k_lon = 1 / (111_320 * math.cos(math.radians(spec.lat)))
-
-    def f(x, y, z=None):
-        return spec.lon + x * k_lon, spec.lat + y * k_lat
-
-    return f
+    scale = np.array([1 / (111_320 * math.cos(math.radians(spec.lat))), 1 / 111_320])
+    origin = np.array([spec.lon, spec.lat])
+    return lambda g: shapely.transform(g, lambda xy: origin + xy * scale)
 
 
 def _blob(rng: random.Random, cx: float, cy: float, r: float, n: int = 48, wobble: float = 0.18) -> Polygon:
@@ -100,7 +96,7 @@ def generate(spec: DistrictSpec = DistrictSpec()) -> dict[str, object]:
     to_deg = _to_degrees(spec)
 
     def geo(g) -> dict:
-        return mapping(shapely.set_precision(transform(to_deg, g), 1e-7))
+        return mapping(shapely.set_precision(to_deg(g), 1e-7))
 
     street_feats, beat_feats, stations, teams = [], [], [], []
     used_phones: set[str] = set()
@@ -124,7 +120,7 @@ def generate(spec: DistrictSpec = DistrictSpec()) -> dict[str, object]:
             names.append(f"{sname}高校园区警务区")
         street_feats.append({"type": "Feature", "properties": {"code": scode, "name": f"{sname}街道"},
                              "geometry": geo(street)})
-        station_at = transform(to_deg, street.representative_point())
+        station_at = to_deg(street.representative_point())
         stations.append({"code": f"S{scode}", "name": f"{sname}派出所", "street_code": scode,
                          "lon": round(station_at.x, 6), "lat": round(station_at.y, 6)})
         for bi, (beat, bname) in enumerate(zip(beats, names)):
@@ -132,7 +128,7 @@ def generate(spec: DistrictSpec = DistrictSpec()) -> dict[str, object]:
             beat_feats.append({"type": "Feature", "properties": {"code": bcode, "name": bname, "street_code": scode,
                                                                  "station_code": f"S{scode}"},
                                "geometry": geo(beat)})
-            home = transform(to_deg, beat.representative_point())
+            home = to_deg(beat.representative_point())
             badge += rng.randint(1, 9)
             members = [{"role": "police", "name": _name(rng), "phone": _phone(rng, used_phones),
                         "badge_no": str(badge)},
