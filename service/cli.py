@@ -164,8 +164,11 @@ def demo(port: int = 8000, district: Annotated[Path | None, typer.Option(help="D
         except OSError:  # the terminal is gone (SIGHUP): keep stopping quietly
             pass
 
+    group = typer.main.get_command(app)
+    commands = {name: ({o for p in cmd.params for o in p.opts}, {p.opts[0] for p in cmd.params if p.required})
+                for name, cmd in group.commands.items()}
     Demo(port=port, district=district, state_dir=get_settings().state_dir, say=say, feed_every=feed_every,
-         commands={c.name for c in app.registered_commands if c.name}).run()
+         commands=commands).run()
 
 
 if __name__ == "__main__":

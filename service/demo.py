@@ -59,7 +59,8 @@ class Demo:
     district: Path | None
     state_dir: Path
     say: Callable[[str], None]
-    commands: set[str] = field(default_factory=set)  # what this `quanzu` offers (field-sim, simulate)
+    # what this `quanzu` offers: command → (its options, its required options)
+    commands: dict[str, tuple[set[str], set[str]]] = field(default_factory=dict)
     feed_every: float = 3.0  # seconds between leads of the built-in feeder
     children: list[Child] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -88,6 +89,11 @@ class Demo:
             self.start_simulation(env, key)
             self.banner(accounts)
             while not any(c.proc.poll() is not None for c in self.children if c.essential):
+                for c in [c for c in self.children if not c.essential and c.proc.poll() is not None]:
+                    self.children.remove(c)
+                    self.say(f"[yellow]{c.name} ended (exit {c.proc.returncode}, see its log)[/]")
+                    if c.name == "simulate":
+                        self.start_feeder()
                 time.sleep(0.3)
             dead = [c.name for c in self.children if c.essential and c.proc.poll() is not None]
             self.say(f"[red]{', '.join(dead)} stopped (see {self.state_dir / 'logs'}); shutting down[/]")
@@ -174,15 +180,37 @@ class Demo:
             time.sleep(0.3)
 
     def start_simulation(self, env: dict, key: str) -> None:
-        if "field-sim" in self.commands:
-            self.spawn("field-sim", ["field-sim", "--url", self.base], env, essential=False)
-        if "simulate" in self.commands:
-            self.spawn("simulate", ["simulate", "--url", self.base, "--api-key", key, "--speed", "60"],
-                       env, essential=False)
+        self._env, self._key = env, key
+        field_sim = self.command_args("field-sim", key)
+        if field_sim is not None:
+            self.spawn("field-sim", field_sim, env, essential=False)
+        simulate = self.command_args("simulate", key)
+        if simulate is not None:
+            self.spawn("simulate", simulate, env, essential=False)
         else:
-            threading.Thread(target=Feeder(self.base, key, self.feed_every, self._stop).run,
-                             name="demo-feeder", daemon=True).start()
-            self.say("built-in feeder pushing a lead every few seconds (simulated operators sign and call)")
+            self.start_feeder()
+
+    def command_args(self, name: str, key: str) -> list[str] | None:
+        """`quanzu NAME` with the options it has for the server's URL, the API key and the clock's
+        speed (other issues build these commands; their exact options are theirs), or None when
+        this CLI has no such command or it requires something the demo cannot give."""
+        if name not in self.commands:
+            return None
+        options, required = self.commands[name]
+        known = {"--url": self.base, "--base-url": self.base, "--server": self.base, "--api-key": key,
+                 "--speed": "60", "--accel": "60"}
+        if any(r not in known for r in required):
+            return None
+        args = [name]
+        for opt, value in known.items():
+            if opt in options:
+                args += [opt, value]
+        return args
+
+    def start_feeder(self) -> None:
+        threading.Thread(target=Feeder(self.base, self._key, self.feed_every, self._stop).run,
+                         name="demo-feeder", daemon=True).start()
+        self.say("built-in feeder pushing a lead every few seconds (simulated operators sign and call)")
 
     def banner(self, accounts: list[tuple[str, str, str]]) -> None:
         self.say(f"\n[bold green]quanzu is up[/]\n  指挥中心大屏  {self.base}/\n  处置队手机页  {self.base}/m/\n"

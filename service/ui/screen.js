@@ -219,11 +219,13 @@ function drawCharts() {
   const valueOf = r => r.score ?? r.post_warning_rate ?? r.connection_rate ?? r.leads ?? 0;
   view.charts.ranking ||= echarts.init(document.getElementById("chart-ranking"));
   view.charts.ranking.setOption({...dark, animation: false,
-    title: {text: rows.length ? "街道排名（由差到好）" : "街道排名 —", textStyle: {color: "#cfe3ff", fontSize: 14}},
+    title: {text: "街道排名（由差到好）", textStyle: {color: "#cfe3ff", fontSize: 14}},
+    graphic: rows.length ? [] : [{type: "text", left: "center", top: "middle",
+                                  style: {text: "—", fill: "#6c8fb5", fontSize: 22}}],
     grid: {left: 90, right: 12, top: 30, bottom: 10},
-    xAxis: {type: "value", axisLabel: {show: false}, splitLine: {show: false}},
-    yAxis: {type: "category", inverse: true, data: rows.map(nameOf), axisLabel: {color: "#cfe3ff"}},
-    series: [{type: "bar", data: rows.map(valueOf), itemStyle: {color: "#ff8787"}}]});
+    xAxis: {type: "value", show: rows.length > 0, axisLabel: {show: false}, splitLine: {show: false}},
+    yAxis: {type: "category", show: rows.length > 0, inverse: true, data: rows.map(nameOf), axisLabel: {color: "#cfe3ff"}},
+    series: [{type: "bar", data: rows.map(valueOf), itemStyle: {color: "#ff8787"}}]}, {replaceMerge: ["graphic"]});
 }
 
 // ---------------------------------------------------------------- live
