@@ -74,7 +74,8 @@ def live(settings, district):
     from service.main import create_app
 
     port = _free_port()
-    env = {**os.environ, "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1"}
+    # Few connections: the machine's PostgreSQL is shared by parallel test runs.
+    env = {**os.environ, "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1", "INTAKE_POOL_SIZE": "2", "DB_POOL_SIZE": "3"}
     procs = [subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env),
              subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env)]
     base = f"http://127.0.0.1:{port}"

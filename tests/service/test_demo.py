@@ -60,7 +60,7 @@ def start_demo(tmp_path: Path, env_extra: dict) -> tuple[subprocess.Popen, str, 
     state = tmp_path / f"demo-{uuid.uuid4().hex[:6]}"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(STATE_DIR=str(state), LOG_LEVEL="WARNING", **env_extra)
+    env.update(STATE_DIR=str(state), LOG_LEVEL="WARNING", INTAKE_POOL_SIZE="2", DB_POOL_SIZE="3", **env_extra)
     log = tmp_path / "demo.out"
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "demo", "--port", str(port), "--feed-every", "0.3"],
                             cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
