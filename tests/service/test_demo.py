@@ -56,14 +56,28 @@ def state_root():
     shutil.rmtree(root, ignore_errors=True)
 
 
-def start_demo(tmp_path: Path, env_extra: dict) -> tuple[subprocess.Popen, str, Path]:
-    state = tmp_path / f"demo-{uuid.uuid4().hex[:6]}"
+def fresh_clone(into: Path) -> Path:
+    """The files a clone of this checkout would have (tracked, plus new ones not ignored; no .venv,
+    no .quanzu), in a folder with no ../shared beside it."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    clone = into / "quanzu"
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, clone / name)
+    assert not (clone.parent / "shared").exists()
+    return clone
+
+
+def start_demo(tmp_path: Path, env_extra: dict, cwd: Path = ROOT) -> tuple[subprocess.Popen, str, Path]:
+    state = cwd / ".quanzu" if cwd != ROOT else tmp_path / f"demo-{uuid.uuid4().hex[:6]}"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(STATE_DIR=str(state), LOG_LEVEL="WARNING", INTAKE_POOL_SIZE="2", DB_POOL_SIZE="3", **env_extra)
     log = tmp_path / "demo.out"
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "demo", "--port", str(port), "--feed-every", "0.3"],
-                            cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+                            cwd=cwd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while "quanzu is up" not in log.read_text(errors="replace"):
@@ -109,9 +123,10 @@ def demo_database(servers):
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_demo_on_embedded_servers_is_alive_and_sigterm_leaves_nothing(state_root):
-    """The fresh-machine case: no DATABASE_URL / REDIS_URL, no district given."""
-    proc, base, state = start_demo(state_root, {})
+def test_demo_from_a_fresh_clone_on_embedded_servers_is_alive_and_sigterm_leaves_nothing(state_root):
+    """The fresh-machine case: a clone with nothing beside it, no DATABASE_URL / REDIS_URL, no district."""
+    clone = fresh_clone(state_root)
+    proc, base, state = start_demo(state_root, {}, cwd=clone)
     try:
         assert_alive(base)
         assert processes_of(state)  # the marker finds the servers and children while they run
