@@ -46,7 +46,10 @@ const store = PetiteVue.reactive({
     const left = due - this.now;
     return {text: left < 0 ? "超时 " + clockText(left) : clockText(left), overdue: left < 0};
   },
-  beatName(code) { return (view.beatInfo[code] || {}).name || code || "辖区外"; },
+  beatName(code, lead) {
+    if (!code) return lead && lead.status === "received" ? "定位中" : "辖区外";
+    return (view.beatInfo[code] || {}).name || code;
+  },
   statusText(l) { return STATUS_LABEL[l.status] || l.status; },
   tierText(t) { return TIER_LABEL[t] || "未分级"; },
   outcomeText(o) { return OUTCOME_LABEL[o] || o; },
@@ -139,7 +142,7 @@ async function refreshStats() {
 // ---------------------------------------------------------------- the map
 async function drawMap() {
   const [beats, streets] = await Promise.all([api.get("/api/v1/geo/beats"), api.get("/api/v1/geo/streets")]);
-  const map = view.map = L.map("map", {zoomControl: false, attributionControl: false});
+  const map = view.map = L.map("map", {zoomControl: false, attributionControl: false, zoomSnap: 0.25});
   if (window.QUANZU && QUANZU.tileUrl) L.tileLayer(QUANZU.tileUrl, {attribution: QUANZU.tileAttribution}).addTo(map);
   for (const f of beats.features) {
     const p = f.properties;
@@ -150,9 +153,12 @@ async function drawMap() {
     layer.bindTooltip(f.properties.name, {sticky: true});
   }}).addTo(map);
   view.streets = L.geoJSON(streets, {interactive: false,
-                                     style: {color: "#5ad1ff", weight: 2.5, fill: false, opacity: 0.9}}).addTo(map);
+                                     style: {color: "#5ad1ff", weight: 2.5, fill: false, opacity: 0.9},
+                                     onEachFeature: (f, layer) => layer.bindTooltip(f.properties.name, {
+                                       permanent: true, direction: "center", className: "street-label"})}).addTo(map);
   view.leadLayer = L.layerGroup().addTo(map);
   view.teamLayer = L.layerGroup().addTo(map);
+  map.invalidateSize();
   map.fitBounds(view.beats.getBounds(), {padding: [12, 12]});
   document.getElementById("map").dataset.beats = String(beats.features.length);
 }
@@ -163,7 +169,7 @@ function openWork() {
 }
 function beatStyle(f) {
   const n = (view.open || {})[f.properties.code] || 0;
-  const shade = ["#0f2a44", "#1b4a6b", "#7a5a1a", "#a34a1a", "#b3261e"][Math.min(n, 4)];
+  const shade = ["#0f2a44", "#23679a", "#8a6d1a", "#b0521c", "#c0262a"][Math.min(n, 4)];
   return {color: "#2b6a9a", weight: 1, fillColor: shade, fillOpacity: 0.75, className: "beat"};
 }
 function spot(code, id) {  // a lead's marker: its beat's centre, spread a little by id
