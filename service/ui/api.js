@@ -85,9 +85,11 @@ class Live {
     };
     ws.onmessage = (ev) => {
       let msg; try { msg = JSON.parse(ev.data); } catch { return; }
+      const first = !opened;
       if (!opened) { opened = true; this.delay = 1000; this.onState("connected"); }
       if (typeof msg.seq === "number") {
-        if (msg.seq <= this.lastSeq && msg.type !== "ping") return;  // a replay we already applied
+        // A replay starts above last_seq; a first seq at or below it means the server began a new stream.
+        if (!first && msg.seq <= this.lastSeq && msg.type !== "ping") return;  // already applied
         sessionStorage.setItem(this.seqKey, String(msg.seq));
         if (msg.type !== "result") ws.send(JSON.stringify({type: "ack", seq: msg.seq}));
       }

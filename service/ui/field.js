@@ -145,8 +145,9 @@ async function refresh() {
     store.assignments = Array.isArray(r) ? r : (r.items || []);
   } catch { return; }
   const cur = store.current;
-  if (cur && (!store.lead || store.lead.id !== cur.lead_id)) {
-    try { store.lead = await api.get(`/api/v1/leads/${cur.lead_id}`); } catch { store.lead = null; }
+  const leadId = cur && (cur.lead_id ?? (cur.lead || {}).id);
+  if (leadId && (!store.lead || store.lead.id !== leadId)) {
+    try { store.lead = await api.get(`/api/v1/leads/${leadId}`); } catch { store.lead = null; }
   }
   if (!cur) store.lead = null;
   setTimeout(drawMini);

@@ -41,6 +41,13 @@ def test_screen_draws_the_district_and_shows_a_pushed_lead_masked_within_2s(brow
     page.wait_for_function("document.getElementById('map') && document.getElementById('map').dataset.beats")
     assert page.locator("#map path.beat").count() == beat_count(live, commander) > 0
 
+    # live through the board socket once it exists (h4); until then the page says plainly it is not live
+    if live.has("ws", "/api/v1/board/ws"):
+        page.locator("#live-state.connected").wait_for(timeout=5000)
+    else:
+        page.locator(".banner", has_text="实时连接已断开").wait_for(timeout=5000)
+        assert "已断开" in page.locator("#live-state").inner_text()
+
     lead_id, lead = push(live, source_headers)
     row = page.locator(f'#queue tr[data-lead="{lead_id}"]')
     row.wait_for(timeout=2000)  # within 2 s of the push
