@@ -3,14 +3,18 @@ terminal). Each run gets its own state dir; afterwards no process that carries i
 from __future__ import annotations
 
 import os
+import pty
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -70,21 +74,51 @@ def fresh_clone(into: Path) -> Path:
     return clone
 
 
-def start_demo(tmp_path: Path, env_extra: dict, cwd: Path = ROOT) -> tuple[subprocess.Popen, str, Path]:
+@dataclass
+class Running:
+    proc: subprocess.Popen
+    base: str
+    state: Path
+    output: Callable[[], str]
+    close_terminal: Callable[[], None] = lambda: None
+
+
+def start_demo(tmp_path: Path, env_extra: dict, cwd: Path = ROOT, terminal: bool = False) -> Running:
+    """`quanzu demo` on a free port with its own state dir; on a pseudo-terminal when `terminal`."""
     state = cwd / ".quanzu" if cwd != ROOT else tmp_path / f"demo-{uuid.uuid4().hex[:6]}"
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(STATE_DIR=str(state), LOG_LEVEL="WARNING", INTAKE_POOL_SIZE="2", DB_POOL_SIZE="3", **env_extra)
-    log = tmp_path / "demo.out"
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "demo", "--port", str(port), "--feed-every", "0.3"],
-                            cwd=cwd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    args = [sys.executable, "-m", "service.cli", "demo", "--port", str(port), "--feed-every", "0.3"]
+    seen = bytearray()
+    if terminal:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave)
+        os.close(slave)
+
+        def read() -> None:
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                seen.extend(chunk)
+
+        threading.Thread(target=read, daemon=True).start()
+        running = Running(proc, f"http://127.0.0.1:{port}", state, lambda: seen.decode(errors="replace"),
+                          lambda: os.close(master))
+    else:
+        log = tmp_path / "demo.out"
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        running = Running(proc, f"http://127.0.0.1:{port}", state, lambda: log.read_text(errors="replace"))
     deadline = time.monotonic() + 90
-    while "quanzu is up" not in log.read_text(errors="replace"):
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "the demo did not come up in 90 s:\n" + log.read_text()
+    while "quanzu is up" not in running.output():
+        assert proc.poll() is None, running.output()
+        assert time.monotonic() < deadline, "the demo did not come up in 90 s:\n" + running.output()
         time.sleep(0.3)
-    return proc, base, state
+    return running
 
 
 def assert_alive(base: str) -> None:
@@ -103,13 +137,15 @@ def assert_alive(base: str) -> None:
     assert any(f["properties"]["code"].startswith("510199") for f in beats)  # our own generated district
 
 
-def stop_and_check(proc: subprocess.Popen, state: Path, sig: signal.Signals) -> None:
-    proc.send_signal(sig)
-    assert proc.wait(timeout=60) is not None
+def stop_and_check(demo: Running, sig: signal.Signals) -> None:
+    if sig == signal.SIGHUP:
+        demo.close_terminal()  # the terminal is gone: what the demo prints from now on goes nowhere
+    demo.proc.send_signal(sig)
+    assert demo.proc.wait(timeout=60) is not None
     deadline = time.monotonic() + 10
-    while processes_of(state) and time.monotonic() < deadline:
+    while processes_of(demo.state) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert processes_of(state) == []
+    assert processes_of(demo.state) == []
 
 
 @pytest.fixture
@@ -126,22 +162,26 @@ def demo_database(servers):
 def test_demo_from_a_fresh_clone_on_embedded_servers_is_alive_and_sigterm_leaves_nothing(state_root):
     """The fresh-machine case: a clone with nothing beside it, no DATABASE_URL / REDIS_URL, no district."""
     clone = fresh_clone(state_root)
-    proc, base, state = start_demo(state_root, {}, cwd=clone)
+    demo = start_demo(state_root, {}, cwd=clone)
     try:
-        assert_alive(base)
-        assert processes_of(state)  # the marker finds the servers and children while they run
+        assert_alive(demo.base)
+        assert processes_of(demo.state)  # the marker finds the servers and children while they run
     finally:
-        stop_and_check(proc, state, signal.SIGTERM)
+        stop_and_check(demo, signal.SIGTERM)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGINT])
-def test_demo_stops_everything_on(sig, tmp_path, demo_database, servers):
-    proc, base, state = start_demo(tmp_path, {"DATABASE_URL": demo_database,
-                                              "REDIS_URL": with_redis_db(servers[1], TEST_REDIS_DB),
-                                              "QUEUE_NAME": f"demo-{uuid.uuid4().hex[:6]}"})
+def test_demo_on_a_terminal_prints_progress_and_stops_everything_on(sig, tmp_path, demo_database, servers):
+    demo = start_demo(tmp_path, {"DATABASE_URL": demo_database, "REDIS_URL": with_redis_db(servers[1], TEST_REDIS_DB),
+                                 "QUEUE_NAME": f"demo-{uuid.uuid4().hex[:6]}"}, terminal=True)
     try:
-        assert_alive(base)
+        assert_alive(demo.base)
+        shown = demo.output()
+        # readable progress, the URLs and the accounts; the servers' JSON logs go to files
+        for line in ("started api", "started worker", "/m/", "commander-demo", "Ctrl-C stops everything"):
+            assert line in shown
+        assert '{"' not in shown and (demo.state / "logs" / "api.log").exists()
     finally:
-        stop_and_check(proc, state, sig)
+        stop_and_check(demo, sig)
     with pytest.raises(httpx.ConnectError):  # the port is free again
-        httpx.get(base + "/healthz", timeout=2)
+        httpx.get(demo.base + "/healthz", timeout=2)
