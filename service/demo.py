@@ -41,7 +41,8 @@ def _raise_stopped(signum, _frame):
     raise Stopped(signal.Signals(signum).name)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """For Popen(preexec_fn=…): the child gets SIGTERM when the process that started it dies."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -163,7 +164,7 @@ class Demo:
         with open(logs / f"{name}.log", "ab") as out:
             proc = subprocess.Popen([sys.executable, "-m", "service.cli", *args], env=env, stdout=out,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, preexec_fn=_die_with_parent)
+                                    start_new_session=True, preexec_fn=die_with_parent)
         self.children.append(Child(name, proc, essential))
         self.say(f"started {name} (pid {proc.pid}, log {logs / f'{name}.log'})")
 

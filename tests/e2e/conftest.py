@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,31 +72,39 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(settings, district):
+    from service.demo import die_with_parent
     from service.main import create_app
 
     port = _free_port()
     # Few connections: the machine's PostgreSQL is shared by parallel test runs.
-    env = {**os.environ, "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1", "INTAKE_POOL_SIZE": "2", "DB_POOL_SIZE": "3"}
-    procs = [subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env),
-             subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env)]
+    # A queue of their own: the rest of the suite's jobs are never taken by this worker.
+    env = {**os.environ, "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1", "INTAKE_POOL_SIZE": "2", "DB_POOL_SIZE": "3",
+           "QUEUE_NAME": f"e2e-{uuid.uuid4().hex[:6]}"}
+    procs = [subprocess.Popen([sys.executable, "-m", "service.cli", *args], env=env, preexec_fn=die_with_parent)
+             for args in (["serve", "--port", str(port)], ["worker"])]
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "quanzu serve did not start"
-        time.sleep(0.2)
-    routes = {(m.lower(), p) for p, ops in httpx.get(base + "/openapi.json").json()["paths"].items() for m in ops}
-    ws_paths = {r.path for r in create_app(settings).routes if isinstance(r, WebSocketRoute)}
-    routes |= {("ws", p) for p in ws_paths}
-    yield Live(base, procs, routes)
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        p.wait(timeout=20)
+    try:  # stop both whatever happens: a leaked worker would eat the queue of later test runs
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "quanzu serve did not start"
+            time.sleep(0.2)
+        routes = {(m.lower(), p) for p, ops in httpx.get(base + "/openapi.json").json()["paths"].items() for m in ops}
+        ws_paths = {r.path for r in create_app(settings).routes if isinstance(r, WebSocketRoute)}
+        routes |= {("ws", p) for p in ws_paths}
+        yield Live(base, procs, routes)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 @dataclass

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from service.core.runtime import with_database, with_redis_db
+from service.demo import die_with_parent
 from tests.conftest import TEST_REDIS_DB
 from tests.data import ROOT
 
@@ -93,7 +94,8 @@ def start_demo(tmp_path: Path, env_extra: dict, cwd: Path = ROOT, terminal: bool
     seen = bytearray()
     if terminal:
         master, slave = pty.openpty()
-        proc = subprocess.Popen(args, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave)
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
+                                preexec_fn=die_with_parent)
         os.close(slave)
 
         def read() -> None:
@@ -111,7 +113,8 @@ def start_demo(tmp_path: Path, env_extra: dict, cwd: Path = ROOT, terminal: bool
                           lambda: os.close(master))
     else:
         log = tmp_path / "demo.out"
-        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                                preexec_fn=die_with_parent)
         running = Running(proc, f"http://127.0.0.1:{port}", state, lambda: log.read_text(errors="replace"))
     deadline = time.monotonic() + 90
     while "quanzu is up" not in running.output():
