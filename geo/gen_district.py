@@ -96,7 +96,10 @@ def generate(spec: DistrictSpec = DistrictSpec()) -> dict[str, object]:
     to_deg = _to_degrees(spec)
 
     def geo(g) -> dict:
-        return mapping(shapely.set_precision(to_deg(g), 1e-7))
+        g = shapely.set_precision(to_deg(g), 1e-7)
+        if g.geom_type == "MultiPolygon":  # the main part first: map labels and centres land on it
+            g = shapely.MultiPolygon(sorted(g.geoms, key=lambda p: -p.area))
+        return mapping(g)
 
     street_feats, beat_feats, stations, teams = [], [], [], []
     used_phones: set[str] = set()

@@ -158,8 +158,9 @@ async function drawMap() {
                                        permanent: true, direction: "center", className: "street-label"})}).addTo(map);
   view.leadLayer = L.layerGroup().addTo(map);
   view.teamLayer = L.layerGroup().addTo(map);
-  map.invalidateSize();
-  map.fitBounds(view.beats.getBounds(), {padding: [12, 12]});
+  const fit = () => { map.invalidateSize(); map.fitBounds(view.beats.getBounds(), {padding: [12, 12]}); };
+  fit();
+  new ResizeObserver(fit).observe(document.getElementById("map"));  // the detail bar or a resize moves it
   document.getElementById("map").dataset.beats = String(beats.features.length);
 }
 function openWork() {
