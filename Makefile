@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean browser-deps
 
 $(BIN)/quanzu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +14,19 @@ $(BIN)/quanzu: pyproject.toml
 demo: $(BIN)/quanzu
 	$(BIN)/quanzu demo
 
-test: $(BIN)/quanzu
+test: $(BIN)/quanzu browser-deps
 	$(BIN)/ruff check service dispatch geo workers mobile_api tests bench
 	$(BIN)/python -m pytest -q
+
+# The browser tests drive Debian's Chromium (never `playwright install`) and need CJK fonts.
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -q "Noto Sans CJK"; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q chromium fonts-noto-cjk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium fonts-noto-cjk >/dev/null; }; \
+	  else \
+	    echo "make test: the browser tests need Chromium and CJK fonts; install them: sudo apt-get install -y chromium fonts-noto-cjk" >&2; exit 1; \
+	  fi; \
+	fi
 
 bench: $(BIN)/quanzu
 	$(BIN)/python bench/ingest.py

@@ -24,6 +24,7 @@ from service.core.runtime import Urls, resolve_urls
 from service.core.settings import DEV_SECRET, Settings, get_settings
 from service.docs import install_docs
 from service.health import router as health_router
+from service.ui.router import mount_ui
 from workers.queues import AfterCommit, lead_queue
 
 
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (health_router, auth_router, leads_router, geo_router):
         app.include_router(router)
     install_docs(app)  # /docs and /redoc from vendored assets: nothing loaded from outside
+    mount_ui(app)  # last: the pages and /ui assets; every API route above keeps its path
 
     def openapi() -> dict:
         # Intake reads raw JSON (to answer every defect with a 422 naming the field), so its

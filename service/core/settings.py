@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     # A lead_event / access_log row not sealed this long after it was written breaks the chain.
     audit_unsealed_window_seconds: float = 300.0
     log_level: str = "INFO"
+    # The screens draw the district's own polygons as the base map; a center with an intranet tile
+    # server may set e.g. http://tiles.local/{z}/{x}/{y}.png (never a server outside the network).
+    ui_tile_url: str | None = None
+    ui_tile_attribution: str = ""
     # JSON lines for log collectors; unset: readable lines when stderr is a terminal, else JSON.
     log_json: bool | None = None
 
