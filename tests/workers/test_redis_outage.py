@@ -124,3 +124,33 @@ async def test_redis_stopped_and_restarted_under_a_running_api_and_worker(settin
             worker.wait()
         own.stop()
         shutil.rmtree(own.dir, ignore_errors=True)
+
+
+async def test_a_hung_redis_hangs_no_request_no_enqueue_and_no_shutdown(settings, sync_engine, source_headers):
+    """Redis stopped with SIGSTOP (it accepts connections and answers nothing): pushes are 202,
+    /readyz says so, the enqueue thread gives up after its socket timeout, and the app shuts down."""
+    import signal
+
+    from service.main import create_app
+
+    own = OwnRedis()
+    own.start()
+    app = create_app(settings.model_copy(update={"redis_url": own.url, "redis_connect_timeout_seconds": 0.5,
+                                                 "redis_socket_timeout_seconds": 1.0}))
+    try:
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t",
+                                         timeout=30) as client:
+                own.proc.send_signal(signal.SIGSTOP)
+                answers = await asyncio.gather(*[client.post("/api/v1/leads", json=make_lead(),
+                                                             headers=source_headers) for _ in range(5)])
+                assert [a.status_code for a in answers] == [202] * 5
+                ready = await client.get("/readyz")
+                assert ready.status_code == 503 and ready.json()["redis"].startswith("error")
+                await asyncio.wait_for(app.state.after_commit.drain(), 30)  # the enqueue timed out
+        assert _statuses(sync_engine) == {"received": 5}  # stored; the reconciler will send them
+    finally:
+        if own.proc is not None:
+            own.proc.send_signal(signal.SIGCONT)
+        own.stop()
+        shutil.rmtree(own.dir, ignore_errors=True)
