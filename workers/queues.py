@@ -24,6 +24,11 @@ def enqueue_leads(queue: Queue, ids: list[int]) -> None:
     queue.enqueue_many(jobs)
 
 
+def enqueue_visit(queue: Queue, visit_id: int) -> None:
+    """A visit needs a squad (dispatch.events.visit_needs_squad): one job; the sweep catches a lost one."""
+    queue.enqueue("workers.tasks.dispatch_visit", visit_id, result_ttl=0, failure_ttl=7 * 86400, job_timeout=60)
+
+
 class AfterCommit:
     """Hands committed lead ids to rq without holding up the answer. Ids gather for `linger`
     seconds and while an enqueue is in flight, then go out together: under load one job

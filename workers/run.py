@@ -14,7 +14,9 @@ def run_worker(burst: bool = False) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     queue = lead_queue(ctx.redis, settings.queue_name)
-    stop = start_reconciler(ctx.redis, settings.queue_name, settings.reconcile_every_seconds)
+    ctx.configure_events()
+    stop = start_reconciler(ctx.redis, settings.queue_name, settings.reconcile_every_seconds,
+                            settings.field_sweep_every_seconds)
     try:
         SimpleWorker([queue], connection=ctx.redis).work(burst=burst, with_scheduler=False)
     finally:

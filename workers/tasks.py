@@ -7,6 +7,7 @@ from functools import cached_property
 
 from sqlalchemy import func, select
 
+from dispatch import assignments, events
 from dispatch.models import Lead
 from dispatch.service import place_and_tier, placement_for
 from dispatch.tiering import Policy, load_policy
@@ -41,6 +42,15 @@ class _Context:
     @cached_property
     def index(self) -> IndexCache:
         return IndexCache()
+
+    @cached_property
+    def field(self) -> assignments.FieldConfig:
+        return assignments.FieldConfig.of(get_settings(), self.policy)
+
+    def configure_events(self) -> None:
+        """A worker dispatches a visit its own commit made at once, in the same process (the fast
+        path: no second rq hop between tiering and the offer); the sweep catches any it loses."""
+        events.configure(self.redis, on_visit=dispatch_visit)
 
 
 ctx = _Context()
@@ -83,3 +93,29 @@ def reconcile(older_than_seconds: float | None = None) -> int:
         enqueue_leads(lead_queue(ctx.redis, settings.queue_name), ids)
         log.warning("reconciled", leads=len(ids))
     return len(ids)
+
+
+def dispatch_visit(visit_id: int) -> int | None:
+    """A waiting visit → an offer to the best squad (or back to the center). Safe to run twice."""
+    with sync_session(ctx.engine) as session:
+        a = assignments.dispatch_visit(session, visit_id, ctx.field, events.online_of_config)
+        session.commit()
+        return a.id if a is not None else None
+
+
+def field_sweep() -> dict:
+    """Every few seconds: expired offers → next squad; visits nobody dispatched; SMS fallbacks."""
+    settings = get_settings()
+    with sync_session(ctx.engine) as session:
+        expired = assignments.expire_offers(session, ctx.field, events.online_of_config)
+        session.commit()
+    with sync_session(ctx.engine) as session:
+        waiting = assignments.waiting_visits(session, settings.visit_waiting_seconds)
+    offered = sum(dispatch_visit(v) is not None for v in waiting)
+    with sync_session(ctx.engine) as session:
+        sms = assignments.unacked_fallbacks(session, ctx.field)
+        session.commit()
+    counts = {"expired": expired, "waiting": len(waiting), "offered": offered, "sms": sms}
+    if any(counts.values()):
+        log.info("field_sweep", **counts)
+    return counts
