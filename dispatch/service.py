@@ -10,7 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Session
 
-from dispatch import repository
+from dispatch import events, repository
 from dispatch.enums import LeadStatus, Response, can_transition
 from dispatch.models import AccessLog, Lead, LeadEvent, Rejection
 from dispatch.placement import LeadPlacement, place_lead
@@ -250,6 +250,8 @@ def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy, a
         _move(lead, LeadStatus.tiered)
         session.add(_event(lead, actor, "tiered", decision.as_json()))
         if Response.visit in decision.response: request_visit(session, lead, "policy", actor=actor)
+    events.board(session, "lead.updated", {"lead_id": lead.id, "status": lead.status, "tier": lead.tier,
+                                           "beat_code": lead.beat_code, "street_code": lead.street_code})
 
 
 def placement_for(index, district_code: str):

@@ -7,6 +7,7 @@ import asyncio
 from redis import Redis
 from rq import Queue
 
+from dispatch import events
 from service.core.logging import log
 
 CHUNK = 500
@@ -54,6 +55,11 @@ class AfterCommit:
                 await asyncio.to_thread(enqueue_leads, self.queue, ids)
             except Exception as exc:  # Redis down: the leads are safe in PostgreSQL, the reconciler resends
                 log.warning("enqueue_failed", leads=len(ids), error=str(exc))
+            try:  # the board hears of new leads in the same flush, off the push's path
+                await asyncio.to_thread(events.publish, self.queue.connection,
+                                        [events.Push(events.BOARD, "lead.created", {"lead_id": i}) for i in ids])
+            except Exception as exc:
+                log.warning("board_publish_failed", leads=len(ids), error=str(exc))
 
     async def drain(self) -> None:
         """On shutdown: send what is pending (best effort)."""
