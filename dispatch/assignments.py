@@ -522,3 +522,14 @@ def get_assignment(session: Session, assignment_id: int, who: Principal) -> dict
     ds = session.execute(select(OfferDelivery).where(OfferDelivery.assignment_id == a.id)
                          .order_by(OfferDelivery.username)).scalars().all()
     return assignment_public(a, session.get(Lead, a.lead_id), list(ds))
+
+
+def field_stats(session: Session) -> dict:
+    """The board's `stats`: open visits by status, offers out, squads by duty status."""
+    visits = dict(session.execute(select(Visit.status, func.count()).where(
+        Visit.status.in_(("waiting", "offered", "assigned", "arrived"))).group_by(Visit.status)).all())
+    squads = dict(session.execute(select(Team.status, func.count()).group_by(Team.status)).all())
+    failed = session.execute(select(func.count()).select_from(Visit).where(Visit.status == "failed")).scalar_one()
+    return {"visits": visits, "visits_failed": failed, "squads": squads,
+            "offers_out": session.execute(select(func.count()).select_from(Assignment).where(
+                Assignment.status == "offered")).scalar_one()}

@@ -127,7 +127,22 @@ def visit_needs_squad(session: Session, visit_id: int) -> None:
 
 
 @event.listens_for(Session, "after_commit")
-def _send(session: Session) -> None:
+def _committed(session: Session) -> None:
+    # Fires for a savepoint's release too (begin_nested); what is queued leaves with the root's end.
+    session.info["quanzu_committed"] = True
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop(session: Session, previous_transaction) -> None:
+    if previous_transaction.parent is None:  # the whole transaction is gone, not a savepoint
+        for key in ("quanzu_pushes", "quanzu_after_commit", "quanzu_committed"):
+            session.info.pop(key, None)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _send(session: Session, transaction) -> None:
+    if transaction.parent is not None or not session.info.pop("quanzu_committed", False):
+        return
     pushes = session.info.pop("quanzu_pushes", None)
     todo = session.info.pop("quanzu_after_commit", None)
     if pushes and config.redis is not None:
@@ -140,13 +155,6 @@ def _send(session: Session) -> None:
             fn()
         except Exception as exc:
             log.warning("after_commit_failed", error=str(exc))
-
-
-@event.listens_for(Session, "after_rollback")
-def _drop(session: Session) -> None:
-    if not session.in_transaction():  # the whole transaction is gone, not a savepoint
-        session.info.pop("quanzu_pushes", None)
-        session.info.pop("quanzu_after_commit", None)
 
 
 # ---------------------------------------------------------------- board events (after commit)

@@ -44,11 +44,19 @@ class StatusPublic(BaseModel):
 class LocationIn(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"lon": 120.3483933, "lat": 36.0472158, "crs": "gcj02", "accuracy_m": 12, "at": "2026-10-01T09:30:00+08:00"}]})
+    model_config = ConfigDict(allow_inf_nan=False, json_schema_extra=model_config["json_schema_extra"])
     lon: float = Field(ge=-180, le=180)
     lat: float = Field(ge=-90, le=90)
     crs: Crs = Crs.wgs84
     accuracy_m: float | None = Field(None, ge=0, le=1e6)
-    at: AwareDatetime | None = Field(None, description="When the fix was taken; default now")
+    at: AwareDatetime | None = Field(None, description="When the fix was taken (2000–2100); default now")
+
+    @field_validator("at")
+    @classmethod
+    def _plausible(cls, v):
+        if v is not None and not 2000 <= v.year <= 2100:
+            raise ValueError("must be a time between the years 2000 and 2100")
+        return v
 
 
 class LocationPublic(BaseModel):
@@ -72,6 +80,7 @@ class CompleteIn(BaseModel):
                       "asked": ["who", "why", "to_whom"], "protected": ["stop_payment", "uninstall", "family"]}}]})
     outcome: Outcome
     met_in_person: bool
+    model_config = ConfigDict(allow_inf_nan=False, json_schema_extra=model_config["json_schema_extra"])
     note: str | None = Field(None, max_length=4000)
     loss_cny: float | None = Field(None, ge=0, lt=MONEY)
     saved_cny: float | None = Field(None, ge=0, lt=MONEY)

@@ -115,6 +115,9 @@ def field_sweep() -> dict:
     with sync_session(ctx.engine) as session:
         sms = assignments.unacked_fallbacks(session, ctx.field)
         session.commit()
+    with sync_session(ctx.engine) as session:  # the board's `stats`, on the sweep's clock
+        events.board(session, "stats", assignments.field_stats(session))
+        session.commit()
     counts = {"expired": expired, "waiting": len(waiting), "offered": offered, "sms": sms}
     if any(counts.values()):
         log.info("field_sweep", **counts)
