@@ -188,6 +188,23 @@ async def echo_floor(n: int, size: int) -> dict:
         proc.wait()
 
 
+async def pg_floor(dsn: str, n: int = 300) -> dict:
+    """One PostgreSQL round trip (SELECT 1) in the same run: the unit the worker path is made of."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rtts = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await conn.fetchval("SELECT 1")
+            rtts.append((time.perf_counter() - t0) * 1000)
+            await asyncio.sleep(0.002)
+        return {"p50": pct(rtts, 50), "p99": pct(rtts, 99)}
+    finally:
+        await conn.close()
+
+
 # ---------------------------------------------------------------- 2. idle memory
 
 
@@ -301,6 +318,8 @@ def main(argv=None) -> int:
         if args.only in ("all", "push"):
             out["echo"] = asyncio.run(echo_floor(300, 400))
             print("echo:", json.dumps(out["echo"]), flush=True)
+            out["pg_rtt"] = asyncio.run(pg_floor(backing.database_url))
+            print("pg round trip:", json.dumps(out["pg_rtt"]), flush=True)
             out["push"] = asyncio.run(push_latency(api, api_key, users, places, args.leads, secret))
             print("push:", json.dumps(out["push"], indent=1), flush=True)
             e, p = out["echo"], out["push"]

@@ -82,19 +82,6 @@ def publish(redis, pushes: Iterable[Push]) -> list[int]:
     return pipe.execute()
 
 
-async def apublish(aredis, pushes: Iterable[Push]) -> list[int]:
-    """The same from asyncio (redis.asyncio)."""
-    pushes = list(pushes)
-    if not pushes:
-        return []
-    script = aredis.register_script(_PUBLISH)
-    pipe = aredis.pipeline(transaction=False)
-    for p in pushes:
-        keys, args = _args(p)
-        await script(keys=keys, args=args, client=pipe)
-    return await pipe.execute()
-
-
 # ---------------------------------------------------------------- after commit
 
 
