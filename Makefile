@@ -21,6 +21,7 @@ test: $(BIN)/quanzu
 bench: $(BIN)/quanzu
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/beats.py
+	$(BIN)/python bench/push_latency.py
 
 clean:
 	rm -rf $(VENV) .quanzu .pytest_cache
