@@ -6,7 +6,7 @@ Written on a sync `Session`: the workers call them directly, the API through
 `AsyncSession.run_sync` — one implementation for REST, the socket and the sweep."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -182,19 +182,45 @@ def candidates(session: Session, lead: Lead, cfg: FieldConfig, k: int = 8) -> li
     return [c.as_json() for c in ranked]
 
 
+class _Squads:
+    """The squads as read once for a batch of dispatches; offers made in the batch count at once."""
+
+    def __init__(self, session: Session, cfg: FieldConfig):
+        self.squads, self.adjacency = load_squads(session, cfg), adjacency(session)
+
+    def took(self, team_code: str) -> None:
+        self.squads = [replace(q, open_assignments=q.open_assignments + 1) if q.code == team_code else q
+                       for q in self.squads]
+
+
 def dispatch_visit(session: Session, visit_id: int, cfg: FieldConfig, online=None, actor: str = "dispatch"
                    ) -> Assignment | None:
     """A waiting visit → an offer to the best squad not yet asked; after `max_squads` squads, or
     with none available, back to the center (visit `failed`, an alert on the board).
     Safe to run twice: only a `waiting` visit is dispatched."""
-    visit = _lock_visit(session, visit_id)
-    if visit is None or visit.status != "waiting":
-        return None
-    return _offer_next(session, visit, cfg, online, actor)
+    made = dispatch_visits(session, [visit_id], cfg, online, actor)
+    return made[0] if made else None
+
+
+def dispatch_visits(session: Session, visit_ids: list[int], cfg: FieldConfig, online=None,
+                    actor: str = "dispatch") -> list[Assignment]:
+    """Many waiting visits in one transaction, the squads read once (a worker's batch of leads)."""
+    squads: _Squads | None = None
+    made = []
+    for visit_id in visit_ids:
+        visit = _lock_visit(session, visit_id)
+        if visit is None or visit.status != "waiting":
+            continue
+        squads = squads or _Squads(session, cfg)
+        a = _offer_next(session, visit, cfg, online, actor, squads=squads)
+        if a is not None:
+            made.append(a)
+    return made
 
 
 def _offer_next(session: Session, visit: Visit, cfg: FieldConfig, online, actor: str,
-                team_code: str | None = None, why: dict | None = None) -> Assignment | None:
+                team_code: str | None = None, why: dict | None = None,
+                squads: _Squads | None = None) -> Assignment | None:
     lead = session.get(Lead, visit.lead_id)
     tried = _tried(session, visit.id)
     if team_code is None:
@@ -204,8 +230,9 @@ def _offer_next(session: Session, visit: Visit, cfg: FieldConfig, online, actor:
             return None
         if len(tried) >= cfg.max_squads:
             return _back_to_center(session, visit, lead, actor, "max_squads", tried)
-        choice: Choice = choose_squad(lead.beat_code, lead.lon, lead.lat, load_squads(session, cfg),
-                                      adjacency(session), limit=cfg.workload_limit, tried=frozenset(tried))
+        squads = squads or _Squads(session, cfg)
+        choice: Choice = choose_squad(lead.beat_code, lead.lon, lead.lat, squads.squads, squads.adjacency,
+                                      limit=cfg.workload_limit, tried=frozenset(tried))
         if choice.team_code is None:
             return _back_to_center(session, visit, lead, actor, "none_available", tried)
         team_code, why = choice.team_code, choice.as_json()
@@ -215,6 +242,8 @@ def _offer_next(session: Session, visit: Visit, cfg: FieldConfig, online, actor:
     session.add(a)
     visit.status, visit.team_code = "offered", team_code
     session.flush()
+    if squads is not None:
+        squads.took(team_code)
     people = members(session, team_code)
     for u in people:
         session.add(OfferDelivery(assignment_id=a.id, username=u.username))

@@ -87,13 +87,13 @@ def publish(redis, pushes: Iterable[Push]) -> list[int]:
 
 class _Config:
     redis = None  # sync Redis client of this process
-    on_visit: Callable[[int], None] | None = None  # a visit needs a squad (enqueue a job, or dispatch inline)
+    on_visit: Callable[[list[int]], None] | None = None  # visits need a squad (enqueue a job, or dispatch inline)
 
 
 config = _Config()
 
 
-def configure(redis, on_visit: Callable[[int], None] | None = None) -> None:
+def configure(redis, on_visit: Callable[[list[int]], None] | None = None) -> None:
     config.redis, config.on_visit = redis, on_visit
 
 
@@ -106,11 +106,17 @@ def push(session: Session, target: str, type_: str, data: dict) -> None:
 
 
 def visit_needs_squad(session: Session, visit_id: int) -> None:
-    """After commit, the visit is dispatched (by the process's `on_visit`); the sweep catches any lost."""
-    def go() -> None:
-        if config.on_visit is not None:
-            config.on_visit(visit_id)
-    after_commit(session, go)
+    """After commit, the visit is dispatched (by the process's `on_visit`, all of a transaction's visits
+    together); the sweep catches any lost."""
+    ids = session.info.get("quanzu_visits")
+    if ids is None:
+        ids = session.info["quanzu_visits"] = []
+
+        def go() -> None:
+            if config.on_visit is not None and ids:
+                config.on_visit(list(ids))
+        after_commit(session, go)
+    ids.append(visit_id)
 
 
 @event.listens_for(Session, "after_commit")
@@ -122,7 +128,7 @@ def _committed(session: Session) -> None:
 @event.listens_for(Session, "after_soft_rollback")
 def _drop(session: Session, previous_transaction) -> None:
     if previous_transaction.parent is None:  # the whole transaction is gone, not a savepoint
-        for key in ("quanzu_pushes", "quanzu_after_commit", "quanzu_committed"):
+        for key in ("quanzu_pushes", "quanzu_after_commit", "quanzu_committed", "quanzu_visits"):
             session.info.pop(key, None)
 
 
@@ -132,6 +138,7 @@ def _send(session: Session, transaction) -> None:
         return
     pushes = session.info.pop("quanzu_pushes", None)
     todo = session.info.pop("quanzu_after_commit", None)
+    session.info.pop("quanzu_visits", None)
     if pushes and config.redis is not None:
         try:
             publish(config.redis, pushes)

@@ -5,6 +5,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from dispatch.assignments import Completion
@@ -90,9 +91,12 @@ class CompleteIn(BaseModel):
     @field_validator("checklist")
     @classmethod
     def _small(cls, v):
-        if v is not None and len(str(v)) > 8000:
-            raise ValueError("at most 8,000 characters")
-        if v is not None and "\x00" in str(v):
+        if v is None:
+            return v
+        text = orjson.dumps(v)
+        if len(text) > 8000:
+            raise ValueError("at most 8,000 bytes of JSON")
+        if b"\\u0000" in text:  # PostgreSQL's JSONB refuses NUL characters
             raise ValueError("must not contain NUL characters")
         return v
 

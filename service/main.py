@@ -29,7 +29,7 @@ from service.core.redis import make_async_redis, make_redis
 from service.core.runtime import Urls, resolve_urls
 from service.core.settings import DEV_SECRET, Settings, get_settings
 from service.health import router as health_router
-from workers.queues import AfterCommit, enqueue_visit, lead_queue
+from workers.queues import AfterCommit, enqueue_visits, lead_queue
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.after_commit = AfterCommit(queue, settings.enqueue_linger_seconds)
         # Field dispatch: pushes and visit jobs leave after each commit; one Redis fan-out per process.
         state.field_config = FieldConfig.of(settings, load_policy(settings.policy_file))
-        events.configure(state.redis, on_visit=lambda visit_id: enqueue_visit(queue, visit_id))
+        events.configure(state.redis, on_visit=lambda visit_ids: enqueue_visits(queue, visit_ids))
         state.hub = Hub(state.aredis, settings.ws_replay_hours)
         await state.hub.start()
         # Startup objects live as long as the process: keep them out of every GC pass, and

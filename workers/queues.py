@@ -25,9 +25,9 @@ def enqueue_leads(queue: Queue, ids: list[int]) -> None:
     queue.enqueue_many(jobs)
 
 
-def enqueue_visit(queue: Queue, visit_id: int) -> None:
-    """A visit needs a squad (dispatch.events.visit_needs_squad): one job; the sweep catches a lost one."""
-    queue.enqueue("workers.tasks.dispatch_visit", visit_id, result_ttl=0, failure_ttl=7 * 86400, job_timeout=60)
+def enqueue_visits(queue: Queue, visit_ids: list[int]) -> None:
+    """Visits need a squad (dispatch.events.visit_needs_squad): one job; the sweep catches a lost one."""
+    queue.enqueue("workers.tasks.dispatch_visits", visit_ids, result_ttl=0, failure_ttl=7 * 86400, job_timeout=300)
 
 
 class AfterCommit:

@@ -50,7 +50,7 @@ class _Context:
     def configure_events(self) -> None:
         """A worker dispatches a visit its own commit made at once, in the same process (the fast
         path: no second rq hop between tiering and the offer); the sweep catches any it loses."""
-        events.configure(self.redis, on_visit=dispatch_visit)
+        events.configure(self.redis, on_visit=dispatch_visits)
 
 
 ctx = _Context()
@@ -95,12 +95,13 @@ def reconcile(older_than_seconds: float | None = None) -> int:
     return len(ids)
 
 
-def dispatch_visit(visit_id: int) -> int | None:
-    """A waiting visit → an offer to the best squad (or back to the center). Safe to run twice."""
+def dispatch_visits(visit_ids: list[int]) -> list[int]:
+    """Waiting visits → offers to the best squads (or back to the center), in one transaction.
+    Safe to run twice: a visit already offered is left alone."""
     with sync_session(ctx.engine) as session:
-        a = assignments.dispatch_visit(session, visit_id, ctx.field, events.online_of_config)
+        made = assignments.dispatch_visits(session, visit_ids, ctx.field, events.online_of_config)
         session.commit()
-        return a.id if a is not None else None
+        return [a.id for a in made]
 
 
 def field_sweep() -> dict:
@@ -111,7 +112,7 @@ def field_sweep() -> dict:
         session.commit()
     with sync_session(ctx.engine) as session:
         waiting = assignments.waiting_visits(session, settings.visit_waiting_seconds)
-    offered = sum(dispatch_visit(v) is not None for v in waiting)
+    offered = len(dispatch_visits(waiting)) if waiting else 0
     with sync_session(ctx.engine) as session:
         sms = assignments.unacked_fallbacks(session, ctx.field)
         session.commit()

@@ -51,3 +51,16 @@ async def test_field_sim_accepts_travels_arrives_and_completes(api_a, client, so
         (a,) = s.execute(select(Assignment).where(Assignment.lead_id == lead_id)).scalars().all()
     assert a.status == "completed" and a.accepted_by == f"{own_team}-police".lower()
     assert lead.outcome == a.outcome and a.checklist["looked"] == ["call_log", "apps"]
+
+
+def test_member_logins_survive_a_district_reimport(field_reset, district, own_team, sync_engine):
+    from dispatch.district import import_district
+    from dispatch.models import TeamMember
+
+    with sync_session(sync_engine) as s:
+        ensure_member_users(s, [own_team], "sim-pass")
+        s.commit()
+        import_district(s, district)
+        s.commit()
+        names = sorted(s.execute(select(TeamMember.username).where(TeamMember.team_code == own_team)).scalars())
+    assert names == sorted(f"{own_team}-{r}".lower() for r in ("auxiliary", "grid_worker", "police"))
