@@ -204,25 +204,34 @@ def dispatch_visit(session: Session, visit_id: int, cfg: FieldConfig, online=Non
 
 def dispatch_visits(session: Session, visit_ids: list[int], cfg: FieldConfig, online=None,
                     actor: str = "dispatch") -> list[Assignment]:
-    """Many waiting visits in one transaction, the squads read once (a worker's batch of leads)."""
-    squads: _Squads | None = None
+    """Many waiting visits in one transaction (a worker's batch of leads): visits, leads, the squads
+    asked before and the squads are each read once. A visit another process holds is skipped
+    (the sweep comes back to it if it is still waiting)."""
+    visits = session.execute(select(Visit).where(Visit.id.in_(visit_ids), Visit.status == "waiting")
+                             .order_by(Visit.id).with_for_update(skip_locked=True)).scalars().all()
+    if not visits:
+        return []
+    leads = {x.id: x for x in session.execute(select(Lead).where(Lead.id.in_([v.lead_id for v in visits])))
+             .scalars()}
+    tried: dict[int, list[str]] = {}
+    for vid, code in session.execute(select(Assignment.visit_id, Assignment.team_code).where(
+            Assignment.visit_id.in_([v.id for v in visits])).order_by(Assignment.id)).all():
+        tried.setdefault(vid, []).append(code)
+    squads = _Squads(session, cfg)
     made = []
-    for visit_id in visit_ids:
-        visit = _lock_visit(session, visit_id)
-        if visit is None or visit.status != "waiting":
-            continue
-        squads = squads or _Squads(session, cfg)
-        a = _offer_next(session, visit, cfg, online, actor, squads=squads)
+    for visit in visits:
+        a = _offer_next(session, visit, cfg, online, actor, squads=squads, lead=leads[visit.lead_id],
+                        tried=tried.get(visit.id, []))
         if a is not None:
             made.append(a)
     return made
 
 
 def _offer_next(session: Session, visit: Visit, cfg: FieldConfig, online, actor: str,
-                team_code: str | None = None, why: dict | None = None,
-                squads: _Squads | None = None) -> Assignment | None:
-    lead = session.get(Lead, visit.lead_id)
-    tried = _tried(session, visit.id)
+                team_code: str | None = None, why: dict | None = None, squads: _Squads | None = None,
+                lead: Lead | None = None, tried: list[str] | None = None) -> Assignment | None:
+    lead = lead or session.get(Lead, visit.lead_id)
+    tried = _tried(session, visit.id) if tried is None else tried
     if team_code is None:
         if lead.status in (LeadStatus.closed, LeadStatus.transferred):
             visit.status = "cancelled"
