@@ -20,8 +20,8 @@ def _opened(last_seq=None) -> p.ServerProtocol:
 
 def test_hello_first_else_closed():
     proto = p.ServerProtocol()
-    assert proto.receive('{"type": "ack", "seq": 1}') == [p.Close(p.UNAUTHORIZED, proto.receive.__self__ and
-                                                                   "authenticate first: send hello with a token")]
+    assert proto.receive('{"type": "ack", "seq": 1}') == [
+        p.Close(p.UNAUTHORIZED, "authenticate first: send hello with a token")]
     assert proto.phase is p.Phase.CLOSED
     assert proto.receive('{"type": "hello", "token": "x"}') == []  # closed stays closed
     assert p.ServerProtocol().receive("not json")[0].code == p.PROTOCOL
