@@ -31,6 +31,7 @@ browser-deps:
 bench: $(BIN)/quanzu
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/beats.py
+	$(BIN)/python bench/push_latency.py
 
 clean:
 	@# as root the embedded PostgreSQL may live under /var/tmp (service/core/embedded.py)

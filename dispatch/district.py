@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session
 
@@ -55,10 +55,14 @@ def import_district(session: Session, data: DistrictData, progress: Progress | N
                              "home_lon": (t.get("home") or {}).get("lon"),
                              "home_lat": (t.get("home") or {}).get("lat")} for t in data.teams])
     codes = [t["code"] for t in data.teams]
-    # Members are replaced as a whole: the roster in the file is the truth.
+    # Members are replaced as a whole: the roster in the file is the truth; a member's login link
+    # (team_member.username) is kept for the same person (team, role, name).
+    logins = {(m.team_code, m.role, m.name): m.username for m in session.execute(
+        select(TeamMember).where(TeamMember.team_code.in_(codes), TeamMember.username.is_not(None))).scalars()}
     session.execute(delete(TeamMember).where(TeamMember.team_code.in_(codes)))
     members = [{"team_code": t["code"], "role": m["role"], "name": m["name"], "phone": m.get("phone"),
-                "badge_no": m.get("badge_no")} for t in data.teams for m in t.get("members", [])]
+                "badge_no": m.get("badge_no"), "username": logins.get((t["code"], m["role"], m["name"]))}
+               for t in data.teams for m in t.get("members", [])]
     if members:
         session.execute(insert(TeamMember).values(members))
     step("teams", len(data.teams))

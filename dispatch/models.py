@@ -164,6 +164,8 @@ class TeamMember(SQLModel, table=True):
     name: str
     phone: str | None = None
     badge_no: str | None = None
+    # The member's login (app_user.username), when one was made for them (`quanzu field-sim --create-users`).
+    username: str | None = Field(default=None, index=True)
 
 
 # ---------------------------------------------------------------- the response ladder (issue 12)

@@ -14,12 +14,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Session
 
-from dispatch import repository
-from dispatch.enums import Flag, LeadStatus, can_transition
+from dispatch import events, repository
+from dispatch.enums import Flag, LeadStatus, Response, can_transition
 from dispatch.models import AccessLog, Lead, LeadEvent, Rejection
 from dispatch.placement import LeadPlacement, place_lead
 from dispatch.tiering import LeadFacts, Policy, age_on, tier_lead
 from dispatch.validation import CENTER_TZ, mask_id, mask_phone, validate_lead
+from dispatch.visits import request_visit
 from geo.geocode import Geocoded, Geocoder, geocode_addresses
 from service.core.auth import CENTER_ROLES, SQUAD_ROLES, Principal, Role
 from service.core.errors import (
@@ -277,6 +278,9 @@ def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy, a
     else:
         _move(lead, LeadStatus.tiered)
         session.add(_event(lead, actor, "tiered", decision.as_json()))
+        if Response.visit in decision.response: request_visit(session, lead, "policy", actor=actor)
+    events.board(session, "lead.updated", {"lead_id": lead.id, "status": lead.status, "tier": lead.tier,
+                                           "beat_code": lead.beat_code, "street_code": lead.street_code})
 
 
 def record_processing_failure(session: Session, lead: Lead, error: str, max_attempts: int,

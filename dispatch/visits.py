@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlmodel import Session
 
+from dispatch import events
 from dispatch.models import LeadEvent, Visit
 from service.core import clock
 
@@ -34,4 +35,5 @@ def request_visit(session: Session, lead, reason: str, *, actor: str = "worker",
     session.add(LeadEvent(lead_id=lead.id, actor=actor, kind="visit_requested",
                           data={"visit_id": visit.id, "reason": reason,
                                 "due_at": due_at.isoformat() if due_at else None}))
+    events.visit_needs_squad(session, visit.id)  # field dispatch, after the caller's commit
     return visit

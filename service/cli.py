@@ -52,8 +52,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Run the HTTP API (uvicorn)."""
     import uvicorn
 
+    # No per-message deflate: it doubles memory and triples CPU for small messages (style.md).
     uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, access_log=False,
-                log_config=None, proxy_headers=True)
+                log_config=None, proxy_headers=True, ws="websockets", ws_per_message_deflate=False)
 
 
 @app.command()
@@ -140,6 +141,49 @@ def create_api_key(name: Annotated[str, typer.Option()]) -> None:
         urls.stop()
     console.print(f"API key for {name} (store it now; only its hash is kept):")
     print(key)
+
+
+@app.command("field-sim")
+def field_sim(url: Annotated[str, typer.Option(help="The API's base URL")] = "http://127.0.0.1:8000",
+              squads: Annotated[int, typer.Option(help="How many squads (0 = all imported)")] = 0,
+              team: Annotated[list[str] | None, typer.Option(help="Only these team codes (repeatable)")] = None,
+              accept: Annotated[float, typer.Option(help="Probability of accepting an offer")] = 0.9,
+              decline: Annotated[float, typer.Option(help="Probability of declining (the rest expire)")] = 0.1,
+              speed_kmh: Annotated[float, typer.Option(help="Travel speed to the person")] = 30.0,
+              visit_seconds: Annotated[float, typer.Option(help="Time on scene before completing")] = 20.0,
+              duration: Annotated[float, typer.Option(help="Seconds to run (0 = until Ctrl-C)")] = 0.0,
+              create_users: Annotated[bool, typer.Option(help="Create a login for every member of the squads")] = False,
+              password: Annotated[str, typer.Option(help="The members' password")] = "field-sim",
+              seed: Annotated[int | None, typer.Option(help="Random seed")] = None) -> None:
+    """A reference field client: squads connect, move, accept or decline offers, arrive and complete."""
+    import asyncio
+
+    from mobile_api.fieldsim import SimConfig, ensure_member_users, run_sim, squads_from
+
+    if not (0 <= accept <= 1 and 0 <= decline <= 1 and accept + decline <= 1):
+        raise fail("--accept and --decline are probabilities that add up to at most 1")
+    urls = _urls()
+    try:
+        with _session(urls) as session:
+            chosen = squads_from(session, team, squads or None)
+            if not chosen:
+                raise fail("no squads: import the district first (quanzu import-district DIR)")
+            if create_users:
+                ensure_member_users(session, [c for c, _lo, _la in chosen], password)
+                session.commit()
+    finally:
+        urls.stop()
+    console.print(f"field-sim: {len(chosen)} squads against {url}")
+    cfg = SimConfig(url, password, accept, decline, speed_kmh, visit_seconds, seed=seed)
+    try:
+        clients = asyncio.run(run_sim(cfg, chosen, duration or None))
+    except KeyboardInterrupt:
+        return
+    totals: dict[str, int] = {}
+    for c in clients:
+        for k, v in c.stats.items():
+            totals[k] = totals.get(k, 0) + v
+    console.print(totals)
 
 
 audit_app = typer.Typer(help="The tamper-evident audit trail (lead_event, access_log).", no_args_is_help=True)

@@ -8,11 +8,17 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from dispatch import events
+from dispatch.assignments import FieldConfig
 from dispatch.repository import GroupWriter
 from dispatch.router import router as leads_router
 from dispatch.schemas import BatchIn, LeadIn
+from dispatch.tiering import load_policy
 from geo.router import router as geo_router
 from geo.store import IndexCache
+from mobile_api.connections import Hub
+from mobile_api.router import router as squads_router
+from mobile_api.ws import router as ws_router
 from service.auth_router import router as auth_router
 from service.core.auth import ApiKeyCache
 from service.core.db import make_async_engine, make_intake_pool, timeouts
@@ -25,7 +31,7 @@ from service.core.settings import DEV_SECRET, Settings, get_settings
 from service.docs import install_docs
 from service.health import router as health_router
 from service.ui.router import mount_ui
-from workers.queues import AfterCommit, lead_queue
+from workers.queues import AfterCommit, enqueue_visits, lead_queue
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -47,8 +53,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis_timeouts = (settings.redis_connect_timeout_seconds, settings.redis_socket_timeout_seconds)
         state.redis = make_redis(urls.redis_url, *redis_timeouts)
         state.aredis = make_async_redis(urls.redis_url, *redis_timeouts)
-        state.after_commit = AfterCommit(lead_queue(state.redis, settings.queue_name),
-                                         settings.enqueue_linger_seconds)
+        queue = lead_queue(state.redis, settings.queue_name)
+        state.after_commit = AfterCommit(queue, settings.enqueue_linger_seconds)
+        # Field dispatch: pushes and visit jobs leave after each commit; one Redis fan-out per process.
+        state.field_config = FieldConfig.of(settings, load_policy(settings.policy_file))
+        events.configure(state.redis, on_visit=lambda visit_ids: enqueue_visits(queue, visit_ids))
+        # The sockets' fan-out listens on pub/sub for as long as the process lives: a socket timeout
+        # would end every idle subscription (and resync every socket) after a few quiet seconds.
+        state.hub_redis = make_async_redis(urls.redis_url, settings.redis_connect_timeout_seconds, None)
+        state.hub = Hub(state.hub_redis, settings.ws_replay_hours)
+        await state.hub.start()
         # Startup objects live as long as the process: keep them out of every GC pass, and
         # collect the young generation less often (a 1,000-lead batch makes ~10^5 short-lived
         # containers). Measured: GC took ~24% of a batch push's time (BENCHMARKS.md).
@@ -58,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await state.hub.stop()
+            await state.hub_redis.aclose()
             await state.after_commit.drain()
             await state.aredis.aclose()
             state.redis.close()
@@ -72,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.beat_index = IndexCache()
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for router in (health_router, auth_router, leads_router, geo_router):
+    for router in (health_router, auth_router, leads_router, geo_router, squads_router, ws_router):
         app.include_router(router)
     install_docs(app)  # /docs and /redoc from vendored assets: nothing loaded from outside
     mount_ui(app)  # last: the pages and /ui assets; every API route above keeps its path

@@ -8,6 +8,7 @@ import time
 from redis import Redis
 from rq import Queue
 
+from dispatch import events
 from service.core.logging import log
 
 CHUNK = 500
@@ -48,6 +49,11 @@ def recently_enqueued(redis: Redis, ids: list[int], within_seconds: float) -> se
     return {i for i, score in zip(ids, scores) if score is not None}
 
 
+def enqueue_visits(queue: Queue, visit_ids: list[int]) -> None:
+    """Visits need a squad (dispatch.events.visit_needs_squad): one job; the sweep catches a lost one."""
+    queue.enqueue("workers.tasks.dispatch_visits", visit_ids, result_ttl=0, failure_ttl=7 * 86400, job_timeout=300)
+
+
 class AfterCommit:
     """Hands committed lead ids to rq without holding up the answer. Ids gather for `linger`
     seconds and while an enqueue is in flight, then go out together: under load one job
@@ -73,6 +79,11 @@ class AfterCommit:
                 await asyncio.to_thread(enqueue_leads, self.queue, ids)
             except Exception as exc:  # Redis down: the leads are safe in PostgreSQL, the reconciler resends
                 log.warning("enqueue_failed", leads=len(ids), error=str(exc))
+            try:  # the board hears of new leads in the same flush, off the push's path
+                await asyncio.to_thread(events.publish, self.queue.connection,
+                                        [events.Push(events.BOARD, "lead.created", {"lead_id": i}) for i in ids])
+            except Exception as exc:
+                log.warning("board_publish_failed", leads=len(ids), error=str(exc))
 
     async def drain(self) -> None:
         """On shutdown: send what is pending (best effort)."""

@@ -29,7 +29,9 @@ def run_worker(burst: bool = False) -> None:
     # outlast its blocking dequeue, and the clock must not wait that long on a hung Redis.
     clock_redis = make_redis(ctx.urls.redis_url, settings.redis_connect_timeout_seconds,
                              settings.redis_socket_timeout_seconds)
-    stop = start_reconciler(clock_redis, settings.queue_name, settings.reconcile_every_seconds)
+    ctx.configure_events()
+    stop = start_reconciler(clock_redis, settings.queue_name, settings.reconcile_every_seconds,
+                            settings.field_sweep_every_seconds)
     stopping = threading.Event()
     try:
         while True:

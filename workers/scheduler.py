@@ -11,7 +11,7 @@ from redis import Redis
 from rq.cron import CronScheduler
 
 from service.core.logging import log
-from workers.tasks import reconcile, seal_audit
+from workers.tasks import field_sweep, reconcile, seal_audit
 
 LOCK = "quanzu:reconcile:lock"
 MAX_BACKOFF = 30.0
@@ -24,10 +24,12 @@ def tick(cron: CronScheduler, redis: Redis, every: int) -> bool:
     return False
 
 
-def run_reconciler(redis: Redis, queue_name: str, every: int, stop: threading.Event) -> None:
+def run_reconciler(redis: Redis, queue_name: str, every: int, stop: threading.Event, sweep_every: int = 5) -> None:
     cron = CronScheduler(connection=redis, name=f"quanzu-reconciler-{threading.get_native_id()}")
     cron.register(reconcile, queue_name, interval=every, result_ttl=0, job_timeout=120)
     cron.register(seal_audit, queue_name, interval=every, result_ttl=0, job_timeout=600)
+    # Field dispatch's sweep (expired offers, lost visit jobs, SMS fallbacks) on the same clock.
+    cron.register(field_sweep, queue_name, interval=sweep_every, result_ttl=0, job_timeout=120)
     wait = float(every)
     while not stop.is_set():
         try:
@@ -40,8 +42,8 @@ def run_reconciler(redis: Redis, queue_name: str, every: int, stop: threading.Ev
         stop.wait(wait)
 
 
-def start_reconciler(redis: Redis, queue_name: str, every: int) -> threading.Event:
+def start_reconciler(redis: Redis, queue_name: str, every: int, sweep_every: int = 5) -> threading.Event:
     stop = threading.Event()
-    threading.Thread(target=run_reconciler, args=(redis, queue_name, every, stop), daemon=True,
+    threading.Thread(target=run_reconciler, args=(redis, queue_name, every, stop, sweep_every), daemon=True,
                      name="quanzu-reconciler").start()
     return stop

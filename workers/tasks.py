@@ -7,7 +7,7 @@ from functools import cached_property
 
 from sqlalchemy import func, select
 
-from dispatch import audit
+from dispatch import assignments, audit, events
 from dispatch.enums import Flag
 from dispatch.models import Lead
 from dispatch.service import geocode_pending, place_and_tier, placement_for, record_processing_failure
@@ -51,6 +51,15 @@ class _Context:
     @cached_property
     def geocoder(self) -> Geocoder | None:
         return make_geocoder(get_settings())
+
+    @cached_property
+    def field(self) -> assignments.FieldConfig:
+        return assignments.FieldConfig.of(get_settings(), self.policy)
+
+    def configure_events(self) -> None:
+        """A worker dispatches a visit its own commit made at once, in the same process (the fast
+        path: no second rq hop between tiering and the offer); the sweep catches any it loses."""
+        events.configure(self.redis, on_visit=dispatch_visits)
 
 
 ctx = _Context()
@@ -118,3 +127,33 @@ def seal_audit() -> dict[str, int]:
     if any(sealed.values()):
         log.info("audit_sealed", **sealed)
     return sealed
+
+
+def dispatch_visits(visit_ids: list[int]) -> list[int]:
+    """Waiting visits → offers to the best squads (or back to the center), in one transaction.
+    Safe to run twice: a visit already offered is left alone."""
+    with sync_session(ctx.engine) as session:
+        made = assignments.dispatch_visits(session, visit_ids, ctx.field, events.online_of_config)
+        session.commit()
+        return [a.id for a in made]
+
+
+def field_sweep() -> dict:
+    """Every few seconds: expired offers → next squad; visits nobody dispatched; SMS fallbacks."""
+    settings = get_settings()
+    with sync_session(ctx.engine) as session:
+        expired = assignments.expire_offers(session, ctx.field, events.online_of_config)
+        session.commit()
+    with sync_session(ctx.engine) as session:
+        waiting = assignments.waiting_visits(session, settings.visit_waiting_seconds)
+    offered = len(dispatch_visits(waiting)) if waiting else 0
+    with sync_session(ctx.engine) as session:
+        sms = assignments.unacked_fallbacks(session, ctx.field)
+        session.commit()
+    with sync_session(ctx.engine) as session:  # the board's `stats`, on the sweep's clock
+        events.board(session, "stats", assignments.field_stats(session))
+        session.commit()
+    counts = {"expired": expired, "waiting": len(waiting), "offered": offered, "sms": sms}
+    if any(counts.values()):
+        log.info("field_sweep", **counts)
+    return counts

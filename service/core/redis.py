@@ -18,6 +18,6 @@ def make_redis(url: str, connect_timeout: float = CONNECT_TIMEOUT, socket_timeou
 
 
 def make_async_redis(url: str, connect_timeout: float = CONNECT_TIMEOUT,
-                     socket_timeout: float = SOCKET_TIMEOUT) -> AsyncRedis:
+                     socket_timeout: float | None = SOCKET_TIMEOUT) -> AsyncRedis:
     return AsyncRedis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout,
                                health_check_interval=30)

@@ -61,6 +61,18 @@ class Settings(BaseSettings):
     audit_key: str | None = Field(default=None, min_length=16)
     # A lead_event / access_log row not sealed this long after it was written breaks the chain.
     audit_unsealed_window_seconds: float = 300.0
+    # Field dispatch (issue 13). The offer timeout itself is the policy's escalation.offer_timeout_seconds.
+    squad_workload_limit: int = 3  # open assignments (offered, accepted, arrived) a squad may hold
+    location_stale_seconds: float = 600.0  # an older live location is replaced by home / station
+    offer_max_squads: int = 3  # squads asked for one visit before it goes back to the center
+    offer_ack_seconds: float = 10.0  # no member acked the offer by then → SMS fallback
+    field_page_url: str = "/m/"  # the link in an offer SMS
+    field_sweep_every_seconds: int = 5  # expired offers, waiting visits, SMS fallbacks
+    visit_waiting_seconds: float = 10.0  # a visit waiting longer than this (lost job) is dispatched by the sweep
+    ws_hello_seconds: float = 5.0  # an unauthenticated socket must say hello within this
+    ws_send_queue: int = 256  # messages buffered per connection; a slower client is dropped and resumes
+    ws_ping_seconds: float = 20.0
+    ws_replay_hours: float = 24.0
     log_level: str = "INFO"
     # The screens draw the district's own polygons as the base map; a center with an intranet tile
     # server may set e.g. http://tiles.local/{z}/{x}/{y}.png (never a server outside the network).

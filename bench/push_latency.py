@@ -1,0 +1,348 @@
+"""Field dispatch push latency, idle-socket memory and nearest-squad choice, each against a floor.
+
+    python bench/push_latency.py [--clients 1000] [--leads 200] [--idle 10000] [--linger 0.05]
+                                 [--redis-db 13]
+
+1. Push latency: one quanzu API process (`quanzu serve`: uvicorn, websockets, no per-message
+   deflate) and one `quanzu worker`; `--clients` squad-member sockets connected (the members of
+   every imported squad, round robin); `--leads` P0 leads pushed one at a time, each at a place
+   whose beat's squad is on duty. Measured: from just before `POST /api/v1/leads` to the `offer`
+   on the first socket of the squad it went to (and to every member socket). Floor: a bare
+   websockets echo round trip (bench/ws_echo.py, its own process) of a message the size of an
+   offer, measured in the same run. Goal: p99 ≤ 3× the echo p99 and < 50 ms.
+2. Memory per idle connection: `--idle` more authenticated sockets (up to what `ulimit -n`
+   allows, raised to the hard limit), the API process's RSS before and after. Goal ≤ 64 KiB.
+3. Nearest squad at 10,000 squads: geo.nearest.PointIndex (STRtree + haversine) against a numpy
+   brute-force haversine scan with argpartition, the same 2,000 queries. Goal: faster.
+
+PostgreSQL and Redis as bench/ingest.py finds them (a fresh database, dropped at the end; the
+Redis db of `--redis-db`, flushed). Speed is measured, never asserted: the exit code is 0.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import ingest  # noqa: E402  (Backing, Server: the same servers and database handling)
+
+from geo.distance import EARTH_RADIUS_M  # noqa: E402
+from geo.nearest import PointIndex  # noqa: E402
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))] if xs else float("nan")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+# ---------------------------------------------------------------- setup
+
+
+def setup_district(backing: ingest.Backing, clients: int) -> tuple[list[tuple[str, str]], list[dict]]:
+    """Import the shared district, put every squad on duty at home, make `clients` member users.
+    → ([(username, team)], P0-ready places [{lon, lat, team}])."""
+    from sqlalchemy import text
+
+    from dispatch.district import import_district
+    from geo.district import load_district_dir
+    from service.core.auth import hash_password
+    from service.core.db import make_sync_engine, sync_session
+    from service.core.settings import find_sample_district
+
+    district = find_sample_district() or ROOT.parent / "shared" / "data" / "district"
+    engine = make_sync_engine(backing.database_url, 1)
+    with sync_session(engine) as s:
+        import_district(s, load_district_dir(district))
+        s.commit()
+        s.execute(text("UPDATE team SET status = 'on_duty', last_lon = home_lon, last_lat = home_lat, "
+                       "last_at = now() + interval '1 day'"))  # fresh for the whole run
+        teams = [r[0] for r in s.execute(text("SELECT code FROM team ORDER BY code"))]
+        hashed = hash_password("bench")
+        roles = ("police", "auxiliary", "grid_worker")
+        users = [(f"bench-{i}", teams[i % len(teams)], roles[(i // len(teams)) % 3]) for i in range(clients)]
+        s.execute(text("INSERT INTO app_user (username, password_hash, role, team_code, active) "
+                       "SELECT u, :h, r, t, true FROM unnest(CAST(:u AS text[]), CAST(:t AS text[]), "
+                       "CAST(:r AS text[])) AS x(u, t, r)"),
+                  {"h": hashed, "u": [u for u, _t, _r in users], "t": [t for _u, t, _r in users],
+                   "r": [r for _u, _t, r in users]})
+        s.commit()
+    engine.dispose()
+    places = []
+    with (district / "leads_truth.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            t = json.loads(line)
+            if t["verdict"] == "accept" and t["in_jurisdiction"] and t.get("beat_code"):
+                places.append({"lon": t["true_lon"], "lat": t["true_lat"], "team": f"T{t['beat_code']}"})
+    return [(u, t) for u, t, _r in users], places
+
+
+def p0(place: dict, n: int) -> dict:
+    return {"source": "bank_fund_monitor", "source_id": f"BENCH-{n}-{time.time_ns()}",
+            "pushed_at": "2026-11-01T09:30:00+08:00", "warning_type": "fund_transfer", "fraud_type": "fake_loan",
+            "risk_level": 1, "subject": {"phone": f"139{n:08d}", "name": "压测", "residency": "resident"},
+            "amount_cny": 1000, "location": {"lon": place["lon"], "lat": place["lat"], "crs": "wgs84",
+                                             "accuracy_m": 10, "kind": "gps"}}
+
+
+# ---------------------------------------------------------------- 1. push latency
+
+
+async def push_latency(api: ingest.Server, api_key: str, users: list[tuple[str, str]], places: list[dict],
+                       n_leads: int, secret: str) -> dict:
+    from websockets.asyncio.client import connect
+
+    from service.core.auth import create_access_token
+
+    url = f"ws://127.0.0.1:{api.port}/api/v1/ws"
+    got: dict[int, list[float]] = {}
+
+    async def member(username: str, team: str):
+        token = create_access_token(username, "police", team, secret, 120)
+        ws = await connect(url, additional_headers={"Authorization": f"Bearer {token}"}, compression=None,
+                           open_timeout=60, ping_interval=None)
+
+        async def read():
+            async for text in ws:
+                now = time.perf_counter()
+                m = orjson.loads(text)
+                if m["type"] == "offer":
+                    got.setdefault(m["data"]["lead"]["id"], []).append(now)
+                    await ws.send(orjson.dumps({"type": "ack", "seq": m["seq"]}).decode())
+        return ws, asyncio.create_task(read())
+
+    t = time.perf_counter()
+    socks = []
+    for i in range(0, len(users), 100):  # connect in waves: the server accepts on one core
+        socks += await asyncio.gather(*(member(u, team) for u, team in users[i:i + 100]))
+    connect_s = time.perf_counter() - t
+    await asyncio.sleep(2)
+    sent: dict[int, float] = {}
+    rng = random.Random(1)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}", headers={"X-API-Key": api_key},
+                                 timeout=30) as http:
+        for n in range(n_leads):
+            body = p0(rng.choice(places), n)
+            t0 = time.perf_counter()
+            r = await http.post("/api/v1/leads", json=body)
+            sent[r.json()["id"]] = t0
+            await asyncio.sleep(0.15)  # one at a time: latency, not throughput
+        await asyncio.sleep(3)
+    first = [(min(got[i]) - t0) * 1000 for i, t0 in sent.items() if i in got]
+    every = [(x - t0) * 1000 for i, t0 in sent.items() for x in got.get(i, ())]
+    for ws, task in socks:
+        task.cancel()
+        await ws.close()
+    return {"clients": len(socks), "connect_s": connect_s, "leads": len(sent), "offered": len(first),
+            "first_p50": pct(first, 50), "first_p99": pct(first, 99), "every_p50": pct(every, 50),
+            "every_p99": pct(every, 99), "receipts": len(every)}
+
+
+async def echo_floor(n: int, size: int) -> dict:
+    from websockets.asyncio.client import connect
+
+    port = ingest._free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "ws_echo.py"), str(port)], stdout=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        proc.stdout.readline()
+        payload = orjson.dumps({"type": "offer", "seq": 1, "ts": "x", "data": {"pad": "x" * size}}).decode()
+        async with connect(f"ws://127.0.0.1:{port}", compression=None) as ws:
+            rtts = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                await ws.send(payload)
+                await ws.recv()
+                rtts.append((time.perf_counter() - t0) * 1000)
+                await asyncio.sleep(0.005)
+        return {"p50": pct(rtts, 50), "p99": pct(rtts, 99), "size": len(payload)}
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+async def pg_floor(dsn: str, n: int = 300) -> dict:
+    """One PostgreSQL round trip (SELECT 1) in the same run: the unit the worker path is made of."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rtts = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            await conn.fetchval("SELECT 1")
+            rtts.append((time.perf_counter() - t0) * 1000)
+            await asyncio.sleep(0.002)
+        return {"p50": pct(rtts, 50), "p99": pct(rtts, 99)}
+    finally:
+        await conn.close()
+
+
+# ---------------------------------------------------------------- 2. idle memory
+
+
+async def idle_memory(api: ingest.Server, want: int, secret: str) -> dict:
+    from websockets.asyncio.client import connect
+
+    from service.core.auth import create_access_token
+
+    url = f"ws://127.0.0.1:{api.port}/api/v1/ws"
+    await asyncio.sleep(1)
+    before = rss_kib(api.pid)
+    socks = []
+    error = None
+    for i in range(0, want, 200):
+        async def one(j):
+            token = create_access_token(f"idle-{j}", "police", None, secret, 120)
+            return await connect(url, additional_headers={"Authorization": f"Bearer {token}"}, compression=None,
+                                 open_timeout=120, ping_interval=None)
+        try:
+            socks += await asyncio.gather(*(one(j) for j in range(i, min(want, i + 200))))
+        except Exception as exc:  # out of descriptors or memory: measure what we have
+            error = f"{type(exc).__name__}: {exc}"
+            break
+    await asyncio.sleep(3)
+    after = rss_kib(api.pid)
+    n = len(socks)
+    for ws in socks:
+        await ws.close()
+    return {"connections": n, "rss_before_mib": before / 1024, "rss_after_mib": after / 1024,
+            "kib_per_connection": (after - before) / n if n else float("nan"), "stopped_by": error}
+
+
+# ---------------------------------------------------------------- 3. nearest squad
+
+
+def nearest_bench(n_squads: int = 10_000, n_queries: int = 2000, k: int = 4) -> dict:
+    rng = np.random.default_rng(7)
+    lon = 120.2 + rng.random(n_squads) * 0.4
+    lat = 35.9 + rng.random(n_squads) * 0.3
+    available = rng.random(n_squads) < 0.7  # some squads off duty or full
+    q = np.column_stack([120.2 + rng.random(n_queries) * 0.4, 35.9 + rng.random(n_queries) * 0.3])
+
+    t = time.perf_counter()
+    index = PointIndex(list(zip(lon.tolist(), lat.tolist())))
+    build_ms = (time.perf_counter() - t) * 1000
+    ok = available.tolist()
+    t = time.perf_counter()
+    fast = [index.nearest(x, y, k=k, accept=ok.__getitem__) for x, y in q.tolist()]
+    fast_us = (time.perf_counter() - t) / n_queries * 1e6
+
+    rlon, rlat = np.radians(lon), np.radians(lat)
+    coslat = np.cos(rlat)
+    idx_avail = np.flatnonzero(available)
+
+    def brute(x: float, y: float) -> list[int]:
+        # The scan a numpy user would write: haversine to every squad, mask, argpartition.
+        p1, l1 = np.radians(y), np.radians(x)
+        a = np.sin((rlat - p1) * 0.5) ** 2 + np.cos(p1) * coslat * np.sin((rlon - l1) * 0.5) ** 2
+        d = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(1.0, a)))
+        d = np.where(available, d, np.inf)
+        part = np.argpartition(d, k)[:k]
+        return part[np.argsort(d[part])].tolist()
+
+    t = time.perf_counter()
+    slow = [brute(x, y) for x, y in q.tolist()]
+    brute_us = (time.perf_counter() - t) / n_queries * 1e6
+    same = sum([i for _d, i in f] == s for f, s in zip(fast, slow))
+    return {"squads": n_squads, "queries": n_queries, "k": k, "index_build_ms": build_ms, "index_us": fast_us,
+            "numpy_us": brute_us, "speedup": brute_us / fast_us, "same_answer": same, "available": int(
+                idx_avail.size)}
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clients", type=int, default=1000)
+    ap.add_argument("--leads", type=int, default=200)
+    ap.add_argument("--idle", type=int, default=10_000)
+    ap.add_argument("--linger", type=float, default=0.05, help="ENQUEUE_LINGER_SECONDS of the API")
+    ap.add_argument("--redis-db", type=int, default=13)
+    ap.add_argument("--only", choices=("all", "push", "idle", "nearest"), default="all")
+    args = ap.parse_args(argv)
+    out: dict = {}
+    if args.only in ("all", "nearest"):
+        out["nearest"] = nearest_bench()
+        print("nearest:", json.dumps(out["nearest"], indent=1), flush=True)
+        if args.only == "nearest":
+            return 0
+    hard = raise_nofile()
+    ingest.BENCH_REDIS_DB = args.redis_db
+    backing = ingest.Backing()
+    api = worker = None
+    try:
+        backing.pick()
+        backing.create_database()
+        env = {**os.environ, "DATABASE_URL": backing.database_url, "REDIS_URL": backing.redis_url,
+               "LOG_LEVEL": "WARNING", "ENQUEUE_LINGER_SECONDS": str(args.linger),
+               "SQUAD_WORKLOAD_LIMIT": "1000000", "WS_PING_SECONDS": "3600", "INTAKE_POOL_SIZE": "4",
+               "DB_POOL_SIZE": "8"}
+        secret = env.get("SECRET_KEY") or __import__("service.core.settings", fromlist=["x"]).DEV_SECRET
+        users, places = setup_district(backing, args.clients)
+        api_key = backing.create_api_key(env)
+        api = ingest.Server("api", [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1",
+                                    "--ws", "websockets", "--ws-per-message-deflate", "false", "--no-access-log",
+                                    "--log-level", "warning"], env, ("GET", "/healthz"))
+        worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env, cwd=ROOT,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(2)
+        if args.only in ("all", "push"):
+            out["echo"] = asyncio.run(echo_floor(300, 400))
+            print("echo:", json.dumps(out["echo"]), flush=True)
+            out["pg_rtt"] = asyncio.run(pg_floor(backing.database_url))
+            print("pg round trip:", json.dumps(out["pg_rtt"]), flush=True)
+            out["push"] = asyncio.run(push_latency(api, api_key, users, places, args.leads, secret))
+            print("push:", json.dumps(out["push"], indent=1), flush=True)
+            e, p = out["echo"], out["push"]
+            print(f"\npush p99 {p['first_p99']:.1f} ms vs echo p99 {e['p99']:.2f} ms = "
+                  f"{p['first_p99'] / e['p99']:.1f}x (goal ≤ 3x and < 50 ms); p50 {p['first_p50']:.1f} ms",
+                  flush=True)
+        if args.only in ("all", "idle"):
+            want = min(args.idle, max(100, (hard - 500) // 1))
+            out["idle"] = asyncio.run(idle_memory(api, want, secret))
+            print("idle:", json.dumps(out["idle"], indent=1), flush=True)
+    finally:
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if api is not None:
+            api.stop()
+        backing.close()
+    print(json.dumps({k: v for k, v in out.items()}, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Live connections of one API process, and the Redis fan-out that feeds them.
+
+Every process subscribes to one pub/sub channel (`quanzu:ws:live`); the Lua publish script
+(dispatch.events) puts each message in its stream and on that channel at once, so a squad
+connected to process B gets what a worker or process A sent. Pub/sub may lose a message (a
+reconnect): each connection notices the seq gap, or resyncs after a reconnect, and replays
+from the stream — pub/sub is only the fast path, the stream is the truth."""
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+
+import orjson
+
+from dispatch.events import LIVE_CHANNEL, ONLINE, stream_key
+from service.core.logging import log
+
+PRESENCE_TTL_S = 30.0
+HEARTBEAT_S = 10.0
+RESYNC = object()  # put on every inbox after the subscription was lost and restored
+
+
+class Connection:
+    """One socket's bounded inbox: stream messages (seq, text) and the shell's own items."""
+
+    __slots__ = ("target", "inbox", "dropped")
+
+    def __init__(self, target: str, maxsize: int):
+        self.target = target
+        self.inbox: asyncio.Queue = asyncio.Queue(maxsize)
+        self.dropped = asyncio.Event()
+
+    def offer(self, item) -> None:
+        try:
+            self.inbox.put_nowait(item)
+        except asyncio.QueueFull:  # a slow client: drop it, it resumes from its last seq
+            self.dropped.set()
+
+
+class Hub:
+    def __init__(self, aredis, replay_hours: float = 24.0):
+        self.aredis = aredis
+        self.replay_window = timedelta(hours=replay_hours)
+        self.conns: dict[str, set[Connection]] = {}
+        self._tasks: list[asyncio.Task] = []
+        self.subscribed = asyncio.Event()
+
+    # -------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._listen(), name="ws-fanout"),
+                       asyncio.create_task(self._heartbeat(), name="ws-presence")]
+        try:
+            await asyncio.wait_for(self.subscribed.wait(), 5)
+        except TimeoutError:
+            log.warning("ws_fanout_not_subscribed")
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        users = [u for u in self.conns if u]
+        if users:
+            try:
+                await self.aredis.zrem(ONLINE, *users)
+            except Exception:  # Redis away at shutdown: the presence entries expire by themselves
+                pass
+
+    async def _listen(self) -> None:
+        first = True
+        while True:
+            pubsub = self.aredis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(LIVE_CHANNEL)
+                self.subscribed.set()
+                if not first:  # messages may have gone by while we were away: every socket replays
+                    for conns in self.conns.values():
+                        for c in conns:
+                            c.offer(RESYNC)
+                first = False
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._fan_out(message["data"])
+            except asyncio.CancelledError:
+                await pubsub.aclose()
+                raise
+            except Exception as exc:
+                log.warning("ws_fanout_lost", error=str(exc))
+                try:
+                    await pubsub.aclose()
+                except Exception:
+                    pass
+                await asyncio.sleep(0.5)
+
+    def _fan_out(self, data: bytes) -> None:
+        target, _, text = data.partition(b"\n")
+        conns = self.conns.get(target.decode())
+        if not conns:
+            return
+        msg = orjson.loads(text)
+        item = (msg["seq"], text.decode(), msg)
+        for c in conns:
+            c.offer(item)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            users = [u for u in self.conns if u and u != "board"]
+            if users:
+                try:
+                    until = time.time() + PRESENCE_TTL_S
+                    await self.aredis.zadd(ONLINE, {u: until for u in users})
+                    await self.aredis.zremrangebyscore(ONLINE, "-inf", time.time())
+                except Exception as exc:
+                    log.warning("ws_presence_failed", error=str(exc))
+
+    # -------------------------------------------------------- connections
+    async def register(self, conn: Connection, presence: bool) -> None:
+        self.conns.setdefault(conn.target, set()).add(conn)
+        if presence:
+            await self.aredis.zadd(ONLINE, {conn.target: time.time() + PRESENCE_TTL_S})
+
+    async def unregister(self, conn: Connection, presence: bool) -> None:
+        conns = self.conns.get(conn.target)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self.conns[conn.target]
+                if presence:
+                    try:
+                        await self.aredis.zrem(ONLINE, conn.target)
+                    except Exception:
+                        pass
+
+    async def replay(self, target: str, after_seq: int, count: int = 500) -> list[tuple[int, str]]:
+        """Stream messages with seq > after_seq kept in the replay window, in order."""
+        out: list[tuple[int, str]] = []
+        start = f"{after_seq + 1}-0"
+        oldest = datetime.now().astimezone() - self.replay_window
+        while True:
+            rows = await self.aredis.xrange(stream_key(target), min=start, max="+", count=count)
+            for rid, fields in rows:
+                text = fields[b"m"].decode()
+                seq = int(rid.split(b"-")[0])
+                ts = orjson.loads(text).get("ts")
+                if ts and datetime.fromisoformat(ts) < oldest:
+                    continue
+                out.append((seq, text))
+            if len(rows) < count:
+                return out
+            start = f"({rows[-1][0].decode()}"

@@ -1,0 +1,212 @@
+"""The asyncio shell around mobile_api.protocol: sockets in and out, Redis streams, the database.
+
+`GET /api/v1/ws` (squads and anyone signed in: their own stream) and `GET /api/v1/board/ws`
+(center screens: the board stream). Auth by `Authorization: Bearer` on the upgrade, or a `hello`
+within `WS_HELLO_SECONDS`; never a token in the query string. One writer task per socket sends
+everything, from a bounded inbox: a client that cannot keep up is dropped and resumes."""
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta, timezone
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from dispatch import assignments as svc
+from dispatch import events, teams
+from mobile_api import protocol as p
+from mobile_api.connections import RESYNC, Connection
+from mobile_api.schemas import CompleteIn, DeclineIn, LocationIn, StatusIn
+from service.core import clock
+from service.core.auth import CENTER_ROLES, decode_access_token
+from service.core.errors import AppError
+from service.core.logging import log
+
+router = APIRouter()
+_TZ = timezone(timedelta(hours=8))
+_background: set[asyncio.Task] = set()
+
+
+def _now() -> str:
+    return clock.now().astimezone(_TZ).isoformat(timespec="milliseconds")
+
+
+def _bearer(ws: WebSocket) -> str | None:
+    h = ws.headers.get("authorization")
+    return h[7:].strip() if h and h[:7].lower() == "bearer " else None
+
+
+@router.websocket("/api/v1/ws")
+async def squad_socket(ws: WebSocket):
+    await serve(ws, board=False)
+
+
+@router.websocket("/api/v1/board/ws")
+async def board_socket(ws: WebSocket):
+    await serve(ws, board=True)
+
+
+async def serve(ws: WebSocket, board: bool) -> None:
+    app = ws.app
+    settings = app.state.settings
+    q = ws.query_params.get("last_seq")
+    last_seq = int(q) if q is not None and q.isdigit() and len(q) < 19 else None
+    proto = p.ServerProtocol(board=board, last_seq=last_seq)
+    await ws.accept()
+    token = _bearer(ws)
+    actions: list = []
+    if token:
+        actions = _auth(proto, app, token, board)
+    else:
+        try:
+            text = await asyncio.wait_for(ws.receive_text(), settings.ws_hello_seconds)
+        except TimeoutError:
+            actions = proto.hello_timeout()
+        except (WebSocketDisconnect, RuntimeError, KeyError):
+            return
+        else:
+            actions = proto.receive(text)
+            if actions and isinstance(actions[0], p.Authenticate):
+                actions = _auth(proto, app, actions[0].token, board)
+    if proto.phase is not p.Phase.OPEN:
+        await _close(ws, actions)
+        return
+    who = proto.authenticated_as
+    target = events.BOARD if board else who.name
+    conn = Connection(target, settings.ws_send_queue)
+    hub = app.state.hub
+    await hub.register(conn, presence=not board)
+    try:
+        # The actions of opening (a Replay) run first, before any live message of the inbox.
+        for a in actions:
+            conn.offer(a)
+        reader = asyncio.create_task(_read(ws, proto, conn, app, who))
+        writer = asyncio.create_task(_write(ws, proto, conn, app, who, target))
+        dropped = asyncio.create_task(conn.dropped.wait())
+        done, pending = await asyncio.wait({reader, writer, dropped}, return_when=asyncio.FIRST_COMPLETED)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if dropped in done:
+            await _close(ws, proto.overflow())
+    finally:
+        await hub.unregister(conn, presence=not board)
+
+
+def _auth(proto: p.ServerProtocol, app, token: str, board: bool) -> list:
+    try:
+        who = decode_access_token(token, app.state.settings.secret_key)
+    except AppError as exc:
+        return proto.auth_failed(str(exc.detail))
+    if board and who.role not in CENTER_ROLES:
+        return proto.forbidden("the board is for center roles")
+    return proto.authenticated(who)
+
+
+async def _close(ws: WebSocket, actions: list) -> None:
+    close = next((a for a in actions if isinstance(a, p.Close)), p.Close(1000, ""))
+    try:
+        await ws.close(close.code, close.reason)
+    except Exception:  # already gone
+        pass
+
+
+async def _read(ws: WebSocket, proto: p.ServerProtocol, conn: Connection, app, who) -> None:
+    """Client → server. Results go through the writer (the one sender)."""
+    while True:
+        try:
+            text = await ws.receive_text()
+        except (WebSocketDisconnect, RuntimeError, KeyError):
+            return
+        for a in proto.receive(text):
+            if isinstance(a, p.Command):
+                conn.offer(await _command(app, who, proto, a))
+            elif isinstance(a, p.Acked):
+                _bookkeep(app, svc.mark_acked, who.name, list(a.assignment_ids))
+            else:
+                conn.offer(a)
+            if isinstance(a, p.Close):
+                return
+
+
+async def _write(ws: WebSocket, proto: p.ServerProtocol, conn: Connection, app, who, target: str) -> None:
+    hub = app.state.hub
+    ping_every = app.state.settings.ws_ping_seconds
+
+    async def do(actions) -> bool:
+        for a in actions:
+            if isinstance(a, p.Send):
+                await ws.send_text(a.text)
+            elif isinstance(a, p.Replay):
+                for seq, text in await hub.replay(target, a.after_seq):
+                    if not await do(proto.deliver(seq, text, replayed=True)):
+                        return False
+            elif isinstance(a, p.Pushed):
+                _bookkeep(app, svc.mark_pushed, who.name, list(a.assignment_ids))
+            elif isinstance(a, p.Close):
+                await ws.close(a.code, a.reason)
+                return False
+        return True
+
+    while True:
+        try:
+            item = await asyncio.wait_for(conn.inbox.get(), ping_every)
+        except TimeoutError:
+            await ws.send_text(p.envelope("ping", {}, _now()))
+            continue
+        try:
+            if item is RESYNC:
+                ok = await do([p.Replay(proto.last_sent)])
+            elif isinstance(item, tuple):
+                ok = await do(proto.deliver(*item))
+            else:
+                ok = await do([item])
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return
+        if not ok:
+            return
+
+
+def _bookkeep(app, fn, username: str, ids: list[int]) -> None:
+    """Delivery receipts (pushed / acked) are written beside the socket, never in its way."""
+    async def go():
+        try:
+            async with app.state.sessionmaker() as s:
+                await s.run_sync(lambda ss: fn(ss, username, ids))
+                await s.commit()
+        except Exception as exc:
+            log.warning("delivery_receipt_failed", error=str(exc))
+    t = asyncio.create_task(go())
+    _background.add(t)
+    t.add_done_callback(_background.discard)
+
+
+async def _command(app, who, proto: p.ServerProtocol, c: p.Command):
+    """The socket's accept / decline / arrive / complete / location / status: the same use cases as REST."""
+    cfg = app.state.field_config
+    redis = app.state.redis
+    online = (lambda names: events.online(redis, names))
+    d = c.data
+    try:
+        if c.kind == "accept":
+            fn, args = svc.accept, (d["assignment_id"], who)
+        elif c.kind == "decline":
+            fn, args = svc.decline, (d["assignment_id"], who, DeclineIn.model_validate(d).reason, cfg, online)
+        elif c.kind == "arrive":
+            fn, args = svc.arrive, (d["assignment_id"], who)
+        elif c.kind == "complete":
+            fn, args = svc.complete, (d["assignment_id"], who, CompleteIn.model_validate(d).completion())
+        elif c.kind == "location":
+            b = LocationIn.model_validate(d)
+            fn, args = teams.set_location, (who, b.lon, b.lat, b.crs.value, b.accuracy_m, b.at)
+        else:
+            fn, args = teams.set_status, (who, StatusIn.model_validate(d).status.value)
+        async with app.state.sessionmaker() as s:
+            out = await s.run_sync(lambda ss: fn(ss, *args))
+            await s.commit()
+        return proto.result(c.id, True, data=out, ts=_now())
+    except ValidationError as exc:
+        detail = [{"field": ".".join(str(x) for x in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        return proto.result(c.id, False, "validation_error", data={"detail": detail}, ts=_now())
+    except AppError as exc:
+        return proto.result(c.id, False, exc.code, data={"detail": exc.detail}, ts=_now())
