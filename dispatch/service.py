@@ -11,11 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Session
 
 from dispatch import repository
-from dispatch.enums import LeadStatus, can_transition
+from dispatch.actions import start_ladder
+from dispatch.enums import LeadStatus, Response, can_transition
 from dispatch.models import AccessLog, Lead, LeadEvent, Rejection
 from dispatch.placement import LeadPlacement, place_lead
 from dispatch.tiering import LeadFacts, Policy, age_on, tier_lead
 from dispatch.validation import CENTER_TZ, mask_id, mask_phone, validate_lead
+from dispatch.visits import request_visit
 from service.core.auth import CENTER_ROLES, SQUAD_ROLES, Principal, Role
 from service.core.errors import (
     BadRequest,
@@ -248,6 +250,8 @@ def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy, a
     else:
         _move(lead, LeadStatus.tiered)
         session.add(_event(lead, actor, "tiered", decision.as_json()))
+        if Response.visit in decision.response: request_visit(session, lead, "policy", actor=actor)
+        start_ladder(session, lead, decision, policy, actor)  # deadline rows, first SMS, call queue
 
 
 def placement_for(index, district_code: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
 
 from service.core.logging import log
 
@@ -22,6 +22,16 @@ def enqueue_leads(queue: Queue, ids: list[int]) -> None:
     jobs = [Queue.prepare_data("workers.tasks.process_leads", args=(ids[i:i + CHUNK],), result_ttl=0, failure_ttl=7 * 86400,
                                timeout=300) for i in range(0, len(ids), CHUNK)]
     queue.enqueue_many(jobs)
+
+
+def enqueue_sms(queue: Queue, ids: list[int], retry_intervals: list[int] | None = None) -> None:
+    """One job per SMS; rq retries it with backoff (`SMS_RETRY_INTERVALS`). Only after commit."""
+    if not ids:
+        return
+    intervals = list(retry_intervals if retry_intervals is not None else [5, 30, 120, 600])
+    retry = Retry(max=len(intervals), interval=intervals) if intervals else None
+    queue.enqueue_many([Queue.prepare_data("workers.tasks.send_sms", args=(i,), result_ttl=0, failure_ttl=7 * 86400,
+                                           timeout=60, retry=retry, job_id=None) for i in ids])
 
 
 class AfterCommit:

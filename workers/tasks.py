@@ -7,16 +7,20 @@ from functools import cached_property
 
 from sqlalchemy import func, select
 
-from dispatch.models import Lead
+from dispatch.actions import deliver_sms, sweep_due
+from dispatch.enums import SmsStatus
+from dispatch.models import Lead, SmsMessage
 from dispatch.service import place_and_tier, placement_for
-from dispatch.tiering import Policy, load_policy
+from dispatch.sms import Gateway, make_gateway, queued_sms
+from dispatch.tiering import Policy, active_policy
 from geo.store import IndexCache
+from service.core import clock
 from service.core.db import make_sync_engine, sync_session
 from service.core.logging import log
 from service.core.redis import make_redis
 from service.core.runtime import resolve_urls
 from service.core.settings import get_settings
-from workers.queues import enqueue_leads, lead_queue
+from workers.queues import enqueue_leads, enqueue_sms, lead_queue
 
 
 class _Context:
@@ -36,7 +40,11 @@ class _Context:
 
     @cached_property
     def policy(self) -> Policy:
-        return load_policy(get_settings().policy_file)
+        return active_policy()
+
+    @cached_property
+    def gateway(self) -> Gateway:
+        return make_gateway(get_settings())
 
     @cached_property
     def index(self) -> IndexCache:
@@ -65,6 +73,7 @@ def process_leads(ids: list[int]) -> dict:
                 log.exception("lead_processing_failed", lead_id=lead.id)
                 failed.append(lead.id)
         session.commit()
+        _enqueue_sms(queued_sms(session))
     counts = {"asked": len(ids), "done": len(leads) - len(failed), "failed": len(failed)}
     log.info("leads_processed", **counts)
     return counts
@@ -82,4 +91,59 @@ def reconcile(older_than_seconds: float | None = None) -> int:
     if ids:
         enqueue_leads(lead_queue(ctx.redis, settings.queue_name), ids)
         log.warning("reconciled", leads=len(ids))
+    return len(ids)
+
+
+# ---------------------------------------------------------------- the response ladder
+class SmsNotSent(Exception):
+    """The gateway did not take the message this time; rq's Retry tries again after a backoff."""
+
+
+def _enqueue_sms(ids: list[int]) -> None:
+    if ids:
+        settings = get_settings()
+        enqueue_sms(lead_queue(ctx.redis, settings.queue_name), ids, settings.sms_retry_intervals)
+
+
+def send_sms(message_id: int) -> str:
+    """Send one pending SMS through the configured gateway; a failed try raises for rq to retry."""
+    settings = get_settings()
+    with sync_session(ctx.engine) as session:
+        result = deliver_sms(session, message_id, ctx.gateway, ctx.policy, len(settings.sms_retry_intervals) + 1)
+        session.commit()
+    if result == "retry":
+        raise SmsNotSent(f"sms {message_id} not taken by the gateway; rq retries")
+    return result
+
+
+def sweep_deadlines(batch: int | None = None) -> int:
+    """Act on every due deadline (in batches, one transaction each); → how many."""
+    settings = get_settings()
+    batch = batch or settings.deadline_sweep_batch
+    total = 0
+    while True:
+        with sync_session(ctx.engine) as session:
+            n = sweep_due(session, clock.now(), ctx.policy, batch)
+            session.commit()
+            _enqueue_sms(queued_sms(session))
+        total += n
+        if n < batch:
+            break
+    if total:
+        log.info("deadlines_swept", missed=total)
+    return total
+
+
+def sweep_sms(older_than_seconds: float | None = None) -> int:
+    """Re-enqueue pending SMS rows whose job was lost (crash, Redis flush) — whoever created them."""
+    settings = get_settings()
+    age = settings.sms_resend_after_seconds if older_than_seconds is None else older_than_seconds
+    with sync_session(ctx.engine) as session:
+        ids = list(session.execute(
+            select(SmsMessage.id).where(SmsMessage.status == SmsStatus.pending,
+                                        SmsMessage.created_at < clock.now() - timedelta(seconds=age))
+            .order_by(SmsMessage.id).limit(10_000)).scalars())
+    _enqueue_sms(ids)
+    if ids:
+        log.warning("sms_resent", messages=len(ids))
     return len(ids)

@@ -45,7 +45,7 @@ async def test_lead_is_stored_before_the_answer_and_worked_by_a_worker(client, s
     assert detail["placement"]["in_jurisdiction"] is True
     assert detail["tier"]["tier"] == "P0" and "fund_transfer_warning" in detail["tier"]["reasons"]
     assert "visit" in detail["tier"]["response"] and "on_scene" in detail["tier"]["deadlines"]
-    assert [e["kind"] for e in detail["timeline"]] == ["received", "placed", "tiered"]
+    assert [e["kind"] for e in detail["timeline"]] == ["received", "placed", "tiered", "visit_requested"]
     assert detail["timeline"][0]["actor"] == "source:test-platform"
     assert detail["subject"]["phone"] == lead["subject"]["phone"]  # full value for a center role
     assert count(sync_engine, text("access_log")) == 1  # ... and that read is audited
