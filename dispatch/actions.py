@@ -80,8 +80,6 @@ def _require(lead: Lead, action: str) -> None:
 
 
 def _move(lead: Lead, to: LeadStatus) -> None:
-    if lead.status == to:
-        return
     if not can_transition(lead.status, to):
         raise Conflict(f"lead {lead.id} is {lead.status}; it cannot become {to}")
     lead.status = to
@@ -271,7 +269,6 @@ def override_tier(session: Session, lead_id: int, tier: Tier, reason: str, who: 
                   override={"from": old, "to": tier.value, "reason": reason, "by": who.name, "at": _iso(now)})
     lead.tier, lead.tier_detail = tier.value, detail
     lead.needs_call = Response.call in response and not connected
-    _move(lead, LeadStatus(lead.status))
     _touch(lead)
     _event(session, lead_id, who.actor, "tier_overridden",
            {"from": old, "to": tier.value, "reason": reason, "deadlines": detail["deadlines"], "cancelled": stale})
@@ -354,7 +351,8 @@ def record_call(session: Session, lead_id: int, result: CallResult, outcome: Out
     steps, keep_calling = after_call(policy, tier=lead.tier or policy.default_tier, result=result, outcome=outcome,
                                      failed_calls=failed, placed=placed,
                                      visit_required=open_visit(session, lead_id) is not None)
-    _move(lead, LeadStatus.working)
+    if lead.status == LeadStatus.tiered:
+        _move(lead, LeadStatus.working)
     lead.needs_call = keep_calling
     if not keep_calling:
         cancel_deadlines(session, lead_id, ("connected_call",))
