@@ -39,11 +39,11 @@ from dispatch.ladder import (
     plan_deadlines,
     visit_deadline,
 )
-from dispatch.models import AccessLog, CallAttempt, Callback, Lead, LeadDeadline, LeadEvent, SmsMessage
-from dispatch.sms import Gateway, GatewayError, GatewayRejected, Outgoing, active_templates, queue_sms
+from dispatch.models import AccessLog, CallAttempt, Callback, Lead, LeadDeadline, LeadEvent, SmsMessage, Visit
+from dispatch.sms import QUEUED, Gateway, GatewayError, GatewayRejected, Outgoing, active_templates, queue_sms
 from dispatch.tiering import Policy, TierDecision, active_policy
 from dispatch.validation import CENTER_TZ, mask_phone
-from dispatch.visits import open_visit, request_visit
+from dispatch.visits import OPEN_VISIT, open_visit, request_visit
 from service.core import clock
 from service.core.auth import Principal
 from service.core.errors import Conflict, NotFound, ValidationFailed
@@ -137,29 +137,41 @@ def deadlines_of(session: Session, lead_id: int) -> list[LeadDeadline]:
 
 # ---------------------------------------------------------------- starting the ladder (at tiering)
 def start_ladder(session: Session, lead: Lead, decision: TierDecision, policy: Policy, actor: str = "worker") -> None:
-    """Deadline rows, the first warning SMS and the call queue for a freshly tiered lead."""
+    """Deadline rows, the first warning SMS and the call queue for a freshly tiered lead. Rows are
+    added to the unit of work (no round trip here): the flush writes a job's leads in a few
+    multi-row INSERTs."""
     plan = plan_deadlines(decision, policy, lead.received_at)
-    write_deadlines(session, lead.id, plan)
-    if lead.signed_at is not None:  # signed before the worker tiered it
-        mark_met(session, lead.id, "sign", lead.signed_at)
-    if Response.visit in decision.response:
-        visit = open_visit(session, lead.id)
-        if visit is not None and visit.due_at is None:
-            visit.due_at = plan.get("on_scene") or plan.get("visit")
+    for name, due in plan.items():
+        signed = name == "sign" and lead.signed_at is not None  # signed before the worker tiered it
+        session.add(LeadDeadline(lead_id=lead.id, name=name, due_at=due,
+                                 state=DeadlineState.met.value if signed else PENDING,
+                                 met_at=lead.signed_at if signed else None))
+    if Response.visit in decision.response and (due := plan.get("on_scene") or plan.get("visit")):
+        with session.no_autoflush:  # the visit request_visit just made: give it its deadline
+            session.execute(update(Visit).where(Visit.lead_id == lead.id, Visit.status.in_(OPEN_VISIT),
+                                                Visit.due_at.is_(None)).values(due_at=due))
     lead.needs_call = Response.call in decision.response
     if Response.sms in decision.response:
-        send_warning_sms(session, lead, actor)
+        send_warning_sms(session, lead, actor, fresh=True)
 
 
-def send_warning_sms(session: Session, lead: Lead, actor: str) -> int | None:
-    """Queue the 短信劝阻 text for the lead's fraud type (one per lead: the key is the lead's)."""
+def send_warning_sms(session: Session, lead: Lead, actor: str, *, fresh: bool = False) -> SmsMessage | int | None:
+    """Queue the 短信劝阻 text for the lead's fraud type (one per lead: the key is the lead's).
+    `fresh`: the lead was just tiered, so no message can exist yet and the row is simply added."""
     if not lead.phone:
         _event(session, lead.id, actor, "sms_skipped", {"reason": "no_phone"})
         return None
-    body = active_templates().render(lead.fraud_type, lead.name)
-    sms_id = queue_sms(session, to_phone=lead.phone, body=body, purpose=SmsPurpose.warning,
-                       idempotency_key=f"lead-{lead.id}-warning", lead_id=lead.id)
-    _event(session, lead.id, actor, "sms_queued", {"message_id": sms_id, "to": mask_phone(lead.phone)})
+    body, key = active_templates().render(lead.fraud_type, lead.name), f"lead-{lead.id}-warning"
+    if fresh:
+        msg = SmsMessage(lead_id=lead.id, purpose=SmsPurpose.warning.value, to_phone=lead.phone, body=body,
+                         idempotency_key=key)
+        session.add(msg)
+        session.info.setdefault(QUEUED, []).append(msg)
+        _event(session, lead.id, actor, "sms_queued", {"key": key, "to": mask_phone(lead.phone)})
+        return msg
+    sms_id = queue_sms(session, to_phone=lead.phone, body=body, purpose=SmsPurpose.warning, idempotency_key=key,
+                       lead_id=lead.id)
+    _event(session, lead.id, actor, "sms_queued", {"key": key, "message_id": sms_id, "to": mask_phone(lead.phone)})
     return sms_id
 
 

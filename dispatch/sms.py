@@ -89,8 +89,10 @@ def queue_sms(session: Session, *, to_phone: str, body: str, purpose: SmsPurpose
 
 
 def queued_sms(session: Session) -> list[int]:
-    """The ids `queue_sms` added in this unit of work (and forgets them): enqueue them after commit."""
-    return session.info.pop(QUEUED, [])
+    """The ids of the messages queued in this unit of work (and forgets them): enqueue them after
+    commit. Rows added as objects have their ids once flushed."""
+    ids = [x if isinstance(x, int) else x.id for x in session.info.pop(QUEUED, [])]
+    return [i for i in ids if i is not None]  # a row rolled back (a failed lead's savepoint) has none
 
 
 # ---------------------------------------------------------------- gateways

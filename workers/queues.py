@@ -25,13 +25,15 @@ def enqueue_leads(queue: Queue, ids: list[int]) -> None:
 
 
 def enqueue_sms(queue: Queue, ids: list[int], retry_intervals: list[int] | None = None) -> None:
-    """One job per SMS; rq retries it with backoff (`SMS_RETRY_INTERVALS`). Only after commit."""
+    """SMS jobs (up to CHUNK messages each); rq retries a job with backoff (`SMS_RETRY_INTERVALS`)
+    while any of its messages is still pending. Only after commit."""
     if not ids:
         return
     intervals = list(retry_intervals if retry_intervals is not None else [5, 30, 120, 600])
     retry = Retry(max=len(intervals), interval=intervals) if intervals else None
-    queue.enqueue_many([Queue.prepare_data("workers.tasks.send_sms", args=(i,), result_ttl=0, failure_ttl=7 * 86400,
-                                           timeout=60, retry=retry, job_id=None) for i in ids])
+    queue.enqueue_many([Queue.prepare_data("workers.tasks.send_sms", args=(ids[i:i + CHUNK],), result_ttl=0,
+                                           failure_ttl=7 * 86400, timeout=600, retry=retry)
+                        for i in range(0, len(ids), CHUNK)])
 
 
 class AfterCommit:

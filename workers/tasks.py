@@ -2,6 +2,7 @@
 database pool, policy and beat index warm across jobs)."""
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from functools import cached_property
 
@@ -105,15 +106,23 @@ def _enqueue_sms(ids: list[int]) -> None:
         enqueue_sms(lead_queue(ctx.redis, settings.queue_name), ids, settings.sms_retry_intervals)
 
 
-def send_sms(message_id: int) -> str:
-    """Send one pending SMS through the configured gateway; a failed try raises for rq to retry."""
+def send_sms(message_ids: list[int] | int) -> dict:
+    """Send pending SMS through the configured gateway, committing every few; if any was not taken
+    this time, raise so that rq's Retry runs the job again after its backoff (the retry finds the
+    sent ones no longer pending and tries only the rest)."""
+    ids = [message_ids] if isinstance(message_ids, int) else list(message_ids)
     settings = get_settings()
+    results: Counter[str] = Counter()
     with sync_session(ctx.engine) as session:
-        result = deliver_sms(session, message_id, ctx.gateway, ctx.policy, len(settings.sms_retry_intervals) + 1)
+        for i, message_id in enumerate(ids, 1):
+            results[deliver_sms(session, message_id, ctx.gateway, ctx.policy,
+                                len(settings.sms_retry_intervals) + 1)] += 1
+            if i % 50 == 0:
+                session.commit()
         session.commit()
-    if result == "retry":
-        raise SmsNotSent(f"sms {message_id} not taken by the gateway; rq retries")
-    return result
+    if results["retry"]:
+        raise SmsNotSent(f"{results['retry']} of {len(ids)} SMS not taken by the gateway; rq retries")
+    return dict(results)
 
 
 def sweep_deadlines(batch: int | None = None) -> int:

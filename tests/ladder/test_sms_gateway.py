@@ -80,13 +80,14 @@ def gateway(settings, monkeypatch):
         servers.append(server)
         monkeypatch.setattr(settings, "sms_gateway_url", server.url)
         monkeypatch.setattr(settings, "sms_retry_intervals", [0, 0, 0, 0])  # rq retries at once: no waiting
-        monkeypatch.setattr(tasks.ctx, "gateway", make_gateway(settings))
+        tasks.ctx.__dict__["gateway"] = make_gateway(settings)  # the worker's gateway, built once per process
         return server
 
     yield start
     for s in servers:
         s.shutdown()
         s.server_close()
+    tasks.ctx.__dict__.pop("gateway", None)  # built again from the restored settings when next used
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,7 @@ async def test_each_message_delivered_exactly_once_through_failing_tries(client,
     for lead_id in ids[:3]:
         assert deadlines(sync_engine, lead_id)["sms"].state == "met"
     # sending again (a duplicate job, the sweep) changes nothing
-    assert tasks.send_sms(rows[0].id) == "skipped" and tasks.sweep_sms(older_than_seconds=0) == 0
+    assert tasks.send_sms([rows[0].id]) == {"skipped": 1} and tasks.sweep_sms(older_than_seconds=0) == 0
     assert len(server.sent) == 4
 
 
