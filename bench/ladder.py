@@ -7,7 +7,8 @@
    a real rq `SimpleWorker` drains the queue in burst mode: placing, tiering, deadline rows, the
    first SMS queued, and the SMS send jobs through the logging gateway. → leads/s.
 2. **the deadline sweep at 100,000 pending**: `--pending` pending `lead_deadline` rows of which
-   `--due` are due (P1 leads: a `connected_call` miss escalates to a visit), swept by the
+   `--due` are due (all five names of the first P1 leads: each `connected_call` miss escalates to a
+   visit), swept by the
    `workers.tasks.sweep_deadlines` job in the same SimpleWorker. → due deadlines acted on per s.
 3. **the floor**: the same SimpleWorker running `--noop` no-op jobs (`os.getpid`). → jobs/s.
 
@@ -98,7 +99,8 @@ def noop_rate(redis: Redis, queue, n: int) -> float:
 
 
 def make_pending(url: str, pending: int, due: int) -> None:
-    """`pending` deadline rows on P1 leads (5 names per lead), `due` of them already due."""
+    """`pending` deadline rows on P1 leads (5 names per lead), `due` of them already due: every
+    name of the first leads, so one due row in five is a `connected_call` that escalates to a visit."""
     names = ["connected_call", "sign", "first_call", "visit", "callback"]
     leads = -(-pending // len(names))
     with psycopg.connect(plain_url(url), autocommit=True) as conn:
@@ -109,7 +111,7 @@ def make_pending(url: str, pending: int, due: int) -> None:
                         FROM generate_series(1, %s) g""", (leads,))
         conn.execute("""INSERT INTO lead_deadline (lead_id, name, due_at, state)
                         SELECT l.id, n.name,
-                               CASE WHEN row_number() OVER (ORDER BY n.ord, l.id) <= %s
+                               CASE WHEN row_number() OVER (ORDER BY l.id, n.ord) <= %s
                                     THEN now() - interval '1 minute' ELSE now() + interval '30 days' END, 'pending'
                         FROM lead l, unnest(%s::text[]) WITH ORDINALITY AS n(name, ord)
                         WHERE l.source_id LIKE 'SWEEP-%%'
