@@ -80,15 +80,18 @@ def process_leads(ids: list[int]) -> dict:
     return counts
 
 
+def _stale_ids(id_column, *where, limit: int) -> list[int]:
+    """Ids of rows some job should have handled by now (the reconciler's and the SMS sweep's scan)."""
+    with sync_session(ctx.engine) as session:
+        return list(session.execute(select(id_column).where(*where).order_by(id_column).limit(limit)).scalars())
+
+
 def reconcile(older_than_seconds: float | None = None) -> int:
     """Re-enqueue every lead left in `received` too long: a lost job or a Redis restart loses nothing."""
     settings = get_settings()
     age = settings.reconcile_after_seconds if older_than_seconds is None else older_than_seconds
-    with sync_session(ctx.engine) as session:
-        ids = list(session.execute(
-            select(Lead.id).where(Lead.status == "received",
-                                  Lead.received_at < func.now() - timedelta(seconds=age))
-            .order_by(Lead.id).limit(50_000)).scalars())
+    ids = _stale_ids(Lead.id, Lead.status == "received", Lead.received_at < func.now() - timedelta(seconds=age),
+                     limit=50_000)
     if ids:
         enqueue_leads(lead_queue(ctx.redis, settings.queue_name), ids)
         log.warning("reconciled", leads=len(ids))
@@ -147,11 +150,8 @@ def sweep_sms(older_than_seconds: float | None = None) -> int:
     """Re-enqueue pending SMS rows whose job was lost (crash, Redis flush) — whoever created them."""
     settings = get_settings()
     age = settings.sms_resend_after_seconds if older_than_seconds is None else older_than_seconds
-    with sync_session(ctx.engine) as session:
-        ids = list(session.execute(
-            select(SmsMessage.id).where(SmsMessage.status == SmsStatus.pending,
-                                        SmsMessage.created_at < clock.now() - timedelta(seconds=age))
-            .order_by(SmsMessage.id).limit(10_000)).scalars())
+    ids = _stale_ids(SmsMessage.id, SmsMessage.status == SmsStatus.pending,
+                     SmsMessage.created_at < clock.now() - timedelta(seconds=age), limit=10_000)
     _enqueue_sms(ids)
     if ids:
         log.warning("sms_resent", messages=len(ids))
