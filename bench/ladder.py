@@ -25,6 +25,7 @@ import cProfile
 import json
 import os
 import pstats
+import signal
 import sys
 import time
 import uuid
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from service.core.runtime import find_servers, with_database, with_redis_db  # noqa: E402
 from service.core.settings import find_sample_district, plain_url  # noqa: E402
 
+# Flushed: never the db a test run of this checkout uses at the same time (QUANZU_TEST_REDIS_DB).
 REDIS_DB = int(os.environ.get("QUANZU_BENCH_REDIS_DB", "3"))
 DISTRICT = find_sample_district() or ROOT.parent / "shared" / "data" / "district"
 
@@ -128,6 +130,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="print a cProfile of the tiering drain")
     args = ap.parse_args()
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally: drop the database
     servers = find_servers(fast=False)
     admin = plain_url(servers.database_url)
     name = f"quanzu_bench_ladder_{uuid.uuid4().hex[:8]}"

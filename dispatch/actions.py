@@ -91,7 +91,8 @@ def _touch(lead: Lead) -> None:
 
 # ---------------------------------------------------------------- deadlines (rows, not timers)
 def write_deadlines(session: Session, lead_id: int, plan: dict[str, datetime], *, replace: bool = False) -> None:
-    """Insert deadline rows; `replace` moves a pending (or cancelled) row of the same name to its new due time."""
+    """Insert deadline rows; `replace` gives a row of the same name that was not met a new due time
+    (pending again: a new promise; the miss stays in the audit trail)."""
     if not plan:
         return
     stmt = insert(LeadDeadline).values([{"lead_id": lead_id, "name": n, "due_at": t, "state": PENDING}
@@ -100,7 +101,7 @@ def write_deadlines(session: Session, lead_id: int, plan: dict[str, datetime], *
         stmt = stmt.on_conflict_do_update(
             index_elements=["lead_id", "name"],
             set_={"due_at": stmt.excluded.due_at, "state": PENDING, "acted_at": None, "met_at": None},
-            where=LeadDeadline.state.in_([PENDING, DeadlineState.cancelled.value]))
+            where=LeadDeadline.state != DeadlineState.met.value)
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=["lead_id", "name"])
     session.execute(stmt)
