@@ -2,7 +2,7 @@
 policy replay). Public schemas, apart from the tables."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -37,12 +37,26 @@ class ErrorPublic(BaseModel):
 
 
 ERRORS = {s: {"model": ErrorPublic, "description": d} for s, d in (
-    (401, "No or bad credentials"), (403, "This role may not do this"), (404, "Unknown lead"),
-    (409, "Not allowed in the lead's present status"), (422, "Malformed body; detail names each field"))}
+    (400, "Malformed request"), (401, "No or bad credentials"), (403, "This role may not do this"),
+    (404, "Unknown lead"), (409, "Not allowed in the lead's present status"), (413, "Body over the limit"),
+    (422, "Malformed body; detail names each field"),
+    (503, "PostgreSQL or Redis unavailable; retry after Retry-After"))}
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {c: ERRORS[c] for c in (401, 403, *codes)}
+    """`responses=`: the codes named, plus those any route may meet (400, 401, 403, 413, 422, 503)."""
+    return {c: ERRORS[c] for c in sorted({400, 401, 403, 413, 422, 503, *codes})}
+
+
+def _storable(t: datetime) -> datetime:
+    try:
+        t.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("outside the years 1..9999 once its offset is applied") from None
+    return t
+
+
+StorableTime = Annotated[AwareDatetime, AfterValidator(_storable)]
 
 
 class DeadlinePublic(BaseModel):
@@ -193,8 +207,8 @@ class ReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"policy": "version = 1\n# … a whole policy.toml …", "since": "2026-10-01T00:00:00+08:00"}]})
     policy: Text(200_000) = Field(description="A whole policy file (TOML), as dispatch/policy.toml")
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: StorableTime | None = None
+    until: StorableTime | None = None
 
 
 class Counted(BaseModel):
