@@ -14,9 +14,11 @@ from sqlalchemy import func, select, update
 from sqlmodel import Session
 
 from dispatch import events
+from dispatch.actions import close_lead, mark_met
 from dispatch.enums import LeadStatus, Outcome, can_transition
 from dispatch.matching import Choice, Squad, choose_squad, rank_squads, squad_position
 from dispatch.models import Assignment, Lead, LeadEvent, OfferDelivery, SmsMessage, Team, TeamMember, Visit
+from dispatch.sms import queue_sms
 from dispatch.validation import CENTER_TZ, mask_phone
 from dispatch.visits import open_visit, request_visit
 from geo.adjacency import beat_adjacency
@@ -298,8 +300,8 @@ def _sms_fallback(session: Session, a: Assignment, lead: Lead, cfg: FieldConfig,
         if exists is None:
             body = (f"【反诈派单】{lead.tier or ''}见面劝阻 {lead.beat_code or ''}，请于"
                     f"{a.expires_at.astimezone(CENTER_TZ):%H:%M:%S}前接单：{cfg.field_page_url}?a={a.id}")
-            session.add(SmsMessage(lead_id=lead.id, assignment_id=a.id, purpose="offer", to_phone=phone, body=body,
-                                   idempotency_key=key))
+            queue_sms(session, to_phone=phone, body=body, purpose="offer", idempotency_key=key, lead_id=lead.id,
+                      assignment_id=a.id)
         d.sms_at = now
         sent += 1
     if sent:
@@ -388,6 +390,8 @@ def arrive(session: Session, assignment_id: int, who: Principal) -> dict:
     visit.status = "arrived"
     lead = session.get(Lead, a.lead_id)
     _event(session, lead.id, who.actor, "arrived", {"assignment_id": a.id, "team_code": a.team_code})
+    for deadline in ("on_scene", "visit"):  # 到场: the squad is with the person
+        mark_met(session, lead.id, deadline, a.arrived_at)
     _updated(session, a, lead)
     _board_lead(session, lead, visit={"id": visit.id, "status": "arrived", "team_code": a.team_code})
     return assignment_public(a, lead)
@@ -418,27 +422,15 @@ def complete(session: Session, assignment_id: int, who: Principal, c: Completion
     _event(session, lead.id, who.actor, "visit_completed",
            {"assignment_id": a.id, "team_code": a.team_code, "outcome": c.outcome, "met_in_person": c.met_in_person,
             "loss_cny": _money(c.loss_cny), "saved_cny": _money(c.saved_cny), "checklist": c.checklist})
-    # ---- MERGE POINT (h3): the one place a completed visit closes its lead. Swap in h3's
-    # close_lead(session, lead, outcome=..., note=..., loss_cny=..., saved_cny=..., actor=...) here.
-    _close_lead(session, lead, c, who.actor)
-    # ---- end of merge point
+    # The one way a lead closes (dispatch.actions.close_lead): deadlines cancelled, callback scheduled.
+    # A lead the center closed or transferred meanwhile keeps that; the outcome stays on the visit.
+    if can_transition(lead.status, LeadStatus.closed):
+        close_lead(session, lead, c.outcome, actor=who.actor, note=c.note, loss_cny=c.loss_cny,
+                   saved_cny=c.saved_cny, met_in_person=c.met_in_person, rule="visit_completed")
     _updated(session, a, lead)
     _board_lead(session, lead, outcome=lead.outcome, visit={"id": visit.id, "status": "done"})
     _board_team(session, a.team_code, open_assignments_delta=-1)
     return assignment_public(a, lead)
-
-
-def _close_lead(session: Session, lead: Lead, c: Completion, actor: str) -> None:
-    """Stand-in for h3's close_lead: closes a lead after its visit (状态 → closed, 结果, 金额)."""
-    if lead.status == LeadStatus.tiered:
-        lead.status = LeadStatus.working
-    if not can_transition(lead.status, LeadStatus.closed):
-        return  # closed or transferred meanwhile by the center: the visit's outcome stays on the visit
-    lead.status, lead.outcome, lead.closed_at = LeadStatus.closed, c.outcome, clock.now()
-    lead.close_note, lead.loss_cny, lead.saved_cny = c.note, c.loss_cny, c.saved_cny
-    lead.updated_at = func.now()
-    _event(session, lead.id, actor, "closed", {"outcome": c.outcome, "via": "visit", "note": c.note,
-                                               "loss_cny": _money(c.loss_cny), "saved_cny": _money(c.saved_cny)})
 
 
 # ---------------------------------------------------------------- the center's assign (指派)

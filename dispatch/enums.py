@@ -96,13 +96,57 @@ class Flag(StrEnum):
     processing_failed = "processing_failed"  # the worker gave up after max_processing_attempts
 
 
+class CallResult(StrEnum):
+    """电话劝阻 results (contract: Calls)."""
+    connected = "connected"
+    no_answer = "no_answer"
+    busy = "busy"
+    powered_off = "powered_off"
+    rejected = "rejected"
+    invalid_number = "invalid_number"
+
+
+class CallbackResult(StrEnum):
+    """回访 results."""
+    safe = "safe"
+    defrauded = "defrauded"
+    not_reached = "not_reached"
+
+
+class SmsPurpose(StrEnum):
+    warning = "warning"  # 短信劝阻 to the subject
+    offer = "offer"  # a squad offer that reached no phone (field dispatch's fallback)
+
+
+class SmsStatus(StrEnum):
+    pending = "pending"
+    sent = "sent"
+    delivered = "delivered"
+    failed = "failed"
+
+
+class DeadlineState(StrEnum):
+    pending = "pending"
+    met = "met"
+    missed = "missed"
+    cancelled = "cancelled"
+
+
 _S = LeadStatus
 LEAD_TRANSITIONS: dict[LeadStatus, frozenset[LeadStatus]] = {
     _S.received: frozenset({_S.tiered, _S.transferred}),
     _S.tiered: frozenset({_S.working, _S.closed, _S.transferred, _S.tiered}),  # tiered→tiered: override
     _S.working: frozenset({_S.closed, _S.transferred}),
-    _S.closed: frozenset(),
+    _S.closed: frozenset({_S.working}),  # reopened: a callback found the person defrauded after all
     _S.transferred: frozenset(),
+}
+
+# Center actions that keep the status: the statuses each may act in (anything else is 409).
+ACTION_STATUSES: dict[str, frozenset[LeadStatus]] = {
+    "sign": frozenset({_S.received, _S.tiered, _S.working}),  # 签收
+    "tier": frozenset({_S.tiered, _S.working}),  # override
+    "call": frozenset({_S.tiered, _S.working}),
+    "callback": frozenset({_S.closed}),
 }
 
 

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -34,6 +35,7 @@ class Lead(SQLModel, table=True):
         # The reconciler's scan: only the few leads still waiting for a worker.
         Index("ix_lead_received", "received_at", postgresql_where=text("status = 'received'")),
         Index("ix_lead_status_tier", "status", "tier"),
+        Index("ix_lead_needs_call", "id", postgresql_where=text("needs_call")),
     )
     id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(), primary_key=True))
     source: str
@@ -83,6 +85,9 @@ class Lead(SQLModel, table=True):
     # Worker processing (place and tier): attempts so far and the last error; `failed` stops retries.
     attempts: int = Field(default=0, sa_column=Column(SmallInteger, nullable=False, server_default="0"))
     last_error: str | None = None
+    # The ladder wants an operator to call (in the call queue); cleared by a connected call, an
+    # invalid number, the failed-call limit, close or transfer.
+    needs_call: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default="false"))
     updated_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
 
 

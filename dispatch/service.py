@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Session
 
 from dispatch import events, repository
+from dispatch.actions import start_ladder
 from dispatch.enums import Flag, LeadStatus, Response, can_transition
 from dispatch.models import AccessLog, Lead, LeadEvent, Rejection
 from dispatch.placement import LeadPlacement, place_lead
@@ -279,6 +280,7 @@ def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy, a
         _move(lead, LeadStatus.tiered)
         session.add(_event(lead, actor, "tiered", decision.as_json()))
         if Response.visit in decision.response: request_visit(session, lead, "policy", actor=actor)
+        start_ladder(session, lead, decision, policy, actor)  # deadline rows, first SMS, call queue
     events.board(session, "lead.updated", {"lead_id": lead.id, "status": lead.status, "tier": lead.tier,
                                            "beat_code": lead.beat_code, "street_code": lead.street_code})
 

@@ -2,6 +2,9 @@
 pure function. See the comments in policy.toml for the rule language."""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -11,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from dispatch.enums import TIER_ORDER, FraudType, Residency, Response, Tier, WarningType
+from dispatch.enums import TIER_ORDER, FraudType, Outcome, Residency, Response, Tier, WarningType
 from dispatch.schemas import LeadIn
 from dispatch.validation import birth_date_from_id
 
@@ -36,12 +39,14 @@ class TierDecision:
     reasons: list[str]  # names of the rules that made the decision, in policy order
     deadlines: dict[str, datetime]  # absolute, counted from received_at
     escalation: list[Response] = field(default_factory=list)  # steps to add if the response fails
+    policy_version: str = ""  # content hash of the policy that decided (Policy.version)
 
     def as_json(self) -> dict[str, Any]:
         return {"tier": self.tier.value, "response": [r.value for r in self.response],
                 "reasons": list(self.reasons),
                 "deadlines": {k: v.isoformat() for k, v in self.deadlines.items()},
-                "escalation": [r.value for r in self.escalation]}
+                "escalation": [r.value for r in self.escalation],
+                "policy_version": self.policy_version}
 
 
 # ---------------------------------------------------------------- the parsed policy
@@ -107,6 +112,30 @@ class Escalation:
     offer_timeout_seconds: int
 
 
+CALL_RESULTS = ("connected", "no_answer", "busy", "powered_off", "rejected", "invalid_number")
+LADDER_STEPS = ("visit", "center")
+
+
+@dataclass(frozen=True, slots=True)
+class Ladder:
+    """The response ladder's knobs (policy.toml `[ladder]`); every step records the rule that fired."""
+    failed_results: frozenset[str] = frozenset({"no_answer", "busy", "powered_off", "rejected"})
+    invalid_number_placed: str = "visit"  # visit | center
+    invalid_number_unplaced: str = "center"
+    refused_by_phone: str = "visit"  # a connected call that did not dissuade
+    close_on_dissuaded: frozenset[Tier] = frozenset({Tier.P1, Tier.P2, Tier.P3})
+    already_defrauded_tier: Tier = Tier.P0
+    sms_failed_to_call: frozenset[Tier] = frozenset({Tier.P3})
+    sms_failed_call_within: timedelta = timedelta(hours=4)
+    visit_within: timedelta = timedelta(hours=24)  # an escalated visit, when the tier names no visit deadline
+    callback_after: timedelta = timedelta(days=3)
+    callback_after_tier: dict[Tier, timedelta] = field(default_factory=lambda: {Tier.P0: timedelta(days=1)})
+    callback_outcomes: frozenset[str] = frozenset({"dissuaded", "already_defrauded", "refused", "not_reached"})
+
+    def callback_delay(self, tier: Tier | str | None) -> timedelta:
+        return self.callback_after_tier.get(Tier(tier), self.callback_after) if tier else self.callback_after
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     tiers: dict[Tier, TierSpec]
@@ -115,6 +144,8 @@ class Policy:
     escalation: Escalation
     default_tier: Tier
     source: str = "<policy>"
+    ladder: Ladder = field(default_factory=Ladder)
+    version: str = ""  # content hash of the parsed document: comments and layout do not change it
 
     def deadline(self, tier: Tier | str, name: str) -> timedelta | None:
         """The duration of a named deadline of a tier, conditional or not (for escalations)."""
@@ -148,7 +179,8 @@ def tier_lead(facts: LeadFacts, policy: Policy, received_at: datetime) -> TierDe
         tier=tier, response=response,
         reasons=reasons,
         deadlines=deadlines,
-        escalation=[s for s in spec.escalation if s not in steps])
+        escalation=[s for s in spec.escalation if s not in steps],
+        policy_version=policy.version)
 
 
 def age_on(id_number: str | None, on: date) -> int | None:
@@ -170,6 +202,8 @@ def facts_for(lead: LeadIn, *, in_jurisdiction: bool | None, on: date,
 
 # ---------------------------------------------------------------- loading
 DEADLINE_NAMES = frozenset({"sign", "sms", "first_call", "visit", "on_scene", "callback"})
+# Written by the ladder, not the policy: a connected call within escalation.no_connection_minutes.
+LADDER_DEADLINES = frozenset({"connected_call"})
 _DURATION = re.compile(r"(?:\d+[smhd])+", re.ASCII)
 _DURATION_PART = re.compile(r"(\d+)([smhd])", re.ASCII)
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -301,7 +335,7 @@ def _rule(raw: object, i: int, switches: dict[str, bool], names: set[str]) -> Ru
 
 def parse_policy(doc: dict[str, Any], source: str = "<policy>") -> Policy:
     """A validated `Policy` from a parsed TOML document; ValueError names the bad key."""
-    _only(doc, {"version", "default_tier", "switches", "escalation", "tiers", "rules"}, "")
+    _only(doc, {"version", "default_tier", "switches", "escalation", "ladder", "tiers", "rules"}, "")
     if doc.get("version", 1) != 1:
         raise _Bad("version", "only version 1 is understood")
     switches = _table(doc.get("switches", {}), "switches")
@@ -332,7 +366,63 @@ def parse_policy(doc: dict[str, Any], source: str = "<policy>") -> Policy:
     names: set[str] = set()
     rules = tuple(_rule(r, i, switches, names) for i, r in enumerate(raw_rules))
     default = Tier(_choice(doc.get("default_tier", "P3"), _CHOICES["tier"], "default_tier"))
-    return Policy(tiers, rules, dict(switches), escalation, default, source)
+    return Policy(tiers, rules, dict(switches), escalation, default, source, _ladder(doc.get("ladder", {})),
+                  policy_version(doc))
+
+
+def policy_version(doc: dict[str, Any]) -> str:
+    """The content hash of a parsed policy: the same rules give the same version."""
+    canonical = json.dumps(doc, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _tiers(v: object, key: str) -> frozenset[Tier]:
+    if not isinstance(v, list):
+        raise _Bad(key, "must be a list of tiers")
+    return frozenset(Tier(_choice(t, _CHOICES["tier"], f"{key}[{i}]")) for i, t in enumerate(v))
+
+
+def _ladder(raw: object) -> Ladder:
+    d, base = _table(raw, "ladder"), Ladder()
+    _only(d, {"failed_results", "invalid_number_placed", "invalid_number_unplaced", "refused_by_phone",
+              "close_on_dissuaded", "already_defrauded_tier", "sms_failed_to_call", "sms_failed_call_within",
+              "visit_within", "callback_after", "callback_outcomes"}, "ladder")
+    kw: dict[str, Any] = {}
+    if "failed_results" in d:
+        v = d["failed_results"]
+        if not isinstance(v, list):
+            raise _Bad("ladder.failed_results", "must be a list of call results")
+        kw["failed_results"] = frozenset(_choice(x, frozenset(CALL_RESULTS) - {"connected", "invalid_number"},
+                                                 f"ladder.failed_results[{i}]") for i, x in enumerate(v))
+    for name in ("invalid_number_placed", "invalid_number_unplaced", "refused_by_phone"):
+        if name in d:
+            kw[name] = _choice(d[name], frozenset(LADDER_STEPS), f"ladder.{name}")
+    for name in ("close_on_dissuaded", "sms_failed_to_call"):
+        if name in d:
+            kw[name] = _tiers(d[name], f"ladder.{name}")
+    if "already_defrauded_tier" in d:
+        kw["already_defrauded_tier"] = Tier(_choice(d["already_defrauded_tier"], _CHOICES["tier"],
+                                                    "ladder.already_defrauded_tier"))
+    for name in ("sms_failed_call_within", "visit_within"):
+        if name in d:
+            kw[name] = parse_duration(d[name], f"ladder.{name}")
+    if "callback_after" in d:
+        v = d["callback_after"]
+        if isinstance(v, dict):
+            _only(v, {"default", *Tier}, "ladder.callback_after")
+            kw["callback_after"] = parse_duration(v.get("default", "3d"), "ladder.callback_after.default")
+            kw["callback_after_tier"] = {Tier(t): parse_duration(x, f"ladder.callback_after.{t}")
+                                         for t, x in v.items() if t != "default"}
+        else:
+            kw["callback_after"] = parse_duration(v, "ladder.callback_after")
+            kw["callback_after_tier"] = {}
+    if "callback_outcomes" in d:
+        v = d["callback_outcomes"]
+        if not isinstance(v, list):
+            raise _Bad("ladder.callback_outcomes", "must be a list of outcomes")
+        kw["callback_outcomes"] = frozenset(_choice(x, frozenset(Outcome), f"ladder.callback_outcomes[{i}]")
+                                            for i, x in enumerate(v))
+    return dataclasses.replace(base, **kw)
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
@@ -354,3 +444,15 @@ def load_policy(path: str | Path | None = None) -> Policy:
 @lru_cache(maxsize=1)
 def default_policy() -> Policy:
     return load_policy()
+
+
+def active_policy() -> Policy:
+    """The policy this process runs: POLICY_FILE, else the packaged dispatch/policy.toml."""
+    from service.core.settings import get_settings
+
+    return _policy_at(get_settings().policy_file)
+
+
+@lru_cache(maxsize=4)
+def _policy_at(path: Path | None) -> Policy:
+    return default_policy() if path is None else load_policy(path)

@@ -143,6 +143,58 @@ def create_api_key(name: Annotated[str, typer.Option()]) -> None:
     print(key)
 
 
+policy_app = typer.Typer(help="Check a tier policy file, or replay one over stored leads.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("check")
+def policy_check(file: Path) -> None:
+    """Validate a policy file; a bad one names the bad key (exit 2)."""
+    from dispatch.tiering import load_policy
+
+    try:
+        policy = load_policy(file)
+    except (OSError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"[green]{escape(str(file))}: valid[/] (version {policy.version}, {len(policy.rules)} rules)")
+
+
+@policy_app.command("replay")
+def policy_replay(policy: Annotated[Path, typer.Option(help="The candidate policy file")],
+                  since: Annotated[str | None, typer.Option(help="ISO 8601: leads received from")] = None,
+                  until: Annotated[str | None, typer.Option(help="ISO 8601: leads received before")] = None) -> None:
+    """How stored leads would be tiered under a candidate policy (nothing written); JSON on stdout."""
+    import json
+    from datetime import datetime
+
+    from dispatch.replay import replay, replay_query
+    from dispatch.tiering import load_policy
+    from dispatch.validation import CENTER_TZ
+
+    try:
+        candidate = load_policy(policy)
+    except (OSError, ValueError) as exc:
+        raise fail(str(exc)) from None
+
+    def when(text: str | None, name: str) -> datetime | None:
+        if text is None:
+            return None
+        try:
+            t = datetime.fromisoformat(text)
+        except ValueError:
+            raise fail(f"--{name}: {text!r} is not an ISO 8601 time") from None
+        return t if t.tzinfo else t.replace(tzinfo=CENTER_TZ)
+
+    window = when(since, "since"), when(until, "until")
+    urls = _urls()
+    try:
+        with _session(urls) as session:
+            result = replay(session.execute(replay_query(*window)).all(), candidate)
+    finally:
+        urls.stop()
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+
+
 @app.command("field-sim")
 def field_sim(url: Annotated[str, typer.Option(help="The API's base URL")] = "http://127.0.0.1:8000",
               squads: Annotated[int, typer.Option(help="How many squads (0 = all imported)")] = 0,

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Retry
 
 from dispatch import events
 from service.core.logging import log
@@ -52,6 +52,18 @@ def recently_enqueued(redis: Redis, ids: list[int], within_seconds: float) -> se
 def enqueue_visits(queue: Queue, visit_ids: list[int]) -> None:
     """Visits need a squad (dispatch.events.visit_needs_squad): one job; the sweep catches a lost one."""
     queue.enqueue("workers.tasks.dispatch_visits", visit_ids, result_ttl=0, failure_ttl=7 * 86400, job_timeout=300)
+
+
+def enqueue_sms(queue: Queue, ids: list[int], retry_intervals: list[int] | None = None) -> None:
+    """SMS jobs (up to CHUNK messages each); rq retries a job with backoff (`SMS_RETRY_INTERVALS`)
+    while any of its messages is still pending. Only after commit."""
+    if not ids:
+        return
+    intervals = list(retry_intervals if retry_intervals is not None else [5, 30, 120, 600])
+    retry = Retry(max=len(intervals), interval=intervals) if intervals else None
+    queue.enqueue_many([Queue.prepare_data("workers.tasks.send_sms", args=(ids[i:i + CHUNK],), result_ttl=0,
+                                           failure_ttl=7 * 86400, timeout=600, retry=retry)
+                        for i in range(0, len(ids), CHUNK)])
 
 
 class AfterCommit:

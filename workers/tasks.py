@@ -2,24 +2,28 @@
 database pool, policy and beat index warm across jobs)."""
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from functools import cached_property
 
 from sqlalchemy import func, select
 
 from dispatch import assignments, audit, events
-from dispatch.enums import Flag
-from dispatch.models import Lead
+from dispatch.actions import deliver_sms, sweep_due
+from dispatch.enums import Flag, SmsStatus
+from dispatch.models import Lead, SmsMessage
 from dispatch.service import geocode_pending, place_and_tier, placement_for, record_processing_failure
-from dispatch.tiering import Policy, load_policy
+from dispatch.sms import Gateway, make_gateway, queued_sms
+from dispatch.tiering import Policy, active_policy
 from geo.geocode import Geocoder, make_geocoder
 from geo.store import IndexCache
+from service.core import clock
 from service.core.db import make_sync_engine, sync_session, timeouts
 from service.core.logging import log
 from service.core.redis import make_redis
 from service.core.runtime import resolve_urls
 from service.core.settings import audit_secret, get_settings
-from workers.queues import enqueue_leads, lead_queue, recently_enqueued
+from workers.queues import enqueue_leads, enqueue_sms, lead_queue, recently_enqueued
 
 
 class _Context:
@@ -42,7 +46,11 @@ class _Context:
 
     @cached_property
     def policy(self) -> Policy:
-        return load_policy(get_settings().policy_file)
+        return active_policy()
+
+    @cached_property
+    def gateway(self) -> Gateway:
+        return make_gateway(get_settings())
 
     @cached_property
     def index(self) -> IndexCache:
@@ -94,9 +102,16 @@ def process_leads(ids: list[int]) -> dict:
                 given_up += record_processing_failure(session, lead, f"{exc.__class__.__name__}: {exc}",
                                                       max_attempts)
         session.commit()
+        _enqueue_sms(queued_sms(session))
     counts = {"asked": len(ids), "done": len(leads) - len(failed), "failed": len(failed), "given_up": given_up}
     log.info("leads_processed", **counts)
     return counts
+
+
+def _stale_ids(id_column, *where, limit: int) -> list[int]:
+    """Ids of rows some job should have handled by now (the reconciler's and the SMS sweep's scan)."""
+    with sync_session(ctx.engine) as session:
+        return list(session.execute(select(id_column).where(*where).order_by(id_column).limit(limit)).scalars())
 
 
 def reconcile(older_than_seconds: float | None = None) -> int:
@@ -105,11 +120,8 @@ def reconcile(older_than_seconds: float | None = None) -> int:
     `reenqueue_after_seconds` (their job is still waiting behind a busy worker). → leads enqueued."""
     settings = get_settings()
     age = settings.reconcile_after_seconds if older_than_seconds is None else older_than_seconds
-    with sync_session(ctx.engine) as session:
-        ids = list(session.execute(
-            select(Lead.id).where(Lead.status == "received", _NOT_GIVEN_UP,
-                                  Lead.received_at < func.now() - timedelta(seconds=age))
-            .order_by(Lead.id).limit(50_000)).scalars())
+    ids = _stale_ids(Lead.id, Lead.status == "received", _NOT_GIVEN_UP,
+                     Lead.received_at < func.now() - timedelta(seconds=age), limit=50_000)
     waiting = recently_enqueued(ctx.redis, ids, settings.reenqueue_after_seconds)
     ids = [i for i in ids if i not in waiting]
     if ids:
@@ -135,6 +147,7 @@ def dispatch_visits(visit_ids: list[int]) -> list[int]:
     with sync_session(ctx.engine) as session:
         made = assignments.dispatch_visits(session, visit_ids, ctx.field, events.online_of_config)
         session.commit()
+        _enqueue_sms(queued_sms(session))  # offers no phone could take go by SMS
         return [a.id for a in made]
 
 
@@ -150,6 +163,7 @@ def field_sweep() -> dict:
     with sync_session(ctx.engine) as session:
         sms = assignments.unacked_fallbacks(session, ctx.field)
         session.commit()
+        _enqueue_sms(queued_sms(session))
     with sync_session(ctx.engine) as session:  # the board's `stats`, on the sweep's clock
         events.board(session, "stats", assignments.field_stats(session))
         session.commit()
@@ -157,3 +171,63 @@ def field_sweep() -> dict:
     if any(counts.values()):
         log.info("field_sweep", **counts)
     return counts
+
+
+# ---------------------------------------------------------------- the response ladder
+class SmsNotSent(Exception):
+    """The gateway did not take the message this time; rq's Retry tries again after a backoff."""
+
+
+def _enqueue_sms(ids: list[int]) -> None:
+    if ids:
+        settings = get_settings()
+        enqueue_sms(lead_queue(ctx.redis, settings.queue_name), ids, settings.sms_retry_intervals)
+
+
+def send_sms(message_ids: list[int] | int) -> dict:
+    """Send pending SMS through the configured gateway, committing every few; if any was not taken
+    this time, raise so that rq's Retry runs the job again after its backoff (the retry finds the
+    sent ones no longer pending and tries only the rest)."""
+    ids = [message_ids] if isinstance(message_ids, int) else list(message_ids)
+    settings = get_settings()
+    results: Counter[str] = Counter()
+    with sync_session(ctx.engine) as session:
+        for i, message_id in enumerate(ids, 1):
+            results[deliver_sms(session, message_id, ctx.gateway, ctx.policy,
+                                len(settings.sms_retry_intervals) + 1)] += 1
+            if i % 50 == 0:
+                session.commit()
+        session.commit()
+    if results["retry"]:
+        raise SmsNotSent(f"{results['retry']} of {len(ids)} SMS not taken by the gateway; rq retries")
+    return dict(results)
+
+
+def sweep_deadlines(batch: int | None = None) -> int:
+    """Act on every due deadline (in batches, one transaction each); → how many."""
+    settings = get_settings()
+    batch = batch or settings.deadline_sweep_batch
+    total = 0
+    while True:
+        with sync_session(ctx.engine) as session:
+            n = sweep_due(session, clock.now(), ctx.policy, batch)
+            session.commit()
+            _enqueue_sms(queued_sms(session))
+        total += n
+        if n < batch:
+            break
+    if total:
+        log.info("deadlines_swept", missed=total)
+    return total
+
+
+def sweep_sms(older_than_seconds: float | None = None) -> int:
+    """Re-enqueue pending SMS rows whose job was lost (crash, Redis flush) — whoever created them."""
+    settings = get_settings()
+    age = settings.sms_resend_after_seconds if older_than_seconds is None else older_than_seconds
+    ids = _stale_ids(SmsMessage.id, SmsMessage.status == SmsStatus.pending,
+                     SmsMessage.created_at < clock.now() - timedelta(seconds=age), limit=10_000)
+    _enqueue_sms(ids)
+    if ids:
+        log.warning("sms_resent", messages=len(ids))
+    return len(ids)

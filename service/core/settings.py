@@ -73,6 +73,17 @@ class Settings(BaseSettings):
     ws_send_queue: int = 256  # messages buffered per connection; a slower client is dropped and resumes
     ws_ping_seconds: float = 20.0
     ws_replay_hours: float = 24.0
+    # The response ladder (dispatch/actions.py): the deadline sweep, SMS and the gateway's receipts.
+    deadline_sweep_every_seconds: int = 5  # how often the workers' sweep looks for due deadlines
+    deadline_sweep_batch: int = 500  # due deadlines acted on per transaction
+    sms_gateway_url: str | None = None  # unset: the logging gateway (demo)
+    sms_gateway_token: str | None = None  # sent as a Bearer token to the gateway, when set
+    sms_gateway_key_name: str = "sms-gateway"  # the API key (create-api-key --name) receipts must carry
+    sms_timeout_seconds: float = 5.0
+    sms_retry_intervals: list[int] = [5, 30, 120, 600]  # seconds between tries (rq Retry); then `failed`
+    sms_resend_after_seconds: float = 60.0  # a pending SMS older than this is re-enqueued by the sweep
+    sms_templates_file: Path | None = None  # unset: dispatch/sms_templates.toml
+    sms_hotline: str = "96110"
     log_level: str = "INFO"
     # The screens draw the district's own polygons as the base map; a center with an intranet tile
     # server may set e.g. http://tiles.local/{z}/{x}/{y}.png (never a server outside the network).

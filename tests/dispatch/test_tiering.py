@@ -126,7 +126,8 @@ def test_as_json(policy: Policy) -> None:
         "tier": "P2", "response": ["sms", "call", "visit"], "reasons": ["risk2", "district_face_to_face"],
         "deadlines": {"sign": "2026-10-01T09:30:00+08:00", "first_call": "2026-10-01T13:00:00+08:00",
                       "visit": "2026-10-04T09:00:00+08:00"},
-        "escalation": []}
+        "escalation": [], "policy_version": policy.version}
+    assert len(policy.version) == 12
     json.dumps(d.as_json())
 
 

@@ -324,5 +324,6 @@ def test_lead_transitions() -> None:
     S = LeadStatus
     assert can_transition(S.received, S.tiered) and can_transition("tiered", "tiered")
     assert can_transition(S.working, S.closed) and can_transition(S.received, S.transferred)
-    assert not can_transition(S.received, S.working) and not can_transition(S.closed, S.working)
+    assert not can_transition(S.received, S.working) and not can_transition(S.closed, S.transferred)
+    assert can_transition(S.closed, S.working)  # reopened by a `defrauded` callback
     assert not can_transition(S.transferred, S.received) and not can_transition("nope", S.closed)

@@ -1,0 +1,231 @@
+"""Wire models of the response ladder's routes (contract.md: center actions, Calls, SMS, callbacks,
+policy replay). Public schemas, apart from the tables."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from dispatch.enums import CallbackResult, CallResult, Outcome, Tier
+
+
+def _clean(v: str) -> str:
+    """PostgreSQL text takes neither NUL nor lone surrogates: refuse them as bad input (422)."""
+    if "\x00" in v:
+        raise ValueError("must not contain NUL characters")
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid UTF-8 text") from None
+    return v
+
+
+def Text(max_length: int, min_length: int = 1):  # noqa: N802 - a type factory
+    return Annotated[str, Field(min_length=min_length, max_length=max_length), AfterValidator(_clean)]
+
+
+# Numeric(14, 2): |x| < 10^12, cents at most.
+Money = Annotated[Decimal, Field(ge=0, lt=10**12, max_digits=14, decimal_places=2, examples=[11208.77])]
+
+
+class ErrorPublic(BaseModel):
+    """Every error: {"error": code, "detail": text or [{"field", "message"}]}."""
+    error: str
+    detail: Any = None
+
+
+ERRORS = {s: {"model": ErrorPublic, "description": d} for s, d in (
+    (400, "Malformed request"), (401, "No or bad credentials"), (403, "This role may not do this"),
+    (404, "Unknown lead"), (409, "Not allowed in the lead's present status"), (413, "Body over the limit"),
+    (422, "Malformed body; detail names each field"),
+    (503, "PostgreSQL or Redis unavailable; retry after Retry-After"))}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=`: the codes named, plus those any route may meet (400, 401, 403, 413, 422, 503)."""
+    return {c: ERRORS[c] for c in sorted({400, 401, 403, 413, 422, 503, *codes})}
+
+
+def _storable(t: datetime) -> datetime:
+    try:
+        t.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("outside the years 1..9999 once its offset is applied") from None
+    return t
+
+
+StorableTime = Annotated[AwareDatetime, AfterValidator(_storable)]
+
+
+class DeadlinePublic(BaseModel):
+    name: str = Field(examples=["first_call"])
+    due_at: datetime
+    state: Literal["pending", "met", "missed", "cancelled"]
+    met_at: datetime | None = None
+
+
+class LeadStatePublic(BaseModel):
+    """A lead after a center action: status, tier and every deadline row."""
+    id: int
+    status: str
+    tier: str | None
+    signed_at: datetime | None
+    signed_by: str | None
+    outcome: str | None
+    closed_at: datetime | None
+    transfer_to: str | None
+    needs_call: bool
+    flags: list[str]
+    loss_cny: float | None
+    saved_cny: float | None
+    deadlines: list[DeadlinePublic]
+
+
+class TierIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"tier": "P1", "reason": "老人独居"}]})
+    tier: Tier
+    reason: Text(500)
+
+
+class TransferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra={"examples": [{"to": "市南区反诈中心", "reason": "人在市南区"}]})
+    to: Text(200)
+    reason: Text(500)
+
+
+class CloseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"outcome": "dissuaded", "note": "已电话劝阻", "loss_cny": None, "saved_cny": 5000}]})
+    outcome: Outcome
+    note: Text(2000, 0) | None = None
+    loss_cny: Money | None = None
+    saved_cny: Money | None = None
+
+
+class CallIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"result": "connected", "outcome": "dissuaded", "note": "已停止转账"}, {"result": "no_answer"}]})
+    result: CallResult
+    outcome: Outcome | None = Field(None, description="Only with result `connected`")
+    note: Text(2000, 0) | None = None
+
+
+class CallPublic(BaseModel):
+    id: int
+    lead_id: int
+    result: CallResult
+    outcome: Outcome | None
+    rules: list[str] = Field(description="The ladder rules this call fired (failed_calls, dissuaded_by_phone, …)")
+    lead: LeadStatePublic
+
+
+class SubjectToCall(BaseModel):
+    phone: str | None = Field(description="In full: the operator dials it (center roles only; the read is audited)")
+    phone_masked: str | None
+    name: str | None
+    residency: str
+
+
+class NextDeadline(BaseModel):
+    name: str
+    due_at: datetime
+
+
+class CallQueueItem(BaseModel):
+    id: int
+    tier: str | None
+    status: str
+    warning_type: str
+    fraud_type: str
+    risk_level: int
+    received_at: datetime
+    subject: SubjectToCall
+    beat_code: str | None
+    street_code: str | None
+    flags: list[str]
+    next_deadline: NextDeadline | None
+    calls: int
+    failed_calls: int
+    last_call_at: datetime | None
+
+
+class CallQueuePublic(BaseModel):
+    items: list[CallQueueItem]
+
+
+class CallbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"result": "safe"}, {"result": "defrauded", "loss_cny": 3000, "note": "回访时称已被骗"}]})
+    result: CallbackResult
+    loss_cny: Money | None = Field(None, description="Only with result `defrauded`")
+    note: Text(2000, 0) | None = None
+
+
+class CallbackPublic(BaseModel):
+    id: int
+    lead_id: int
+    result: CallbackResult
+    loss_cny: float | None
+    done_at: datetime
+    lead: LeadStatePublic
+
+
+class CallbackDue(BaseModel):
+    callback_id: int
+    lead_id: int
+    due_at: datetime
+    tier: str | None
+    status: str
+    outcome: str | None
+    closed_at: datetime | None
+    fraud_type: str
+    subject: SubjectToCall
+
+
+class CallbacksDuePublic(BaseModel):
+    items: list[CallbackDue]
+
+
+class ReceiptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"message_id": "gw-20261001-000123", "status": "delivered"}]})
+    message_id: Text(200)
+    status: Literal["delivered", "failed"]
+
+
+class ReceiptPublic(BaseModel):
+    message_id: str
+    status: str
+    changed: bool = Field(description="False when the message already had a final status (a repeated receipt)")
+    escalated: bool = Field(description="A failed warning SMS escalated the lead to a call (ladder.sms_failed_to_call)")
+
+
+class ReplayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"policy": "version = 1\n# … a whole policy.toml …", "since": "2026-10-01T00:00:00+08:00"}]})
+    policy: Text(200_000) = Field(description="A whole policy file (TOML), as dispatch/policy.toml")
+    since: StorableTime | None = None
+    until: StorableTime | None = None
+
+
+class Counted(BaseModel):
+    current: int
+    candidate: int
+    delta: int
+    per_day: float
+
+
+class ReplayPublic(BaseModel):
+    policy_version: str
+    leads: int
+    days: int
+    tier_changed: int
+    response_changed: int
+    from_to: dict[str, int] = Field(examples=[{"P2→P1": 12}])
+    visits: Counted
+    calls: Counted
+    stored_policy_versions: dict[str, int]
+    sample_lead_ids: list[int]
