@@ -43,7 +43,7 @@ from dispatch.models import AccessLog, CallAttempt, Callback, Lead, LeadDeadline
 from dispatch.sms import QUEUED, Gateway, GatewayError, GatewayRejected, Outgoing, active_templates, queue_sms
 from dispatch.tiering import Policy, TierDecision, active_policy
 from dispatch.validation import CENTER_TZ, mask_phone
-from dispatch.visits import OPEN_VISIT, open_visit, request_visit
+from dispatch.visits import OPEN_VISIT, open_visit, request_visit, visit_still_required
 from service.core import clock
 from service.core.auth import Principal
 from service.core.errors import Conflict, NotFound, ValidationFailed
@@ -363,7 +363,7 @@ def record_call(session: Session, lead_id: int, result: CallResult, outcome: Out
     placed = lead.in_jurisdiction is True and lead.placed_by in ("location", "residence")
     steps, keep_calling = after_call(policy, tier=lead.tier or policy.default_tier, result=result, outcome=outcome,
                                      failed_calls=failed, placed=placed,
-                                     visit_required=open_visit(session, lead_id) is not None)
+                                     visit_required=visit_still_required(session, lead_id))
     if lead.status == LeadStatus.tiered:
         _move(lead, LeadStatus.working)
     lead.needs_call = keep_calling

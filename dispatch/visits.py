@@ -18,6 +18,13 @@ from service.core import clock
 OPEN_VISIT = ("waiting", "offered", "assigned", "arrived")
 
 
+def visit_still_required(session: Session, lead_id: int) -> bool:
+    """Is a face-to-face visit asked for and not done? Open, or `failed` (no squad took it: back
+    with the center, who must assign one) — either way a phone call does not settle the lead."""
+    return session.execute(select(Visit.id).where(Visit.lead_id == lead_id,
+                                                  Visit.status.in_((*OPEN_VISIT, "failed"))).limit(1)).first() is not None
+
+
 def open_visit(session: Session, lead_id: int) -> Visit | None:
     return session.execute(select(Visit).where(Visit.lead_id == lead_id, Visit.status.in_(OPEN_VISIT))).scalar()
 

@@ -47,7 +47,9 @@ async def test_every_deadline_met(kind, client, source_headers, make_user, sync_
         if how == "visit":  # field dispatch: the squad arrives (its seam: mark_met), completes, closes
             with sync_session(sync_engine) as s:
                 visit = s.execute(select(Visit).where(Visit.lead_id == lead_id)).scalar_one()
-                assert visit.status == "waiting" and visit.due_at is not None
+                # required, with its deadline; field dispatch took it at once: offered to a squad, or
+                # (no squad on duty in this test) back with the center
+                assert visit.status in ("waiting", "offered", "failed") and visit.due_at is not None
                 mark_met(s, lead_id, "on_scene" if tier == "P0" else "visit")
                 s.commit()
         if how != "call":
