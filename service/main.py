@@ -9,6 +9,7 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from dispatch.repository import GroupWriter
+from dispatch.outcomes_router import router as outcomes_router
 from dispatch.router import router as leads_router
 from dispatch.schemas import BatchIn, LeadIn
 from geo.router import router as geo_router
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.beat_index = IndexCache()
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for router in (health_router, auth_router, leads_router, geo_router):
+    for router in (health_router, auth_router, leads_router, geo_router, outcomes_router):
         app.include_router(router)
 
     def openapi() -> dict:

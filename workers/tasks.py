@@ -7,6 +7,7 @@ from functools import cached_property
 
 from sqlalchemy import func, select
 
+from dispatch.cases import rematch_person
 from dispatch.models import Lead
 from dispatch.service import place_and_tier, placement_for
 from dispatch.tiering import Policy, load_policy
@@ -61,6 +62,8 @@ def process_leads(ids: list[int]) -> dict:
             try:
                 with session.begin_nested():  # one bad lead must not hold up the others
                     place_and_tier(session, lead, placement_of, ctx.policy)
+                    # a case reported before this lead arrived is matched now (预警后发案)
+                    rematch_person(session, lead.phone, lead.id_number)
             except Exception:  # logged with its traceback; the lead stays `received` for the reconciler
                 log.exception("lead_processing_failed", lead_id=lead.id)
                 failed.append(lead.id)

@@ -1,0 +1,111 @@
+"""/api/v1/cases, /stats, /stats/ranking, /people/history, /reports/monthly. Each route names who
+may call it."""
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+
+from dispatch import cases as case_service
+from dispatch.models import Rejection
+from dispatch.outcome_schemas import (
+    CaseAnswer,
+    CaseBatchAnswer,
+    CaseBatchIn,
+    CaseIn,
+    CasePublic,
+    PersonHistory,
+    PersonIn,
+    RankingAnswer,
+    StatsAnswer,
+    errors,
+)
+from service.core.auth import CenterUser, LeadPusher
+from service.core.db import SessionDep
+from service.core.errors import BadRequest, NotFound, ValidationFailed, field_errors
+from service.core.responses import JSON
+
+router = APIRouter(prefix="/api/v1", tags=["outcomes"])
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])", re.ASCII)
+
+
+async def _json_body(request: Request):
+    try:
+        return orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest([{"field": "", "message": f"malformed JSON: {exc}"}]) from None
+
+
+def _body_doc(model) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+
+
+async def _reject(session, actor: str, raw, errs: list[dict]) -> None:
+    case_id = raw.get("case_id") if isinstance(raw, dict) else None
+    session.add(Rejection(actor=actor, source=case_service.CASE_REJECTION_SOURCE,
+                          source_id=case_id[:128] if isinstance(case_id, str) and "\x00" not in case_id else None,
+                          errors=errs))
+
+
+@router.post("/cases", response_model=CaseAnswer, openapi_extra=_body_doc(CaseIn),
+             summary="Push one case report (source API key, or admin/commander/operator); idempotent on case_id",
+             responses={201: {"model": CaseAnswer, "description": "Stored"}, **errors(400, 401, 403, 422)},
+             status_code=200)
+async def push_case(request: Request, session: SessionDep, who: LeadPusher):
+    raw = await _json_body(request)
+    case, errs = case_service.validate_case(raw)
+    if case is None:
+        await _reject(session, who.actor, raw, field_errors(errs))
+        await session.commit()
+        raise ValidationFailed(field_errors(errs))
+    answers = await case_service.store_cases(session, [case])
+    await session.commit()
+    row_id, created, pwo = answers[case.case_id]
+    return JSON({"id": row_id, "case_id": case.case_id, "duplicate": not created, "post_warning_of": pwo},
+                status_code=201 if created else 200)
+
+
+@router.post("/cases/batch", response_model=CaseBatchAnswer, openapi_extra=_body_doc(CaseBatchIn),
+             summary="Push up to 1,000 case reports (source API key, or admin/commander/operator); "
+                     "one bad case never fails the others", responses=errors(400, 401, 403, 422))
+async def push_cases(request: Request, session: SessionDep, who: LeadPusher):
+    raw = await _json_body(request)
+    items = raw.get("cases") if isinstance(raw, dict) else None
+    limit = request.app.state.settings.max_batch
+    if not isinstance(items, list) or not 1 <= len(items) <= limit:
+        raise ValidationFailed([{"field": "cases", "message": f"must be a list of 1 to {limit} cases"}])
+    results: list[dict] = []
+    good = []
+    for i, item in enumerate(items):
+        case, errs = case_service.validate_case(item)
+        if case is None:
+            await _reject(session, who.actor, item, field_errors(errs))
+            results.append({"index": i, "status": "rejected", "errors": field_errors(errs)})
+        else:
+            good.append(case)
+            results.append({"index": i, "case_id": case.case_id})
+    answers = await case_service.store_cases(session, good)
+    await session.commit()
+    first: set[str] = set()
+    for r in results:
+        if "case_id" in r:
+            row_id, created, pwo = answers[r["case_id"]]
+            r.update(id=row_id, post_warning_of=pwo,
+                     status="accepted" if created and r["case_id"] not in first else "duplicate")
+            first.add(r["case_id"])
+    return JSON({"results": results})
+
+
+@router.get("/cases/{case_id}", response_model=CasePublic, responses=errors(401, 403, 404, 422),
+            summary="One case with its post-warning match (admin/commander/operator)")
+async def get_case(case_id: Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00]+$")],
+                   session: SessionDep, _: CenterUser):
+    found = await case_service.read_case(session, case_id)
+    if found is None:
+        raise NotFound(f"case {case_id} not found")
+    return JSON(found)
