@@ -6,8 +6,7 @@ import re
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Path, Request
 
 from dispatch import cases as case_service
 from dispatch.models import Rejection
@@ -17,10 +16,6 @@ from dispatch.outcome_schemas import (
     CaseBatchIn,
     CaseIn,
     CasePublic,
-    PersonHistory,
-    PersonIn,
-    RankingAnswer,
-    StatsAnswer,
     errors,
 )
 from service.core.auth import CenterUser, LeadPusher

@@ -8,8 +8,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from dispatch.repository import GroupWriter
 from dispatch.outcomes_router import router as outcomes_router
+from dispatch.repository import GroupWriter
 from dispatch.router import router as leads_router
 from dispatch.schemas import BatchIn, LeadIn
 from geo.router import router as geo_router
