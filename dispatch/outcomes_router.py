@@ -2,13 +2,15 @@
 may call it."""
 from __future__ import annotations
 
-import re
+from datetime import datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
 
 from dispatch import cases as case_service
+from dispatch import people, report, stats
 from dispatch.models import Rejection
 from dispatch.outcome_schemas import (
     CaseAnswer,
@@ -16,8 +18,14 @@ from dispatch.outcome_schemas import (
     CaseBatchIn,
     CaseIn,
     CasePublic,
+    PersonHistory,
+    PersonIn,
+    RankingAnswer,
+    StatsAnswer,
     errors,
 )
+from dispatch.validation import CENTER_TZ
+from service.core import clock
 from service.core.auth import CenterUser, LeadPusher
 from service.core.db import SessionDep
 from service.core.errors import BadRequest, NotFound, ValidationFailed, field_errors
@@ -25,7 +33,6 @@ from service.core.responses import JSON
 
 router = APIRouter(prefix="/api/v1", tags=["outcomes"])
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])", re.ASCII)
 
 
 async def _json_body(request: Request):
@@ -104,3 +111,63 @@ async def get_case(case_id: Annotated[str, Path(min_length=1, max_length=128, pa
     if found is None:
         raise NotFound(f"case {case_id} not found")
     return JSON(found)
+
+
+def _local(t: datetime | None) -> datetime | None:
+    return t.replace(tzinfo=CENTER_TZ) if t is not None and t.tzinfo is None else t
+
+
+@router.get("/stats", response_model=StatsAnswer, responses=errors(401, 403, 422),
+            summary="KPIs grouped by street, beat, team, tier, fraud type, source or day over received time "
+                    "(admin/commander/operator)")
+async def get_stats(session: SessionDep, _: CenterUser, group_by: stats.GroupBy = stats.GroupBy.street,
+                    since: Annotated[datetime | None, Query(alias="from", description="received at or after; "
+                                                            "default: 30 days before `to`")] = None,
+                    until: Annotated[datetime | None, Query(alias="to", description="received before; "
+                                                            "default: now")] = None):
+    since, until = stats.default_range(_local(since), _local(until), clock.now())
+    if since >= until:
+        raise ValidationFailed([{"field": "from", "message": "must be before `to`"}])
+    rows, total = await stats.kpi_rows(session, group_by, since, until, clock.now())
+    return JSON({"group_by": group_by, "from": since.isoformat(), "to": until.isoformat(), "total": total,
+                 "rows": rows, "rejections": await stats.rejection_counts(session, since, until)})
+
+
+MonthQuery = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM (center time)",
+                                  examples=["2026-10"])]
+
+
+@router.get("/stats/ranking", response_model=RankingAnswer, responses=errors(401, 403, 422),
+            summary="Streets of a month, worst first (逆排名), the quarter's three worst marked for "
+                    "supervision (挂牌督办) (admin/commander/operator)")
+async def get_ranking(session: SessionDep, _: CenterUser, month: MonthQuery):
+    _check_month(month)
+    return JSON(await stats.ranking(session, month, clock.now()))
+
+
+def _check_month(month: str) -> None:
+    if not 1900 <= int(month[:4]) <= 9998:
+        raise ValidationFailed([{"field": "month", "message": "year out of range 1900..9998"}])
+
+
+@router.post("/people/history", response_model=PersonHistory, openapi_extra=_body_doc(PersonIn),
+             responses=errors(400, 401, 403, 422),
+             summary="Every warning, call, SMS, visit, callback and case of one person across leads "
+                     "(admin/commander/operator); the read is audited")
+async def person_history(request: Request, session: SessionDep, who: CenterUser):
+    raw = await _json_body(request)
+    person = people.person_of(raw)
+    found = await people.history(session, person, who)
+    await session.commit()  # the access log rows
+    return JSON(found)
+
+
+@router.get("/reports/monthly", response_class=Response, responses={
+    200: {"content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
+          "description": "月通报: summary, street ranking (with a chart), beats, squads, post-warning cases"},
+    **errors(401, 403, 422)}, summary="The monthly report as an .xlsx workbook (admin/commander/operator)")
+async def monthly_report(session: SessionDep, _: CenterUser, month: MonthQuery):
+    _check_month(month)
+    data = await report.build_monthly(session, month, clock.now())
+    return Response(report.to_xlsx(data), media_type=XLSX,
+                    headers={"Content-Disposition": f'attachment; filename="quanzu-{month}.xlsx"'})
