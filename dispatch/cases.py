@@ -146,6 +146,9 @@ UPDATE case_report c SET post_warning_lead_id = {_BEST_LEAD}
 WHERE (c.victim_phone = :phone OR c.victim_id_number = upper(:id_number))
   AND c.post_warning_lead_id IS DISTINCT FROM {_BEST_LEAD}""")
 
+# Raw SQL (for psycopg bulk loads): match every case not matched yet.
+MATCH_UNMATCHED = f"UPDATE case_report c SET post_warning_lead_id = {_BEST_LEAD} WHERE c.post_warning_lead_id IS NULL"
+
 _ANSWERS = text("""
 SELECT c.case_id, c.id, l.id AS lead_id, l.source, l.source_id FROM case_report c
 LEFT JOIN lead l ON l.id = c.post_warning_lead_id WHERE c.case_id = ANY(CAST(:ids AS text[]))""")
