@@ -50,31 +50,29 @@ def _sql(key: str) -> str:
                 f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {expr}) AS {name}_p90")
 
     return f"""
-WITH l AS (
-    SELECT * FROM lead WHERE received_at >= :since AND received_at < :until
-), c AS (
+WITH c AS (
     SELECT lead_id, count(*) AS n, bool_or(result = 'connected') AS connected, min(at) AS first_at
-    FROM call_attempt WHERE lead_id IN (SELECT id FROM l) GROUP BY lead_id
+    FROM call_attempt GROUP BY lead_id
 ), s AS (
     SELECT lead_id, count(*) AS n FROM sms_message
-    WHERE purpose = 'warning' AND status IN ('sent', 'delivered') AND lead_id IN (SELECT id FROM l) GROUP BY lead_id
+    WHERE purpose = 'warning' AND status IN ('sent', 'delivered') GROUP BY lead_id
 ), v AS (
     SELECT lead_id, bool_or(status = 'done' AND met_in_person IS TRUE) AS done
-    FROM visit WHERE lead_id IN (SELECT id FROM l) GROUP BY lead_id
+    FROM visit GROUP BY lead_id
 ), a AS (
     SELECT lead_id, min(arrived_at) AS on_scene, count(arrived_at) AS arrivals,
            (array_agg(team_code ORDER BY id DESC)
                 FILTER (WHERE status IN ('accepted', 'arrived', 'completed')))[1] AS team
-    FROM assignment WHERE lead_id IN (SELECT id FROM l) GROUP BY lead_id
+    FROM assignment GROUP BY lead_id
 ), cb AS (
     SELECT lead_id, count(*) FILTER (WHERE done_at IS NOT NULL OR due_at <= :now) AS due,
            count(done_at) AS done
-    FROM callback WHERE lead_id IN (SELECT id FROM l) GROUP BY lead_id
+    FROM callback GROUP BY lead_id
 ), k AS (
     SELECT post_warning_lead_id AS lead_id, count(*) AS n FROM case_report
-    WHERE post_warning_lead_id IN (SELECT id FROM l) GROUP BY post_warning_lead_id
+    WHERE post_warning_lead_id IS NOT NULL GROUP BY post_warning_lead_id
 ), d AS (
-    SELECT lead_id, due_at FROM lead_deadline WHERE name = 'sign' AND lead_id IN (SELECT id FROM l)
+    SELECT lead_id, due_at FROM lead_deadline WHERE name = 'sign'
 ), per AS (
     SELECT {key} AS key, coalesce(l.phone, 'id:' || upper(l.id_number), 'lead:' || l.id) AS person,
            l.warning_type = 'fund_transfer' AS fund, l.received_at, l.signed_at,
@@ -86,10 +84,11 @@ WITH l AS (
            a.on_scene, cb.due AS cb_due, cb.done AS cb_done, k.n AS cases,
            coalesce(c.n, 0) + coalesce(s.n, 0) + coalesce(a.arrivals, 0) AS attempts,
            coalesce(l.loss_cny, 0) AS loss, coalesce(l.saved_cny, 0) AS saved
-    FROM l
+    FROM lead l
     LEFT JOIN c ON c.lead_id = l.id LEFT JOIN s ON s.lead_id = l.id LEFT JOIN v ON v.lead_id = l.id
     LEFT JOIN a ON a.lead_id = l.id LEFT JOIN cb ON cb.lead_id = l.id LEFT JOIN k ON k.lead_id = l.id
     LEFT JOIN d ON d.lead_id = l.id
+    WHERE l.received_at >= :since AND l.received_at < :until
 ), persons AS (  -- attempts of each person (across all their leads in the group), the most of any
     SELECT gk, key, max(n) AS max_attempts FROM (
         SELECT GROUPING(key) AS gk, key, person, sum(attempts) AS n FROM per
