@@ -86,3 +86,21 @@ async def test_bulk_load_is_counted_by_stats(client, commander, sync_engine, dat
     with sync_engine.connect() as conn:
         matched = conn.execute(text("SELECT count(*) FROM case_report WHERE post_warning_lead_id IS NOT NULL")).scalar()
     assert matched == report.rows["case_report"] == total["post_warning_cases"] > 0
+
+
+@pytest.mark.usefixtures("clean")
+async def test_cli_simulate_bulk_and_report_write_the_same_workbook(client, commander, settings, district, tmp_path):
+    from openpyxl import load_workbook
+
+    from tests.service.test_cli import quanzu
+
+    assert "bulk-loaded 500 leads" in quanzu("simulate", "--bulk", "--leads", "500", "--seed", "9").stderr
+    out = tmp_path / "oct.xlsx"
+    assert quanzu("report", "--month", "2026-10", "--out", str(out)).stdout.strip() == str(out)
+    api = await client.get("/api/v1/reports/monthly", params={"month": "2026-10"}, headers=commander)
+    from_cli, from_api = load_workbook(out), load_workbook(__import__("io").BytesIO(api.content))
+    assert from_cli.sheetnames == from_api.sheetnames
+    for name in from_cli.sheetnames:
+        assert list(from_cli[name].values) == list(from_api[name].values), name
+    assert dict(list(from_cli["汇总 Summary"].values)[2:])["线索 leads"] > 0
+    assert quanzu("report", "--month", "2026-13", check=False).returncode == 2
