@@ -125,7 +125,10 @@ async def get_stats(session: SessionDep, _: CenterUser, group_by: stats.GroupBy 
                                                             "default: 30 days before `to`")] = None,
                     until: Annotated[datetime | None, Query(alias="to", description="received before; "
                                                             "default: now")] = None):
-    since, until = stats.default_range(_local(since), _local(until), clock.now())
+    try:
+        since, until = stats.default_range(_local(since), _local(until), clock.now())
+    except OverflowError:
+        raise ValidationFailed([{"field": "to", "message": "out of range"}]) from None
     if since >= until:
         raise ValidationFailed([{"field": "from", "message": "must be before `to`"}])
     rows, total = await stats.kpi_rows(session, group_by, since, until, clock.now())

@@ -283,3 +283,10 @@ async def test_monthly_report_numbers_equal_stats(client, commander, worked):
     for c in cases:  # masked
         assert c[2] is None or "****" in c[2]
         assert c[3] is None or "**********" in c[3]
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"to": "0001-01-02T00:00:00+00:00"}, "to"), ({"from": "not-a-time"}, "from"), ({"group_by": ""}, "group_by")])
+async def test_stats_bad_input_is_a_422_naming_the_field(client, commander, params, field):
+    r = await client.get("/api/v1/stats", params=params, headers=commander)
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == field
