@@ -136,15 +136,27 @@ SELECT * FROM unnest(CAST(:case_id AS text[]), CAST(:reported_at AS timestamptz[
 ON CONFLICT (case_id) DO NOTHING
 RETURNING case_id""")
 
+# Only cases whose match changes are updated; the lead they now point to gets a timeline event.
+_CHANGED_EVENTS = """
+INSERT INTO lead_event (lead_id, actor, kind, data)
+SELECT post_warning_lead_id, CAST(:actor AS text), 'post_warning_case',
+       jsonb_build_object('case_id', case_id, 'reported_at', reported_at)
+FROM m WHERE post_warning_lead_id IS NOT NULL"""
+
 _MATCH_CASES = text(f"""
-UPDATE case_report c SET post_warning_lead_id = {_BEST_LEAD}
-WHERE c.case_id = ANY(CAST(:ids AS text[]))
-RETURNING c.case_id""")
+WITH m AS (
+    UPDATE case_report c SET post_warning_lead_id = {_BEST_LEAD}
+    WHERE c.case_id = ANY(CAST(:ids AS text[])) AND c.post_warning_lead_id IS DISTINCT FROM {_BEST_LEAD}
+    RETURNING c.case_id, c.reported_at, c.post_warning_lead_id)
+{_CHANGED_EVENTS}""")
 
 _MATCH_PERSON = text(f"""
-UPDATE case_report c SET post_warning_lead_id = {_BEST_LEAD}
-WHERE (c.victim_phone = :phone OR c.victim_id_number = upper(:id_number))
-  AND c.post_warning_lead_id IS DISTINCT FROM {_BEST_LEAD}""")
+WITH m AS (
+    UPDATE case_report c SET post_warning_lead_id = {_BEST_LEAD}
+    WHERE (c.victim_phone = :phone OR c.victim_id_number = upper(:id_number))
+      AND c.post_warning_lead_id IS DISTINCT FROM {_BEST_LEAD}
+    RETURNING c.case_id, c.reported_at, c.post_warning_lead_id)
+{_CHANGED_EVENTS}""")
 
 # Raw SQL (for psycopg bulk loads): match every case not matched yet.
 MATCH_UNMATCHED = f"UPDATE case_report c SET post_warning_lead_id = {_BEST_LEAD} WHERE c.post_warning_lead_id IS NULL"
@@ -165,14 +177,14 @@ def post_warning_of(row) -> dict | None:
     return None if row.lead_id is None else {"id": row.lead_id, "source": row.source, "source_id": row.source_id}
 
 
-async def store_cases(session, cases: list[CaseIn]) -> dict[str, tuple[int, bool, dict | None]]:
+async def store_cases(session, cases: list[CaseIn], actor: str) -> dict[str, tuple[int, bool, dict | None]]:
     """Insert new cases (a case_id seen before is kept as it was) and (re)match them all.
     → {case_id: (row id, created, post_warning_of)}. The caller commits."""
     if not cases:
         return {}
     created = set((await session.execute(_UPSERT, _params(cases))).scalars())
     ids = list(dict.fromkeys(c.case_id for c in cases))
-    await session.execute(_MATCH_CASES, {"ids": ids})
+    await session.execute(_MATCH_CASES, {"ids": ids, "actor": actor})
     rows = (await session.execute(_ANSWERS, {"ids": ids})).all()
     return {r.case_id: (r.id, r.case_id in created, post_warning_of(r)) for r in rows}
 
@@ -194,9 +206,9 @@ def case_public(row, *, masked: bool = False) -> dict:
             "post_warning_of": post_warning_of(row)}
 
 
-def rematch_person(session, phone: str | None, id_number: str | None) -> int:
+def rematch_person(session, phone: str | None, id_number: str | None, actor: str = "worker") -> int:
     """Sync (worker side): re-match every case of this person after one of their leads was placed.
-    → cases whose match changed."""
+    → timeline events written (cases now matched to a lead)."""
     if not phone and not id_number:
         return 0
-    return session.execute(_MATCH_PERSON, {"phone": phone, "id_number": id_number}).rowcount
+    return session.execute(_MATCH_PERSON, {"phone": phone, "id_number": id_number, "actor": actor}).rowcount

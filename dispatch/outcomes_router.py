@@ -65,7 +65,7 @@ async def push_case(request: Request, session: SessionDep, who: LeadPusher):
         await _reject(session, who.actor, raw, field_errors(errs))
         await session.commit()
         raise ValidationFailed(field_errors(errs))
-    answers = await case_service.store_cases(session, [case])
+    answers = await case_service.store_cases(session, [case], who.actor)
     await session.commit()
     row_id, created, pwo = answers[case.case_id]
     return JSON({"id": row_id, "case_id": case.case_id, "duplicate": not created, "post_warning_of": pwo},
@@ -91,7 +91,7 @@ async def push_cases(request: Request, session: SessionDep, who: LeadPusher):
         else:
             good.append(case)
             results.append({"index": i, "case_id": case.case_id})
-    answers = await case_service.store_cases(session, good)
+    answers = await case_service.store_cases(session, good, who.actor)
     await session.commit()
     first: set[str] = set()
     for r in results:

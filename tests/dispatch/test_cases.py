@@ -55,6 +55,10 @@ async def test_leads_then_cases_match_the_truth(client, source_headers, commande
             "SELECT c.case_id, l.source || '/' || l.source_id FROM case_report c "
             "LEFT JOIN lead l ON l.id = c.post_warning_lead_id")).all())
     assert stored == {k: None if v is None else "/".join(v) for k, v in truth.items()}
+    with sync_engine.connect() as conn:  # each match is on its lead's timeline, once
+        events = conn.execute(text("SELECT data->>'case_id' FROM lead_event WHERE kind = 'post_warning_case'"
+                                   )).scalars().all()
+    assert sorted(events) == sorted(k for k, v in truth.items() if v)
     # idempotent: the same case again is a duplicate with the same answer
     case = _lines("cases.jsonl")[0]
     again = await client.post("/api/v1/cases", json=case, headers=source_headers)
@@ -63,7 +67,8 @@ async def test_leads_then_cases_match_the_truth(client, source_headers, commande
 
 
 @pytest.mark.usefixtures("district", "clean")
-async def test_cases_first_then_leads_give_the_same_result(client, source_headers, commander, run_worker):
+async def test_cases_first_then_leads_give_the_same_result(client, source_headers, commander, run_worker,
+                                                           sync_engine):
     early = await _push_cases(client, source_headers)
     assert all(v is None for v in early.values())  # nobody warned yet
     await _push_leads(client, source_headers)
@@ -73,6 +78,12 @@ async def test_cases_first_then_leads_give_the_same_result(client, source_header
         r = await client.get(f"/api/v1/cases/{case_id}", headers=commander)
         assert r.status_code == 200, r.text
         assert _as_truth(r.json()["post_warning_of"]) == expected, case_id
+    with sync_engine.connect() as conn:  # the last event of each case names the lead it ended with
+        last = dict(conn.execute(text(
+            "SELECT DISTINCT ON (data->>'case_id') data->>'case_id', l.source || '/' || l.source_id FROM lead_event e "
+            "JOIN lead l ON l.id = e.lead_id WHERE e.kind = 'post_warning_case' ORDER BY data->>'case_id', e.id DESC"
+        )).all())
+    assert last == {k: "/".join(v) for k, v in truth.items() if v}
 
 
 @pytest.mark.usefixtures("district", "clean")
