@@ -108,8 +108,10 @@ def validate_case(obj: object) -> tuple[CaseIn | None, list[FieldError]]:
             errors.append(FieldError("loss_cny", "must be a number or null"))
         elif loss < 0:
             errors.append(FieldError("loss_cny", "must not be negative"))
-        elif (loss_cny := Decimal(str(loss)).quantize(Decimal("0.01"))) >= MAX_LOSS:
+        elif loss >= MAX_LOSS:
             errors.append(FieldError("loss_cny", "must be below 10^12"))
+        else:
+            loss_cny = Decimal(str(loss)).quantize(Decimal("0.01"))
     beat = obj.get("beat_code")
     if beat is not None and (not isinstance(beat, str) or len(beat) > 64):
         errors.append(FieldError("beat_code", "must be a string of at most 64 characters or null"))

@@ -114,3 +114,11 @@ def test_id_numbers_normalise():
     case, errs = validate_case({"case_id": "c", "reported_at": "2026-11-01T00:00:00",
                                 "victim": {"id_number": "37029919890408568x"}})
     assert errs == [] and case.victim_id_number == "37029919890408568X" and case.fraud_type == "other"
+    for loss in (1e308, 10**12, float("nan"), True, "5"):
+        _case, errs = validate_case({"case_id": "c", "reported_at": "2026-11-01T00:00:00", "loss_cny": loss,
+                                     "victim": {"phone": "13900001111"}})
+        assert [e.field for e in errs] == ["loss_cny"], loss
+    for bad in ({"case_id": "c\x00", "victim": {}}, [], {"case_id": "x" * 200, "reported_at": "99999-01-01",
+                                                          "victim": {"phone": 5, "id_number": "abc"}}):
+        _case, errs = validate_case(bad)
+        assert errs and all(isinstance(e.field, str) for e in errs)
