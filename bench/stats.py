@@ -8,7 +8,8 @@ A fresh database `quanzu_bench_stats_<hex>` (dropped at the end) on the servers 
 `--leads` placed, tiered and worked leads (calls, SMS, visits, assignments, callbacks, sign
 deadlines, cases) written by `dispatch.simulate.bulk_load` (COPY), then ANALYZE. Then, alternating,
 `--runs` times each: (a) the baseline, one hand-written GROUP BY street over the same rows through a
-bare asyncpg connection (no HTTP, no Python rows); (b) GET /stats?group_by=street over HTTP (httpx
+bare asyncpg connection (no HTTP, no Python rows); (a') the same with the district total row
+(GROUP BY ROLLUP), as /stats also answers it; (b) GET /stats?group_by=street over HTTP (httpx
 over ASGI into the app, JSON out). Goal (issue 14): (b) ≤ 1.5 × (a). Measured, never asserted.
 """
 from __future__ import annotations
@@ -64,6 +65,8 @@ LEFT JOIN (SELECT post_warning_lead_id lead_id, count(*) n FROM case_report GROU
 LEFT JOIN lead_deadline d ON d.lead_id = l.id AND d.name = 'sign'
 WHERE l.received_at >= $1::timestamptz AND l.received_at < $2::timestamptz
 GROUP BY l.street_code"""
+# The same with the district total beside the streets, as /stats answers it (GROUP BY ROLLUP).
+BASELINE_TOTAL = BASELINE.replace("GROUP BY l.street_code", "GROUP BY ROLLUP (l.street_code)")
 
 
 async def measure(database_url: str, redis_url: str, runs: int) -> tuple[list[float], list[float], int]:
@@ -80,7 +83,7 @@ async def measure(database_url: str, redis_url: str, runs: int) -> tuple[list[fl
     app = create_app(settings)
     token = create_access_token("bench", "commander", None, settings.secret_key, 60)
     since, until = (datetime.fromisoformat(t) for t in RANGE)
-    base, api = [], []
+    base, total, api = [], [], []
     async with app.router.lifespan_context(app):
         conn = await asyncpg.connect(plain_url(database_url))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
@@ -90,6 +93,9 @@ async def measure(database_url: str, redis_url: str, runs: int) -> tuple[list[fl
                 rows = await conn.fetch(BASELINE, since, until)
                 base.append(time.perf_counter() - t)
                 t = time.perf_counter()
+                await conn.fetch(BASELINE_TOTAL, since, until)
+                total.append(time.perf_counter() - t)
+                t = time.perf_counter()
                 r = await client.get("/api/v1/stats", params={"group_by": "street", "from": RANGE[0], "to": RANGE[1]},
                                      headers={"Authorization": f"Bearer {token}"})
                 api.append(time.perf_counter() - t)
@@ -97,7 +103,7 @@ async def measure(database_url: str, redis_url: str, runs: int) -> tuple[list[fl
                 body = r.json()
                 assert sum(x["leads"] for x in body["rows"]) == sum(x["leads"] for x in rows) == body["total"]["leads"]
         await conn.close()
-    return base, api, body["total"]["leads"]
+    return base, total, api, body["total"]["leads"]
 
 
 def main() -> None:
@@ -137,13 +143,15 @@ def main() -> None:
             conn.execute("ANALYZE")
         analyze = time.perf_counter() - t
         redis = with_redis_db(found.redis_url, int(os.environ.get("QUANZU_BENCH_REDIS_DB", "13")))
-        base, api, leads = asyncio.run(measure(url, redis, args.runs))
-        b, a = statistics.median(base), statistics.median(api)
+        base, total, api, leads = asyncio.run(measure(url, redis, args.runs))
+        b, bt, a = statistics.median(base), statistics.median(total), statistics.median(api)
         print(f"bulk load: {report.leads:,} leads in {report.seconds:.1f} s "
               f"({report.leads / report.seconds:,.0f} leads/s; rows {dict(report.rows)}); ANALYZE {analyze:.1f} s")
         print(f"(a) hand-written GROUP BY: {', '.join(f'{x:.2f}' for x in base)} s (median {b:.2f} s)")
+        print(f"(a') the same with the total row (ROLLUP): {', '.join(f'{x:.2f}' for x in total)} s "
+              f"(median {bt:.2f} s)")
         print(f"(b) GET /stats?group_by=street: {', '.join(f'{x:.2f}' for x in api)} s (median {a:.2f} s)")
-        print(f"ratio (b)/(a) = {a / b:.2f} (goal <= 1.5) over {leads:,} leads")
+        print(f"ratio (b)/(a) = {a / b:.2f} (goal <= 1.5), (b)/(a') = {a / bt:.2f}, over {leads:,} leads")
     finally:
         if args.keep:
             print(f"kept: {url}")

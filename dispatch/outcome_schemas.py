@@ -119,7 +119,6 @@ class StatsRow(BaseModel):
     attempts: int
     attempts_per_lead: float | None
     attempts_per_person: float | None
-    max_attempts_per_person: int | None
     sign_seconds_median: float | None
     sign_seconds_p90: float | None
     first_call_seconds_median: float | None

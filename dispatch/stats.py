@@ -44,7 +44,14 @@ COUNTS = ("leads", "people", "signed", "signed_in_time", "calls", "connected", "
 TIMINGS = ("sign_seconds", "first_call_seconds", "on_scene_seconds")
 
 
+_TEAM = """,
+           (array_agg(team_code ORDER BY id DESC)
+                FILTER (WHERE status IN ('accepted', 'arrived', 'completed')))[1] AS team"""
+
+
 def _sql(key: str) -> str:
+    team = _TEAM if "a.team" in key else ""  # only the team grouping needs the squad of the last offer
+
     def pct(expr: str, name: str) -> str:
         return (f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {expr}) AS {name}_median, "
                 f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {expr}) AS {name}_p90")
@@ -60,9 +67,7 @@ WITH c AS (
     SELECT lead_id, bool_or(status = 'done' AND met_in_person IS TRUE) AS done
     FROM visit GROUP BY lead_id
 ), a AS (
-    SELECT lead_id, min(arrived_at) AS on_scene, count(arrived_at) AS arrivals,
-           (array_agg(team_code ORDER BY id DESC)
-                FILTER (WHERE status IN ('accepted', 'arrived', 'completed')))[1] AS team
+    SELECT lead_id, min(arrived_at) AS on_scene, count(arrived_at) AS arrivals{team}
     FROM assignment GROUP BY lead_id
 ), cb AS (
     SELECT lead_id, count(*) FILTER (WHERE done_at IS NOT NULL OR due_at <= :now) AS due,
@@ -89,14 +94,8 @@ WITH c AS (
     LEFT JOIN a ON a.lead_id = l.id LEFT JOIN cb ON cb.lead_id = l.id LEFT JOIN k ON k.lead_id = l.id
     LEFT JOIN d ON d.lead_id = l.id
     WHERE l.received_at >= :since AND l.received_at < :until
-), persons AS (  -- attempts of each person (across all their leads in the group), the most of any
-    SELECT gk, key, max(n) AS max_attempts FROM (
-        SELECT GROUPING(key) AS gk, key, person, sum(attempts) AS n FROM per
-        GROUP BY GROUPING SETS ((key, person), (person))) x
-    GROUP BY gk, key
 )
-SELECT g.*, p.max_attempts AS max_attempts_per_person FROM (
-SELECT GROUPING(key) AS gk, GROUPING(key) = 1 AS is_total, key,
+SELECT GROUPING(key) = 1 AS is_total, key,
        count(*) AS leads, count(DISTINCT person) AS people,
        count(signed_at) AS signed, count(*) FILTER (WHERE signed_in_time) AS signed_in_time,
        count(call_attempts) AS calls, count(*) FILTER (WHERE connected) AS connected,
@@ -112,26 +111,22 @@ SELECT GROUPING(key) AS gk, GROUPING(key) = 1 AS is_total, key,
        {pct("extract(epoch FROM on_scene - received_at)", "on_scene_seconds")},
        sum(loss) AS loss_cny, sum(saved) AS saved_cny
 FROM per GROUP BY GROUPING SETS ((key), ())
-) g LEFT JOIN persons p ON p.gk = g.gk AND p.key IS NOT DISTINCT FROM g.key
-ORDER BY g.is_total, g.key NULLS LAST"""
+ORDER BY is_total, key NULLS LAST"""
 
 
 _QUERIES = {g: text(_sql(KEY_SQL[g])) for g in GroupBy}
 
 _EMPTY = {**{c: 0 for c in COUNTS}, **{f"{t}_{p}": None for t in TIMINGS for p in ("median", "p90")},
-          "loss_cny": 0.0, "saved_cny": 0.0, "max_attempts_per_person": None}
+          "loss_cny": 0.0, "saved_cny": 0.0}
 
 
 def _row(r) -> dict:
     d = dict(r._mapping)
     d.pop("is_total")
-    d.pop("gk")
     for c in COUNTS:
         d[c] = int(d[c] or 0)
     for t in ("loss_cny", "saved_cny"):
         d[t] = float(d[t] or 0)
-    if d["max_attempts_per_person"] is not None:
-        d["max_attempts_per_person"] = int(d["max_attempts_per_person"])
     return kpi.with_rates(d)
 
 

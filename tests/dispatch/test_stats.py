@@ -110,9 +110,6 @@ def _expected(conn, key_sql: str) -> dict:
     out = {}
     for key, rs in groups.items():
         person = [r.phone or (f"id:{r.id_number.upper()}" if r.id_number else f"lead:{r.id}") for r in rs]
-        per_person: dict = defaultdict(int)
-        for p, r in zip(person, rs):
-            per_person[p] += r.calls + r.sms + r.arrivals
 
         def q(values, p):
             values = [v for v in values if v is not None]
@@ -131,7 +128,6 @@ def _expected(conn, key_sql: str) -> dict:
             "callbacks_due": sum(r.cb_due for r in rs), "callbacks_done": sum(r.cb_done for r in rs),
             "post_warning_cases": sum(r.cases for r in rs),
             "attempts": sum(r.calls + r.sms + r.arrivals for r in rs),
-            "max_attempts_per_person": max(per_person.values()),
         }
         for name, col in (("sign_seconds", "signed_at"), ("first_call_seconds", "first_call"),
                           ("on_scene_seconds", "on_scene")):
