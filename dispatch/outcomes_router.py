@@ -2,7 +2,7 @@
 may call it."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import orjson
@@ -113,8 +113,16 @@ async def get_case(case_id: Annotated[str, Path(min_length=1, max_length=128, pa
     return JSON(found)
 
 
-def _local(t: datetime | None) -> datetime | None:
-    return t.replace(tzinfo=CENTER_TZ) if t is not None and t.tzinfo is None else t
+def _local(t: datetime | None, field: str) -> datetime | None:
+    """A time without offset is the center's; one that leaves the years 1..9999 in UTC is a 422."""
+    if t is None:
+        return None
+    t = t.replace(tzinfo=CENTER_TZ) if t.tzinfo is None else t
+    try:
+        t.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValidationFailed([{"field": field, "message": "out of range"}]) from None
+    return t
 
 
 @router.get("/stats", response_model=StatsAnswer, responses=errors(401, 403, 422),
@@ -126,7 +134,7 @@ async def get_stats(session: SessionDep, _: CenterUser, group_by: stats.GroupBy 
                     until: Annotated[datetime | None, Query(alias="to", description="received before; "
                                                             "default: now")] = None):
     try:
-        since, until = stats.default_range(_local(since), _local(until), clock.now())
+        since, until = stats.default_range(_local(since, "from"), _local(until, "to"), clock.now())
     except OverflowError:
         raise ValidationFailed([{"field": "to", "message": "out of range"}]) from None
     if since >= until:

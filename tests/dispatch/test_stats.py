@@ -282,7 +282,8 @@ async def test_monthly_report_numbers_equal_stats(client, commander, worked):
 
 
 @pytest.mark.parametrize("params, field", [
-    ({"to": "0001-01-02T00:00:00+00:00"}, "to"), ({"from": "not-a-time"}, "from"), ({"group_by": ""}, "group_by")])
+    ({"to": "0001-01-02T00:00:00+00:00"}, "to"), ({"from": "not-a-time"}, "from"), ({"group_by": ""}, "group_by"),
+    ({"from": "0001-01-01T00:00:00+08:00"}, "from"), ({"to": "9999-12-31T23:00:00-08:00"}, "to")])
 async def test_stats_bad_input_is_a_422_naming_the_field(client, commander, params, field):
     r = await client.get("/api/v1/stats", params=params, headers=commander)
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == field
