@@ -237,14 +237,17 @@ async def list_rejections(session: AsyncSession, source: str | None, since: date
 # ---------------------------------------------------------------- place and tier (worker side)
 
 
-def _warned_within(session: Session, lead: Lead, days: int) -> bool:
-    """Was the same person (phone or ID number) warned in the `days` before this lead?"""
+def _earlier_warnings(session: Session, lead: Lead) -> tuple[int, int]:
+    """How often the same person (phone or ID number) was warned before this lead: (in the 7 days
+    before, in the 30 days before). One indexed query for both."""
     who = [c == v for c, v in ((Lead.phone, lead.phone), (Lead.id_number, lead.id_number)) if v]
     if not who:
-        return False
-    q = select(Lead.id).where(or_(*who), tuple_(Lead.pushed_at, Lead.id) < (lead.pushed_at, lead.id),
-                              Lead.pushed_at > lead.pushed_at - timedelta(days=days)).limit(1)
-    return session.execute(q).first() is not None
+        return 0, 0
+    q = select(func.count().filter(Lead.pushed_at > lead.pushed_at - timedelta(days=7)), func.count()).where(
+        or_(*who), tuple_(Lead.pushed_at, Lead.id) < (lead.pushed_at, lead.id),
+        Lead.pushed_at > lead.pushed_at - timedelta(days=30))
+    week, month = session.execute(q).one()
+    return week, month
 
 
 def _event(lead: Lead, actor: str, kind: str, data: dict) -> LeadEvent:
@@ -264,10 +267,11 @@ def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy, a
     lead.lon, lead.lat, lead.beat_code, lead.street_code = p.lon, p.lat, p.beat_code, p.street_code
     lead.in_jurisdiction, lead.placed_by, lead.placement_reason = p.in_jurisdiction, p.placed_by, p.reason
     session.add(_event(lead, actor, "placed", p.as_json()))
+    warned_7d, warned_30d = _earlier_warnings(session, lead)
     facts = LeadFacts(warning_type=lead.warning_type, fraud_type=lead.fraud_type, risk_level=lead.risk_level,
                       residency=lead.residency, in_jurisdiction=p.in_jurisdiction,
                       age=age_on(lead.id_number, lead.pushed_at.date()), ongoing=lead.ongoing,
-                      warned_within_7d=lead.risk_level == 3 and _warned_within(session, lead, 7))
+                      warned_within_7d=lead.risk_level == 3 and warned_7d > 0, warned_30d=warned_30d)
     decision = tier_lead(facts, policy, lead.received_at.astimezone(CENTER_TZ))
     lead.tier, lead.tier_detail = decision.tier, decision.as_json()
     lead.updated_at = func.now()

@@ -30,6 +30,7 @@ class LeadFacts:
     age: int | None
     ongoing: bool = False
     warned_within_7d: bool = False
+    warned_30d: int = 0  # earlier warnings of the same person (phone or ID number) in the 30 days before
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +211,7 @@ _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _CHOICES: dict[str, frozenset[str]] = {
     "warning_type": frozenset(WarningType), "fraud_type": frozenset(FraudType),
     "residency": frozenset(Residency), "tier": frozenset(Tier)}
-_NUMBERS = ("risk_level", "age")
+_NUMBERS = ("risk_level", "age", "warned_30d")
 _BOOLEANS = ("ongoing", "warned_within_7d", "in_jurisdiction")
 _OPS = ("gte", "lte", "gt", "lt")
 

@@ -292,5 +292,94 @@ def demo(port: int = 8000, district: Annotated[Path | None, typer.Option(help="D
          commands=commands).run()
 
 
+@app.command()
+def simulate(
+    url: Annotated[str | None, typer.Option(help="Live: the server to drive, e.g. http://127.0.0.1:8000")] = None,
+    api_key: Annotated[str | None, typer.Option(help="Live: a source API key (pushes leads and cases)")] = None,
+    username: Annotated[str | None, typer.Option(help="Live: an operator who posts calls and callbacks")] = None,
+    password: Annotated[str | None, typer.Option()] = None,
+    leads: Annotated[int, typer.Option(help="How many leads (live: pushes; bulk: rows)")] = 200,
+    speed: Annotated[float, typer.Option(help="Live: simulated seconds per wall second")] = 60.0,
+    seed: Annotated[int, typer.Option()] = 7,
+    bulk: Annotated[bool, typer.Option(help="Write straight into DATABASE_URL with COPY (benchmarks)")] = False,
+) -> None:
+    """Generate realistic leads, call results, callbacks and cases: live against a server over HTTP,
+    or bulk-loaded into PostgreSQL."""
+    import asyncio
+
+    from dispatch import simulate as sim
+
+    if bulk:
+        import psycopg
+
+        from service.core.settings import plain_url
+
+        urls = _urls()
+        with _session(urls) as session:
+            area = sim.Area.load(session)
+        with psycopg.connect(plain_url(urls.database_url)) as conn:
+            report = sim.bulk_load(conn, area, leads, seed=seed,
+                                   progress=lambda n: console.print(f"{n:,} leads", highlight=False))
+            conn.commit()
+        console.print(f"bulk-loaded {report.leads:,} leads in {report.seconds:.1f} s: {dict(report.rows)}")
+        urls.stop()
+        return
+    if not url or not api_key:
+        raise fail("live mode needs --url and --api-key (or use --bulk)")
+
+    async def live():
+        import httpx
+
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            token = None
+            if username:
+                r = await client.post("/api/v1/auth/token", data={"username": username, "password": password or ""})
+                if r.status_code != 200:
+                    raise fail(f"login failed: {r.status_code} {r.text}")
+                token = r.json()["access_token"]
+            r = await client.get("/api/v1/geo/beats", headers={"X-API-Key": api_key} if not token else
+                                 {"Authorization": f"Bearer {token}"})
+            if r.status_code != 200:
+                raise fail(f"cannot read the district's beats: {r.status_code} {r.text}")
+            area = sim.Area.from_beats_geojson(r.json())
+            return await sim.run_live(client, sim.Generator(area, seed), leads=leads, speed=speed, api_key=api_key,
+                                      token=token)
+
+    report = asyncio.run(live())
+    console.print(f"pushed {report.leads} leads, {report.cases} cases, {report.calls} calls, "
+                  f"{report.callbacks} callbacks; answers: {dict(report.answers)}")
+
+
+@app.command()
+def report(month: Annotated[str, typer.Option(help="YYYY-MM (center time)")],
+           out: Annotated[Path | None, typer.Option(help="Where to write (default quanzu-YYYY-MM.xlsx)")] = None) -> None:
+    """Write the monthly report (月通报) as an .xlsx workbook, the same file GET /reports/monthly gives."""
+    import asyncio
+    import re
+
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from dispatch import report as monthly
+    from service.core import clock
+    from service.core.db import make_async_engine
+
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", month):
+        raise fail("--month must be YYYY-MM")
+    urls = _urls()
+
+    async def build() -> bytes:
+        engine = make_async_engine(urls.database_url, 2)
+        try:
+            async with AsyncSession(engine) as session:
+                return monthly.to_xlsx(await monthly.build_monthly(session, month, clock.now()))
+        finally:
+            await engine.dispose()
+
+    target = out or Path(f"quanzu-{month}.xlsx")
+    target.write_bytes(asyncio.run(build()))
+    urls.stop()
+    print(target)
+
+
 if __name__ == "__main__":
     app()

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from dispatch import events
 from dispatch.assignments import FieldConfig
 from dispatch.ladder_router import router as ladder_router
+from dispatch.outcomes_router import router as outcomes_router
 from dispatch.repository import GroupWriter
 from dispatch.router import router as leads_router
 from dispatch.schemas import BatchIn, LeadIn
@@ -89,7 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.beat_index = IndexCache()
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for router in (health_router, auth_router, leads_router, ladder_router, geo_router, squads_router, ws_router):
+    for router in (health_router, auth_router, leads_router, ladder_router, geo_router, squads_router, ws_router,
+                   outcomes_router):
         app.include_router(router)
     install_docs(app)  # /docs and /redoc from vendored assets: nothing loaded from outside
     mount_ui(app)  # last: the pages and /ui assets; every API route above keeps its path

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from dispatch import assignments, audit, events
 from dispatch.actions import deliver_sms, sweep_due
+from dispatch.cases import rematch_person
 from dispatch.enums import Flag, SmsStatus
 from dispatch.models import Lead, SmsMessage
 from dispatch.service import geocode_pending, place_and_tier, placement_for, record_processing_failure
@@ -96,6 +97,8 @@ def process_leads(ids: list[int]) -> dict:
             try:
                 with session.begin_nested():  # one bad lead must not hold up the others
                     place_and_tier(session, lead, placement_of, ctx.policy)
+                    # a case reported before this lead arrived is matched now (预警后发案)
+                    rematch_person(session, lead.phone, lead.id_number)
             except Exception as exc:  # logged with its traceback; recorded on the lead
                 log.exception("lead_processing_failed", lead_id=lead.id)
                 failed.append(lead.id)

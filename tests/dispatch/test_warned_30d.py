@@ -1,0 +1,48 @@
+"""The tiering condition "warned N times in 30 days" (warned_30d) and the query that counts it."""
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from dispatch.enums import Tier
+from dispatch.models import Lead
+from dispatch.service import _earlier_warnings
+from dispatch.tiering import LeadFacts, parse_policy, tier_lead
+from service.core.db import sync_session
+from tests.data import ROOT
+from tests.factories import make_lead
+
+CST = timezone(timedelta(hours=8))
+
+
+def test_warned_30d_gte_is_a_condition():
+    doc = tomllib.loads((ROOT / "dispatch/policy.toml").read_text("utf-8"))
+    doc["rules"].insert(0, {"name": "warned_again", "tier": "P1", "when": {"warned_30d_gte": 2}})
+    policy = parse_policy(doc)
+    base = dict(warning_type="fraud_sms", fraud_type="online_shopping", risk_level=3, residency="nonlocal",
+                in_jurisdiction=True, age=35)
+    at = datetime(2026, 10, 1, tzinfo=CST)
+    assert tier_lead(LeadFacts(**base, warned_30d=2), policy, at).tier == Tier.P1
+    assert "warned_again" in tier_lead(LeadFacts(**base, warned_30d=3), policy, at).reasons
+    assert tier_lead(LeadFacts(**base, warned_30d=1), policy, at).tier == Tier.P3
+    doc["rules"][0]["when"] = {"warned_30d_gte": "two"}
+    with pytest.raises(ValueError, match="warned_30d_gte"):
+        parse_policy(doc)
+
+
+@pytest.mark.usefixtures("district", "clean")
+async def test_earlier_warnings_counts_the_person_by_phone_or_id(client, source_headers, sync_engine):
+    p, a, b = "13712340000", "110101199003070001", "110101199003070002"
+    people = [("10-01", p, a), ("10-20", p, b), ("10-28", None, b), ("11-02", p, b), ("11-01", "13712349999", a[:-1] + "9")]
+    leads = [make_lead(pushed_at=f"2026-{day}T08:00:00+08:00", subject={"phone": ph, "id_number": idn})
+             for day, ph, idn in people]
+    r = await client.post("/api/v1/leads/batch", json={"leads": leads}, headers=source_headers)
+    assert all(x["status"] == "accepted" for x in r.json()["results"])
+    with sync_session(sync_engine) as session:
+        rows = session.execute(select(Lead).order_by(Lead.pushed_at)).scalars().all()
+        counts = {x.pushed_at.astimezone(CST).strftime("%m-%d"): _earlier_warnings(session, x) for x in rows}
+    # (in the 7 days before, in the 30 days before); 10-01 is 32 days before 11-02
+    assert counts == {"10-01": (0, 0), "10-20": (0, 1), "10-28": (0, 1), "11-02": (1, 2), "11-01": (0, 0)}
