@@ -28,10 +28,15 @@ browser-deps:
 	  fi; \
 	fi
 
+# Every benchmark, each against a baseline measured in the same run (BENCHMARKS.md). The full
+# sizes take about an hour on 2 cores; each script takes smaller sizes (--help).
 bench: $(BIN)/quanzu
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/beats.py
 	$(BIN)/python bench/push_latency.py
+	$(BIN)/python bench/ladder.py
+	$(BIN)/python bench/audit.py
+	$(BIN)/python bench/stats.py
 
 clean:
 	@# as root the embedded PostgreSQL may live under /var/tmp (service/core/embedded.py)
