@@ -38,7 +38,7 @@ async def test_offer_accept_arrive_complete(api_a, client, source_headers, run_w
     aux = await open_socket(api_a.ws, squad.headers["auxiliary"])
     board = await open_socket(api_a.ws, commander, path="/api/v1/board/ws")
     lead_id = await push_and_work(client, source_headers, run_worker)
-    assert (await board.recv("lead.created"))["data"] == {"lead_id": lead_id}
+    assert (await board.recv("lead.created"))["data"] == {"lead_ids": [lead_id]}
 
     offer = await police.recv("offer")
     assert offer["seq"] >= 1 and offer["data"]["lead"]["id"] == lead_id
