@@ -83,11 +83,17 @@ class Demo:
             self.wait_ready()
             self.start_simulation(env, key)
             self.banner(accounts)
-            while not any(c.proc.poll() is not None for c in self.children if c.essential):
-                for c in [c for c in self.children if not c.essential and c.proc.poll() is not None]:
-                    self.children.remove(c)
-                    self.say(f"[yellow]{c.name} ended (exit {c.proc.returncode}, see its log)[/]")
-                time.sleep(0.3)
+            progress = Progress(urls.database_url)
+            try:
+                while not any(c.proc.poll() is not None for c in self.children if c.essential):
+                    for c in [c for c in self.children if not c.essential and c.proc.poll() is not None]:
+                        self.children.remove(c)
+                        self.say(f"[yellow]{c.name} ended (exit {c.proc.returncode}, see its log)[/]")
+                    if (line := progress.line()) is not None:
+                        self.say(line)
+                    time.sleep(0.3)
+            finally:
+                progress.close()
             dead = [c.name for c in self.children if c.essential and c.proc.poll() is not None]
             self.say(f"[red]{', '.join(dead)} stopped (see {self.state_dir / 'logs'}); shutting down[/]")
         except (KeyboardInterrupt, Stopped) as why:
@@ -210,3 +216,45 @@ class Demo:
                     pass
                 c.proc.wait()
         self.children.clear()
+
+
+@dataclass
+class Progress:
+    """One readable line every `every` seconds, when something moved: what the district did so far."""
+    database_url: str
+    every: float = 10.0
+    _engine: object = None
+    _next: float = 0.0
+    _last: tuple = ()
+
+    QUERY = """SELECT (SELECT count(*) FROM lead), (SELECT count(*) FROM lead WHERE tier IS NOT NULL),
+                      (SELECT count(*) FROM call_attempt), (SELECT count(*) FROM assignment),
+                      (SELECT count(*) FROM assignment WHERE status = 'completed'),
+                      (SELECT count(*) FROM lead WHERE status = 'closed')"""
+
+    def line(self) -> str | None:
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from service.core.db import make_sync_engine
+
+        if time.monotonic() < self._next:
+            return None
+        self._next = time.monotonic() + self.every
+        try:
+            if self._engine is None:
+                self._engine = make_sync_engine(self.database_url, pool_size=1)
+            with self._engine.connect() as conn:
+                counts = tuple(conn.execute(text(self.QUERY)).one())
+        except SQLAlchemyError:
+            return None
+        if counts == self._last:
+            return None
+        self._last = counts
+        leads, tiered, calls, offers, completed, closed = counts
+        return (f"{time.strftime('%H:%M:%S')}  {leads} leads, {tiered} tiered, {calls} calls, {offers} offers, "
+                f"{completed} visits completed, {closed} closed")
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
