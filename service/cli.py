@@ -347,11 +347,12 @@ def simulate(
             if r.status_code != 200:
                 raise fail(f"cannot read the district's beats: {r.status_code} {r.text}")
             area = sim.Area.from_beats_geojson(r.json())
-            gen = sim.Generator(area, seed, start=datetime.now(UTC), per_day=per_day)  # live: from now on
+            now = datetime.now(UTC)  # live: from now on; ids numbered by the wall clock, so a rerun is no duplicate
+            gen = sim.Generator(area, seed, start=now, per_day=per_day, first_seq=int(now.timestamp()) % 10**6 * 10)
             return await sim.run_live(client, gen, leads=leads, speed=speed, api_key=api_key, token=token)
 
     report = asyncio.run(live())
-    console.print(f"pushed {report.leads} leads, {report.cases} cases, {report.calls} calls, "
+    console.print(f"pushed {report.leads} leads, {report.cases} cases, {report.signed} signed, {report.calls} calls, "
                   f"{report.callbacks} callbacks; answers: {dict(report.answers)}")
 
 
