@@ -320,19 +320,26 @@ def _default_tier_response(wire: dict) -> list[str]:
 async def run_live(client, gen: Generator, *, leads: int, speed: float = 60.0, api_key: str,
                    token: str | None = None, now=None, sleep=asyncio.sleep) -> LiveReport:
     """Push `leads` leads at simulated time and, as it passes, the operator's sign-off, their call
-    results, callbacks and cases. `client` is an httpx.AsyncClient for the server's base URL; `api_key` pushes leads and
-    cases, `token` (an operator's) posts calls and callbacks. The simulated clock starts at the
+    results, callbacks and cases. `client` is an httpx.AsyncClient for the server's base URL;
+    `api_key` pushes leads and cases, `token` (an operator's) signs and posts calls and callbacks. The simulated clock starts at the
     first lead and runs `speed` times the wall clock; pushed times are the simulated ones."""
     report = LiveReport()
     source = {"X-API-Key": api_key}
     operator = {"Authorization": f"Bearer {token}"} if token else source
     queue: list[tuple[datetime, int, str, object]] = []
     tie = itertools.count()
-    for lead in gen.leads(leads):
+    pushes = gen.leads(leads)  # made one at a time, as they come due: a long run starts at once
+
+    def next_lead() -> None:
+        lead = next(pushes, None)
+        if lead is None:
+            return
         heapq.heappush(queue, (lead.at, next(tie), "lead", lead))
         if gen.rng.random() < 0.05:
             heapq.heappush(queue, (lead.at + timedelta(hours=gen.rng.uniform(1, 48)), next(tie), "case",
                                    gen.unwarned_case(lead.at)))
+
+    next_lead()
     wall0, sim0 = time.monotonic(), queue[0][0] if queue else gen.start
     ids: dict[int, int] = {}
     while queue:
@@ -341,6 +348,7 @@ async def run_live(client, gen: Generator, *, leads: int, speed: float = 60.0, a
         if wait > 0:
             await sleep(wait)
         if what == "lead":
+            next_lead()
             r = await client.post("/api/v1/leads", json=item.wire, headers=source)
             report.answers[f"POST /leads {r.status_code}"] += 1
             if r.status_code != 202:

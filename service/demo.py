@@ -180,10 +180,10 @@ class Demo:
 
     def start_simulation(self, env: dict, key: str) -> None:
         """Squads first (they must be on duty when the first offers go out), then the leads. Both
-        run at the demo's speed: squads travel `speed` times faster and stay on scene 20 simulated
+        run at the demo's speed: squads travel `speed` times faster and stay on scene 10 simulated
         minutes; the simulated operators call 0.5 to 10 simulated minutes after a lead arrives."""
         self.spawn("field-sim", ["field-sim", "--url", self.base, "--create-users",
-                                 "--speed-kmh", str(30 * self.speed), "--visit-seconds", str(1200 / self.speed)],
+                                 "--speed-kmh", str(30 * self.speed), "--visit-seconds", str(600 / self.speed)],
                    env, essential=False)
         self.spawn("simulate", ["simulate", "--url", self.base, "--api-key", key, "--username", "operator",
                                 "--password", "operator" + DEMO_PASSWORD_SUFFIX, "--speed", str(self.speed),
