@@ -97,7 +97,7 @@ class Demo:
             dead = [c.name for c in self.children if c.essential and c.proc.poll() is not None]
             self.say(f"[red]{', '.join(dead)} stopped (see {self.state_dir / 'logs'}); shutting down[/]")
         except (KeyboardInterrupt, Stopped) as why:
-            self.say(f"stopping ({why or 'Ctrl-C'}) …")
+            self.say(f"stopping ({str(why) or 'Ctrl-C'}) …")
         finally:
             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut cleanup short
                 signal.signal(s, signal.SIG_IGN)
@@ -252,8 +252,8 @@ class Progress:
             return None
         self._last = counts
         leads, tiered, calls, offers, completed, closed = counts
-        return (f"{time.strftime('%H:%M:%S')}  {leads} leads, {tiered} tiered, {calls} calls, {offers} offers, "
-                f"{completed} visits completed, {closed} closed")
+        return (f"{time.strftime('%H:%M:%S')}  leads {leads} (tiered {tiered}, closed {closed}) · calls {calls} · "
+                f"offers {offers} · visits done {completed}")
 
     def close(self) -> None:
         if self._engine is not None:
