@@ -218,9 +218,10 @@ async def run_sim(cfg: SimConfig, squads: list[tuple[str, float, float]], durati
     rng = random.Random(cfg.seed)
     clients = [SquadClient(code, member_username(code, role), cfg, lon, lat) for code, lon, lat in squads]
     async with httpx.AsyncClient(base_url=cfg.base_url, timeout=30) as http:
-        for c in clients:
+        async def ready(c: SquadClient) -> None:
             await c.login(http)
             await c.finish_open(http)
+        await asyncio.gather(*(ready(c) for c in clients))  # together: on duty sooner after a restart
     stop = asyncio.Event()
     tasks = [asyncio.create_task(c.run(random.Random(rng.random()), stop)) for c in clients]
     try:
