@@ -141,13 +141,14 @@ class SimLead:
 class Generator:
     """Seeded: the same seed, area and start give the same leads and outcomes."""
 
-    def __init__(self, area: Area, seed: int = 7, start: datetime | None = None, per_day: float = 80.0):
+    def __init__(self, area: Area, seed: int = 7, start: datetime | None = None, per_day: float = 80.0,
+                 first_seq: int = 1):
         self.area, self.rng = area, random.Random(seed)
         self.start = start or datetime(2026, 10, 1, tzinfo=CENTER_TZ)
         self.per_day = per_day
         self.people: list[Person] = []
         self.phones: set[str] = set()
-        self.seq = itertools.count(1)
+        self.seq = itertools.count(first_seq)  # source and case ids; a later run starts higher
         minx, miny, maxx, maxy = area.outline.bounds
         self._box = (minx, miny, maxx, maxy)
 
@@ -304,6 +305,7 @@ class Generator:
 class LiveReport:
     leads: int = 0
     cases: int = 0
+    signed: int = 0
     calls: int = 0
     callbacks: int = 0
     answers: Counter = field(default_factory=Counter)  # "POST /leads 202" → n
@@ -317,20 +319,27 @@ def _default_tier_response(wire: dict) -> list[str]:
 
 async def run_live(client, gen: Generator, *, leads: int, speed: float = 60.0, api_key: str,
                    token: str | None = None, now=None, sleep=asyncio.sleep) -> LiveReport:
-    """Push `leads` leads at simulated time and, as it passes, their call results, callbacks and
-    cases. `client` is an httpx.AsyncClient for the server's base URL; `api_key` pushes leads and
-    cases, `token` (an operator's) posts calls and callbacks. The simulated clock starts at the
+    """Push `leads` leads at simulated time and, as it passes, the operator's sign-off, their call
+    results, callbacks and cases. `client` is an httpx.AsyncClient for the server's base URL;
+    `api_key` pushes leads and cases, `token` (an operator's) signs and posts calls and callbacks. The simulated clock starts at the
     first lead and runs `speed` times the wall clock; pushed times are the simulated ones."""
     report = LiveReport()
     source = {"X-API-Key": api_key}
     operator = {"Authorization": f"Bearer {token}"} if token else source
     queue: list[tuple[datetime, int, str, object]] = []
     tie = itertools.count()
-    for lead in gen.leads(leads):
+    pushes = gen.leads(leads)  # made one at a time, as they come due: a long run starts at once
+
+    def next_lead() -> None:
+        lead = next(pushes, None)
+        if lead is None:
+            return
         heapq.heappush(queue, (lead.at, next(tie), "lead", lead))
         if gen.rng.random() < 0.05:
             heapq.heappush(queue, (lead.at + timedelta(hours=gen.rng.uniform(1, 48)), next(tie), "case",
                                    gen.unwarned_case(lead.at)))
+
+    next_lead()
     wall0, sim0 = time.monotonic(), queue[0][0] if queue else gen.start
     ids: dict[int, int] = {}
     while queue:
@@ -339,6 +348,7 @@ async def run_live(client, gen: Generator, *, leads: int, speed: float = 60.0, a
         if wait > 0:
             await sleep(wait)
         if what == "lead":
+            next_lead()
             r = await client.post("/api/v1/leads", json=item.wire, headers=source)
             report.answers[f"POST /leads {r.status_code}"] += 1
             if r.status_code != 202:
@@ -346,6 +356,8 @@ async def run_live(client, gen: Generator, *, leads: int, speed: float = 60.0, a
             report.leads += 1
             lead_id = r.json()["id"]
             ids[id(item)] = lead_id
+            # the operator signs (签收) it within a few simulated minutes
+            heapq.heappush(queue, (at + timedelta(seconds=gen.rng.uniform(20, 240)), next(tie), "sign", lead_id))
             for t, result in gen.calls(item, _default_tier_response(item.wire)):
                 heapq.heappush(queue, (at + timedelta(seconds=t), next(tie), "call", (lead_id, result)))
             if gen.rng.random() < 0.5:
@@ -353,6 +365,10 @@ async def run_live(client, gen: Generator, *, leads: int, speed: float = 60.0, a
             case = gen.case_for(item)
             if case:
                 heapq.heappush(queue, (datetime.fromisoformat(case["reported_at"]), next(tie), "case", case))
+        elif what == "sign":
+            r = await client.post(f"/api/v1/leads/{item}/sign", headers=operator)
+            report.answers[f"POST /leads/{{id}}/sign {r.status_code}"] += 1
+            report.signed += r.status_code < 300
         elif what == "call":
             lead_id, result = item
             body = {"result": result, **({"outcome": "dissuaded"} if result == "connected" else {})}

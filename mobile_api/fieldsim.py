@@ -24,6 +24,8 @@ from service.core.logging import log
 from service.core.models import User
 
 OUTCOMES = {"dissuaded": 0.8, "not_reached": 0.1, "refused": 0.05, "already_defrauded": 0.05}
+COMPLETION = {"outcome": "dissuaded", "met_in_person": True, "note": "field-sim", "saved_cny": 0, "loss_cny": 0,
+              "checklist": {"looked": ["call_log", "apps"], "asked": ["who"], "protected": []}}
 
 
 def member_username(team_code: str, role: str) -> str:
@@ -88,6 +90,18 @@ class SquadClient:
         r = await http.post("/api/v1/auth/token", data={"username": self.username, "password": self.cfg.password})
         r.raise_for_status()
         self.token = r.json()["access_token"]
+
+    async def finish_open(self, http: httpx.AsyncClient) -> None:
+        """A phone that restarts finishes what its squad had taken (an earlier run's accepted or
+        arrived visits), so that they do not hold the squad's workload limit forever."""
+        auth = {"Authorization": f"Bearer {self.token}"}
+        for status in ("accepted", "arrived"):
+            r = await http.get("/api/v1/assignments", params={"status": status, "limit": 50}, headers=auth)
+            for a in r.json().get("items", []) if r.status_code == 200 else []:
+                if status == "accepted":
+                    await http.post(f"/api/v1/assignments/{a['id']}/arrive", headers=auth)
+                r = await http.post(f"/api/v1/assignments/{a['id']}/complete", headers=auth, json=COMPLETION)
+                self.stats["completed"] += r.status_code == 200
 
     async def run(self, rng: random.Random, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -172,9 +186,8 @@ class SquadClient:
         await self._command("arrive", assignment_id=aid)
         await asyncio.sleep(self.cfg.visit_seconds)
         outcome = rng.choices(list(OUTCOMES), weights=list(OUTCOMES.values()))[0]
-        r = await self._command("complete", assignment_id=aid, outcome=outcome, met_in_person=outcome != "not_reached",
-                                note="field-sim", saved_cny=0, loss_cny=0,
-                                checklist={"looked": ["call_log", "apps"], "asked": ["who"], "protected": []})
+        r = await self._command("complete", assignment_id=aid, **{**COMPLETION, "outcome": outcome,
+                                                                  "met_in_person": outcome != "not_reached"})
         if r.get("ok"):
             self.stats["completed"] += 1
 
@@ -205,8 +218,10 @@ async def run_sim(cfg: SimConfig, squads: list[tuple[str, float, float]], durati
     rng = random.Random(cfg.seed)
     clients = [SquadClient(code, member_username(code, role), cfg, lon, lat) for code, lon, lat in squads]
     async with httpx.AsyncClient(base_url=cfg.base_url, timeout=30) as http:
-        for c in clients:
+        async def ready(c: SquadClient) -> None:
             await c.login(http)
+            await c.finish_open(http)
+        await asyncio.gather(*(ready(c) for c in clients))  # together: on duty sooner after a restart
     stop = asyncio.Event()
     tasks = [asyncio.create_task(c.run(random.Random(rng.random()), stop)) for c in clients]
     try:

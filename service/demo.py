@@ -2,8 +2,9 @@
 
 Embedded PostgreSQL and Valkey (unless DATABASE_URL / REDIS_URL), a district (ours, generated,
 unless --district), demo accounts for every role, the API, a worker, and a simulation: leads
-arriving, simulated operators signing and calling, squads answering (h4's `quanzu field-sim` and
-h5's `quanzu simulate` when the CLI has them; else the small built-in feeder below).
+arriving with simulated operators' call results (`quanzu simulate` live, `speed` times the wall
+clock, logged in as the demo operator) and the squads answering their offers (`quanzu field-sim
+--create-users`: one login per roster member of every squad of the district).
 
 Stopping: Ctrl-C, SIGTERM (docker stop, systemd) and SIGHUP (a closed terminal) all end in the
 same `finally`, which stops the children (each in its own session, so the terminal's signals
@@ -13,20 +14,15 @@ from __future__ import annotations
 
 import ctypes
 import os
-import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-
-from service.core.logging import log
 
 DEMO_PASSWORD_SUFFIX = "-demo"
 CENTER_ACCOUNTS = ("admin", "commander", "operator")
@@ -60,11 +56,9 @@ class Demo:
     district: Path | None
     state_dir: Path
     say: Callable[[str], None]
-    # what this `quanzu` offers: command → (its options, its required options)
-    commands: dict[str, tuple[set[str], set[str]]] = field(default_factory=dict)
-    feed_every: float = 3.0  # seconds between leads of the built-in feeder
+    speed: float = 60.0  # simulated seconds per wall second
+    per_day: float = 1440.0  # leads per simulated day
     children: list[Child] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
 
     @property
     def base(self) -> str:
@@ -89,17 +83,21 @@ class Demo:
             self.wait_ready()
             self.start_simulation(env, key)
             self.banner(accounts)
-            while not any(c.proc.poll() is not None for c in self.children if c.essential):
-                for c in [c for c in self.children if not c.essential and c.proc.poll() is not None]:
-                    self.children.remove(c)
-                    self.say(f"[yellow]{c.name} ended (exit {c.proc.returncode}, see its log)[/]")
-                    if c.name == "simulate":
-                        self.start_feeder()
-                time.sleep(0.3)
+            progress = Progress(urls.database_url)
+            try:
+                while not any(c.proc.poll() is not None for c in self.children if c.essential):
+                    for c in [c for c in self.children if not c.essential and c.proc.poll() is not None]:
+                        self.children.remove(c)
+                        self.say(f"[yellow]{c.name} ended (exit {c.proc.returncode}, see its log)[/]")
+                    if (line := progress.line()) is not None:
+                        self.say(line)
+                    time.sleep(0.3)
+            finally:
+                progress.close()
             dead = [c.name for c in self.children if c.essential and c.proc.poll() is not None]
             self.say(f"[red]{', '.join(dead)} stopped (see {self.state_dir / 'logs'}); shutting down[/]")
         except (KeyboardInterrupt, Stopped) as why:
-            self.say(f"stopping ({why or 'Ctrl-C'}) …")
+            self.say(f"stopping ({str(why) or 'Ctrl-C'}) …")
         finally:
             for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut cleanup short
                 signal.signal(s, signal.SIG_IGN)
@@ -113,7 +111,7 @@ class Demo:
 
     # ------------------------------------------------------------------ steps
     def prepare(self, urls) -> tuple[str, list[tuple[str, str, str]]]:
-        """Load the district when none is, create the demo accounts and the feeder's API key."""
+        """Load the district when none is, create the demo accounts and the simulation's API key."""
         from sqlalchemy import delete, select
 
         from dispatch.district import import_district
@@ -151,8 +149,8 @@ class Demo:
                     user.password_hash = hash_password(username + DEMO_PASSWORD_SUFFIX)
                     user.role, user.team_code, user.active = role, team_code, True
                 key = new_api_key()
-                session.execute(delete(ApiKey).where(ApiKey.name == "demo-feeder"))
-                session.add(ApiKey(name="demo-feeder", key_hash=hash_api_key(key), prefix=key[:8]))
+                session.execute(delete(ApiKey).where(ApiKey.name == "demo-simulate"))
+                session.add(ApiKey(name="demo-simulate", key_hash=hash_api_key(key), prefix=key[:8]))
                 session.commit()
         finally:
             engine.dispose()
@@ -181,37 +179,17 @@ class Demo:
             time.sleep(0.3)
 
     def start_simulation(self, env: dict, key: str) -> None:
-        self._env, self._key = env, key
-        field_sim = self.command_args("field-sim", key)
-        if field_sim is not None:
-            self.spawn("field-sim", field_sim, env, essential=False)
-        simulate = self.command_args("simulate", key)
-        if simulate is not None:
-            self.spawn("simulate", simulate, env, essential=False)
-        else:
-            self.start_feeder()
-
-    def command_args(self, name: str, key: str) -> list[str] | None:
-        """`quanzu NAME` with the options it has for the server's URL, the API key and the clock's
-        speed (other issues build these commands; their exact options are theirs), or None when
-        this CLI has no such command or it requires something the demo cannot give."""
-        if name not in self.commands:
-            return None
-        options, required = self.commands[name]
-        known = {"--url": self.base, "--base-url": self.base, "--server": self.base, "--api-key": key,
-                 "--speed": "60", "--accel": "60"}
-        if any(r not in known for r in required):
-            return None
-        args = [name]
-        for opt, value in known.items():
-            if opt in options:
-                args += [opt, value]
-        return args
-
-    def start_feeder(self) -> None:
-        threading.Thread(target=Feeder(self.base, self._key, self.feed_every, self._stop).run,
-                         name="demo-feeder", daemon=True).start()
-        self.say("built-in feeder pushing a lead every few seconds (simulated operators sign and call)")
+        """Squads first (they must be on duty when the first offers go out), then the leads. Both
+        run at the demo's speed: squads travel `speed` times faster and stay on scene 10 simulated
+        minutes; the simulated operators call 0.5 to 10 simulated minutes after a lead arrives."""
+        self.spawn("field-sim", ["field-sim", "--url", self.base, "--create-users",
+                                 "--speed-kmh", str(30 * self.speed), "--visit-seconds", str(600 / self.speed)],
+                   env, essential=False)
+        self.spawn("simulate", ["simulate", "--url", self.base, "--api-key", key, "--username", "operator",
+                                "--password", "operator" + DEMO_PASSWORD_SUFFIX, "--speed", str(self.speed),
+                                "--per-day", str(self.per_day), "--leads", "100000", "--seed", str(time.time_ns() % 10**6)],
+                   env, essential=False)
+        self.say(f"simulating {self.per_day:g} leads a day at {self.speed:g}× (operators call, squads answer)")
 
     def banner(self, accounts: list[tuple[str, str, str]]) -> None:
         self.say(f"\n[bold green]quanzu is up[/]\n  指挥中心大屏  {self.base}/\n  处置队手机页  {self.base}/m/\n"
@@ -222,7 +200,6 @@ class Demo:
         self.say("  Ctrl-C stops everything\n")
 
     def shutdown(self) -> None:
-        self._stop.set()
         for c in reversed(self.children):
             if c.proc.poll() is None:
                 try:
@@ -241,65 +218,43 @@ class Demo:
         self.children.clear()
 
 
-# ---------------------------------------------------------------------- the built-in feeder
-SOURCES = ["national_platform", "provincial_center", "bank_fund_monitor", "hotline_96110", "alarm_110"]
-WARNINGS = ["fraud_call", "fraud_sms", "fraud_app", "fraud_url", "fund_transfer", "citizen_report"]
-FRAUDS = ["order_brushing", "impersonate_customer_service", "fake_loan", "impersonate_acquaintance",
-          "online_shopping", "fake_investment", "impersonate_authority", "game_trading", "online_dating"]
-CALL_RESULTS = ["connected", "connected", "no_answer", "busy", "powered_off"]
-
-
-def demo_lead(rng: random.Random, n: int, beats: list, now: datetime) -> dict:
-    """One plausible pushed lead placed at a random point of a random beat."""
-    from shapely.geometry import Point, shape
-
-    geom = shape(rng.choice(beats)["geometry"])
-    minx, miny, maxx, maxy = geom.bounds
-    while True:
-        p = Point(rng.uniform(minx, maxx), rng.uniform(miny, maxy))
-        if geom.contains(p):
-            break
-    phone = rng.choice(["138", "139", "159", "177", "186", "199"]) + f"{rng.randrange(10**8):08d}"
-    return {"source": rng.choice(SOURCES), "source_id": f"DEMO{now:%Y%m%d%H%M%S}{n:05d}",
-            "pushed_at": now.astimezone(UTC).isoformat(), "warning_type": rng.choice(WARNINGS),
-            "fraud_type": rng.choice(FRAUDS), "risk_level": rng.choice([1, 2, 2, 3, 3, 3]),
-            "subject": {"phone": phone, "residency": rng.choice(["resident", "worker", "transient"])},
-            "amount_cny": round(rng.uniform(0, 80_000), 2) if rng.random() < 0.4 else None,
-            "location": {"lon": round(p.x, 7), "lat": round(p.y, 7), "crs": "wgs84", "accuracy_m": 20,
-                         "kind": "gps"}}
-
-
 @dataclass
-class Feeder:
-    """Pushes a lead every `every` seconds and plays the operators: signs leads and records call
-    results (endpoints of other issues: a 404 there is ignored until they land)."""
-    base: str
-    api_key: str
-    every: float
-    stop: threading.Event
-    seed: int = 15
+class Progress:
+    """One readable line every `every` seconds, when something moved: what the district did so far."""
+    database_url: str
+    every: float = 10.0
+    _engine: object = None
+    _next: float = 0.0
+    _last: tuple = ()
 
-    def run(self) -> None:
-        rng = random.Random(self.seed + int(time.time()))
+    QUERY = """SELECT (SELECT count(*) FROM lead), (SELECT count(*) FROM lead WHERE tier IS NOT NULL),
+                      (SELECT count(*) FROM call_attempt), (SELECT count(*) FROM assignment),
+                      (SELECT count(*) FROM assignment WHERE status = 'completed'),
+                      (SELECT count(*) FROM lead WHERE status = 'closed')"""
+
+    def line(self) -> str | None:
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from service.core.db import make_sync_engine
+
+        if time.monotonic() < self._next:
+            return None
+        self._next = time.monotonic() + self.every
         try:
-            with httpx.Client(base_url=self.base, timeout=10) as http:
-                tok = http.post("/api/v1/auth/token", data={"username": "operator",
-                                                            "password": "operator" + DEMO_PASSWORD_SUFFIX})
-                op = {"Authorization": f"Bearer {tok.json()['access_token']}"}
-                beats = http.get("/api/v1/geo/beats", headers=op).json()["features"]
-                n = 0
-                while not self.stop.is_set():
-                    n += 1
-                    lead = demo_lead(rng, n, beats, datetime.now(UTC) - timedelta(seconds=1))
-                    r = http.post("/api/v1/leads", json=lead, headers={"X-API-Key": self.api_key})
-                    if r.status_code == 202 and rng.random() < 0.7:
-                        self.operate(http, op, r.json()["id"], rng)
-                    self.stop.wait(self.every * rng.uniform(0.5, 1.5))
-        except (httpx.HTTPError, KeyError, ValueError) as e:
-            if not self.stop.is_set():
-                log.warning("demo_feeder_stopped", error=str(e))
+            if self._engine is None:
+                self._engine = make_sync_engine(self.database_url, pool_size=1)
+            with self._engine.connect() as conn:
+                counts = tuple(conn.execute(text(self.QUERY)).one())
+        except SQLAlchemyError:
+            return None
+        if counts == self._last:
+            return None
+        self._last = counts
+        leads, tiered, calls, offers, completed, closed = counts
+        return (f"{time.strftime('%H:%M:%S')}  leads {leads} (tiered {tiered}, closed {closed}) · calls {calls} · "
+                f"offers {offers} · visits done {completed}")
 
-    def operate(self, http: httpx.Client, op: dict, lead_id: int, rng: random.Random) -> None:
-        time.sleep(0.5)  # the worker tiers it first
-        http.post(f"/api/v1/leads/{lead_id}/sign", headers=op)
-        http.post(f"/api/v1/leads/{lead_id}/calls", headers=op, json={"result": rng.choice(CALL_RESULTS)})
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()

@@ -87,7 +87,7 @@ def start_demo(tmp_path: Path, env_extra: dict, cwd: Path = ROOT, terminal: bool
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(STATE_DIR=str(state), LOG_LEVEL="WARNING", INTAKE_POOL_SIZE="2", DB_POOL_SIZE="3", **env_extra)
-    args = [sys.executable, "-m", "service.cli", "demo", "--port", str(port), "--feed-every", "0.3"]
+    args = [sys.executable, "-m", "service.cli", "demo", "--port", str(port), "--per-day", "4000"]
     seen = bytearray()
     if terminal:
         master, slave = pty.openpty()
@@ -122,17 +122,23 @@ def start_demo(tmp_path: Path, env_extra: dict, cwd: Path = ROOT, terminal: bool
 
 
 def assert_alive(base: str) -> None:
-    """The screen is served and the district is at work: leads arrive and get tiered."""
+    """The screen is served and the district is at work: `quanzu simulate` pushes leads that get
+    tiered and its operators record calls; dispatch offers visits to squads that `quanzu field-sim`
+    runs (they accept or decline: an offer that was answered)."""
     assert "指挥调度" in httpx.get(base + "/").text
     token = httpx.post(base + "/api/v1/auth/token", data={"username": "commander", "password": "commander-demo"}).json()
     headers = {"Authorization": f"Bearer {token['access_token']}"}
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while True:
-        items = httpx.get(base + "/api/v1/leads?limit=50", headers=headers).json()["items"]
-        if any(x["tier"] for x in items):
+        leads = httpx.get(base + "/api/v1/leads?limit=100", headers=headers).json()["items"]
+        offers = httpx.get(base + "/api/v1/assignments?limit=100", headers=headers).json()["items"]
+        total = httpx.get(base + "/api/v1/stats", headers=headers).json()["total"]
+        answered = [o for o in offers if o["status"] != "offered"]
+        if any(x["tier"] for x in leads) and answered and total["call_attempts"] > 0:
             break
-        assert time.monotonic() < deadline, items
-        time.sleep(0.3)
+        assert time.monotonic() < deadline, (leads, offers, total)
+        time.sleep(0.5)
+    assert all("****" in x["subject"]["phone"] for x in leads if x["subject"]["phone"])  # masked on the list
     beats = httpx.get(base + "/api/v1/geo/beats", headers=headers).json()["features"]
     assert any(f["properties"]["code"].startswith("510199") for f in beats)  # our own generated district
 
@@ -168,7 +174,8 @@ def test_demo_on_a_terminal_prints_progress_and_stops_everything_on(sig, state_r
         assert_alive(demo.base)
         shown = demo.output()
         # readable progress, the URLs and the accounts; the servers' JSON logs go to files
-        for line in ("started api", "started worker", "/m/", "commander-demo", "Ctrl-C stops everything"):
+        for line in ("started api", "started worker", "started simulate", "started field-sim", "/m/",
+                     "commander-demo", "Ctrl-C stops everything"):
             assert line in shown
         assert '{"' not in shown and (demo.state / "logs" / "api.log").exists()
     finally:

@@ -23,3 +23,21 @@ def test_compose_file_validates_and_scales_api_and_workers():
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgresql://") and "@postgres:" in env["DATABASE_URL"]
         assert env["REDIS_URL"] == "redis://redis:6379/0" and env["SECRET_KEY"] == "test-secret"
+        # what a city sets, passed on from the shell (null: unset in the container, never "")
+        for var in ("AUDIT_KEY", "SMS_GATEWAY_URL", "SMS_GATEWAY_TOKEN", "GEOCODER", "GEOCODER_URL", "GEOCODER_KEY"):
+            assert var in env and env[var] is None, var
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_compose_passes_a_city_s_settings_from_the_shell_and_requires_a_secret_key():
+    city = {"SECRET_KEY": "test-secret", "AUDIT_KEY": "a-long-audit-key-0123", "SMS_GATEWAY_URL": "http://sms.local/send",
+            "GEOCODER": "nominatim", "GEOCODER_URL": "http://10.0.0.5:8080", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(["docker-compose", "config"], cwd=ROOT, capture_output=True, text=True, env=city, timeout=60)
+    assert out.returncode == 0, out.stderr
+    services = yaml.safe_load(out.stdout)["services"]
+    for name in ("api", "worker"):
+        env = services[name]["environment"]
+        assert {k: env[k] for k in city if k != "PATH"} == {k: v for k, v in city.items() if k != "PATH"}
+    missing = subprocess.run(["docker-compose", "config"], cwd=ROOT, capture_output=True, text=True,
+                             env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    assert missing.returncode != 0 and "SECRET_KEY" in missing.stderr
