@@ -39,6 +39,7 @@ class Api {
 
   // Answers the parsed body; throws ApiError (status, body) for an HTTP error, TypeError when offline.
   async call(method, path, body, headers = {}) {
+    if (navigator.onLine === false) throw new TypeError("offline");  // no request the browser knows will fail
     const h = {...headers};
     const s = this.session;
     if (s) h.Authorization = "Bearer " + s.token;
@@ -76,6 +77,11 @@ class Live {
   stop() { this.stopped = true; if (this.ws) this.ws.close(); }
   connect() {
     if (this.stopped || !this.api.session) return;
+    if (navigator.onLine === false) {  // offline: try again later, without a failing request
+      this.onState("disconnected");
+      setTimeout(() => this.connect(), this.delay);
+      return;
+    }
     this.onState("connecting");
     const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + this.path);
     this.ws = ws;

@@ -34,7 +34,11 @@ const store = PetiteVue.reactive({
     return o && Date.parse(o.expires_at) > this.now ? o : null;
   },
   get offerLeft() { return this.offer ? Math.max(0, Math.round((Date.parse(this.offer.expires_at) - this.now) / 1000)) : 0; },
-  get current() { return this.assignments.find(a => ACTIVE.has(this.localStatus(a))) || null; },
+  // The task on hand: accepted or arrived, or with actions still in the outbox (shown until the server has them).
+  get current() {
+    return this.assignments.find(a => ACTIVE.has(this.localStatus(a)) || this.outbox.some(x => x.assignment_id === a.id))
+      || null;
+  },
   get canArrive() { return !!this.current && this.localStatus(this.current) === "accepted"; },
   get canComplete() { return !!this.current && this.localStatus(this.current) === "arrived"; },
   get locText() {
@@ -49,6 +53,7 @@ const store = PetiteVue.reactive({
     return a.status;
   },
   stateText(a) {
+    if (!a) return "";
     const s = this.localStatus(a);
     const pending = this.outbox.some(x => x.assignment_id === a.id) ? "（待发送）" : "";
     return ({accepted: "已接受，前往现场", arrived: "已到达", completed: "已完成"}[s] || s) + pending;
