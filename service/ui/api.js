@@ -117,6 +117,10 @@ const TIER_LABEL = {P0: "P0 紧急", P1: "P1 高", P2: "P2 中", P3: "P3 低"};
 const STATUS_LABEL = {received: "待分级", tiered: "待签收", working: "处置中", closed: "已结案", transferred: "已移交"};
 const OUTCOME_LABEL = {dissuaded: "劝阻成功", already_defrauded: "已被骗", refused: "拒绝配合", not_reached: "未联系上",
                        false_alarm: "误报", duplicate: "重复"};
+const FRAUD_LABEL = {order_brushing: "刷单返利", impersonate_customer_service: "冒充电商物流客服", fake_loan: "虚假贷款",
+                     impersonate_acquaintance: "冒充熟人", online_shopping: "网络购物", fake_investment: "虚假投资理财",
+                     impersonate_authority: "冒充公检法", game_trading: "网络游戏交易", online_dating: "网络交友",
+                     fake_credit_repair: "虚假征信", ticket_refund: "机票退改签", other: "其他"};
 const DUTY_LABEL = {on_duty: "在岗", off_duty: "离岗", busy: "忙碌"};
 
 function earliestDeadline(deadlines) {

@@ -86,7 +86,10 @@ const store = PetiteVue.reactive({
   km(m) { return m == null ? "—" : m < 1000 ? Math.round(m) + " 米" : (m / 1000).toFixed(1) + " 公里"; },
   pct(x) { return x == null ? "—" : Math.round(x * 1000) / 10 + "%"; },
   ageText,
-  can(action) { const [m, p] = ACTIONS[action]; return api.has(m, p); },
+  can(action) {  // the server has the action and the selected lead is still open
+    const [m, p] = ACTIONS[action];
+    return api.has(m, p) && !!this.selected && OPEN.has(this.selected.status);
+  },
 
   async login() {
     this.loginError = "";
@@ -140,7 +143,9 @@ async function refreshTeams() {
                                               api.get("/api/v1/assignments?status=offered&limit=500")]);
   const offers = {};
   for (const a of offered.items) offers[a.team_code] ||= a;  // newest first
-  store.teams = teams.items;
+  const rank = {on_duty: 0, busy: 1, off_duty: 2};  // who can take work first, then the busiest
+  store.teams = teams.items.sort((a, b) => (rank[a.status] ?? 3) - (rank[b.status] ?? 3)
+                                         || b.open_assignments - a.open_assignments || a.code.localeCompare(b.code));
   store.offers = offers;
   drawTeams();
 }
