@@ -451,8 +451,12 @@ def assign(session: Session, lead_id: int, team_code: str, who: Principal, cfg: 
     if visit.status in ("assigned", "arrived"):
         raise Conflict(f"visit {visit.id} is {visit.status} (squad {visit.team_code}); it cannot be reassigned now")
     if visit.status == "offered":
-        for a in session.execute(select(Assignment).where(Assignment.visit_id == visit.id,
-                                                          Assignment.status == "offered").with_for_update()).scalars():
+        offers = session.execute(select(Assignment).where(Assignment.visit_id == visit.id,
+                                                          Assignment.status == "offered").with_for_update()).scalars().all()
+        held = next((a for a in offers if a.team_code == team_code and clock.now() < a.expires_at), None)
+        if held is not None:  # the squad already holds the open offer: keep it (no second push, no second SMS)
+            return assignment_public(held, lead)
+        for a in offers:
             a.status = "withdrawn"
             _event(session, lead.id, who.actor, "withdrawn", {"assignment_id": a.id, "team_code": a.team_code,
                                                               "reason": "center_assign"})

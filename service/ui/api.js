@@ -39,6 +39,7 @@ class Api {
 
   // Answers the parsed body; throws ApiError (status, body) for an HTTP error, TypeError when offline.
   async call(method, path, body, headers = {}) {
+    if (navigator.onLine === false) throw new TypeError("offline");  // no request the browser knows will fail
     const h = {...headers};
     const s = this.session;
     if (s) h.Authorization = "Bearer " + s.token;
@@ -76,6 +77,11 @@ class Live {
   stop() { this.stopped = true; if (this.ws) this.ws.close(); }
   connect() {
     if (this.stopped || !this.api.session) return;
+    if (navigator.onLine === false) {  // offline: try again later, without a failing request
+      this.onState("disconnected");
+      setTimeout(() => this.connect(), this.delay);
+      return;
+    }
     this.onState("connecting");
     const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + this.path);
     this.ws = ws;
@@ -111,6 +117,10 @@ const TIER_LABEL = {P0: "P0 紧急", P1: "P1 高", P2: "P2 中", P3: "P3 低"};
 const STATUS_LABEL = {received: "待分级", tiered: "待签收", working: "处置中", closed: "已结案", transferred: "已移交"};
 const OUTCOME_LABEL = {dissuaded: "劝阻成功", already_defrauded: "已被骗", refused: "拒绝配合", not_reached: "未联系上",
                        false_alarm: "误报", duplicate: "重复"};
+const FRAUD_LABEL = {order_brushing: "刷单返利", impersonate_customer_service: "冒充电商物流客服", fake_loan: "虚假贷款",
+                     impersonate_acquaintance: "冒充熟人", online_shopping: "网络购物", fake_investment: "虚假投资理财",
+                     impersonate_authority: "冒充公检法", game_trading: "网络游戏交易", online_dating: "网络交友",
+                     fake_credit_repair: "虚假征信", ticket_refund: "机票退改签", other: "其他"};
 const DUTY_LABEL = {on_duty: "在岗", off_duty: "离岗", busy: "忙碌"};
 
 function earliestDeadline(deadlines) {

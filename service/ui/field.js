@@ -20,21 +20,28 @@ const freshDone = () => ({outcome: "dissuaded", met_in_person: true, note: "", l
                           checklist: freshChecklist()});
 const ACTIVE = new Set(["accepted", "arrived"]);
 const view = {map: null, layer: null};
+let dutyChanges = 0;
 
 const store = PetiteVue.reactive({
   session: api.session, form: {username: "", password: ""}, error: "",
-  live: "disconnected", duty: localStorage.getItem("quanzu.field.duty") || "off_duty",
+  live: "disconnected", online: navigator.onLine !== false, duty: localStorage.getItem("quanzu.field.duty") || "off_duty",
   position: null, manual: false, manualLon: null, manualLat: null,
   assignments: [], wsOffer: null, lead: null, now: Date.now(),
   outbox: JSON.parse(localStorage.getItem(OUTBOX) || "[]"),
   done: freshDone(), OUTCOME_LABEL, CHECKLIST,
 
   get offer() {
-    const o = this.assignments.find(a => a.status === "offered") || this.wsOffer;
+    const ws = this.wsOffer && !this.assignments.some(a => a.id === this.wsOffer.id && a.status !== "offered")
+      ? this.wsOffer : null;  // an offer pushed before the list was read, unless the list says it is over
+    const o = this.assignments.find(a => a.status === "offered") || ws;
     return o && Date.parse(o.expires_at) > this.now ? o : null;
   },
   get offerLeft() { return this.offer ? Math.max(0, Math.round((Date.parse(this.offer.expires_at) - this.now) / 1000)) : 0; },
-  get current() { return this.assignments.find(a => ACTIVE.has(this.localStatus(a))) || null; },
+  // The task on hand: accepted or arrived, or with actions still in the outbox (shown until the server has them).
+  get current() {
+    return this.assignments.find(a => ACTIVE.has(this.localStatus(a)) || this.outbox.some(x => x.assignment_id === a.id))
+      || null;
+  },
   get canArrive() { return !!this.current && this.localStatus(this.current) === "accepted"; },
   get canComplete() { return !!this.current && this.localStatus(this.current) === "arrived"; },
   get locText() {
@@ -49,6 +56,7 @@ const store = PetiteVue.reactive({
     return a.status;
   },
   stateText(a) {
+    if (!a) return "";
     const s = this.localStatus(a);
     const pending = this.outbox.some(x => x.assignment_id === a.id) ? "（待发送）" : "";
     return ({accepted: "已接受，前往现场", arrived: "已到达", completed: "已完成"}[s] || s) + pending;
@@ -56,7 +64,8 @@ const store = PetiteVue.reactive({
   leadLine(l) {
     if (!l) return "—";
     const phone = (l.subject || {}).phone || "";
-    return [TIER_LABEL[l.tier] || "", phone, l.beat_code, l.fraud_type].filter(Boolean).join(" · ");
+    return [TIER_LABEL[l.tier] || "", phone, l.beat_code, FRAUD_LABEL[l.fraud_type] || l.fraud_type]
+      .filter(Boolean).join(" · ");
   },
 
   async login() {
@@ -66,9 +75,9 @@ const store = PetiteVue.reactive({
   },
   logout() { api.logout(); location.reload(); },
   async setDuty(on) {
+    dutyChanges += 1;
     const status = on ? "on_duty" : "off_duty";
     this.duty = status; localStorage.setItem("quanzu.field.duty", status);
-    if (!api.has("put", "/api/v1/teams/me/status")) return;
     try { await api.put("/api/v1/teams/me/status", {status}); this.error = ""; }
     catch (e) { this.error = "状态未能上报：" + e.message; }
   },
@@ -86,7 +95,6 @@ const store = PetiteVue.reactive({
   async report(lon, lat, accuracy) {
     this.position = {lon, lat, at: Date.now()};
     drawMini();
-    if (!api.has("post", "/api/v1/teams/me/location")) return;
     try {
       await api.post("/api/v1/teams/me/location", {lon, lat, crs: "wgs84", accuracy_m: accuracy, at: new Date().toISOString()});
       this.error = "";
@@ -95,7 +103,7 @@ const store = PetiteVue.reactive({
   accept() { return this.respond("accept"); },
   decline() { return this.respond("decline", {reason: "busy"}); },
   async respond(action, body) {
-    const id = this.offer.id ?? this.offer.assignment_id;
+    const id = this.offer.id;
     try { await api.post(`/api/v1/assignments/${id}/${action}`, body); this.wsOffer = null; this.error = ""; }
     catch (e) { this.error = e.message; }
     await refresh();
@@ -139,13 +147,11 @@ async function flush() {
 
 // ---------------------------------------------------------------- data and live
 async function refresh() {
-  if (!api.has("get", "/api/v1/assignments")) return;
   try {
-    const r = await api.get("/api/v1/assignments?mine=true");
-    store.assignments = Array.isArray(r) ? r : (r.items || []);
+    store.assignments = (await api.get("/api/v1/assignments?limit=20")).items;  // a squad sees its own
   } catch { return; }
   const cur = store.current;
-  const leadId = cur && (cur.lead_id ?? (cur.lead || {}).id);
+  const leadId = cur && cur.lead_id;
   if (leadId && (!store.lead || store.lead.id !== leadId)) {
     try { store.lead = await api.get(`/api/v1/leads/${leadId}`); } catch { store.lead = null; }
   }
@@ -178,8 +184,9 @@ function drawMini() {
 }
 function onMessage(msg) {
   const d = msg.data || {};
-  if (msg.type === "offer") store.wsOffer = {...d, id: d.assignment_id ?? d.id, status: "offered"};
-  if (msg.type === "offer.withdrawn") store.wsOffer = null;
+  // offer: {assignment_id, lead, expires_at, attempt, reason}; offer.withdrawn: {assignment_id, reason, status}
+  if (msg.type === "offer") store.wsOffer = {...d, id: d.assignment_id, status: "offered"};
+  if (msg.type === "offer.withdrawn" && store.wsOffer && store.wsOffer.id === d.assignment_id) store.wsOffer = null;
   if (["offer", "offer.withdrawn", "assignment.updated", "lead.updated"].includes(msg.type)) refresh();
 }
 function onLive(state) {
@@ -189,9 +196,23 @@ function onLive(state) {
 // Without the socket: poll, and retry the outbox.
 setInterval(() => { if (store.session && store.live !== "connected") flush(); }, 2000);
 
+async function loadDuty() {  // the squad's stored duty status wins over what this phone remembers
+  const team = store.session && store.session.team;
+  if (!team) return;
+  try {
+    const asked = dutyChanges;
+    const t = await api.get(`/api/v1/teams/${encodeURIComponent(team)}`);
+    if (asked !== dutyChanges) return;  // the member switched meanwhile: that wins
+    store.duty = t.status; localStorage.setItem("quanzu.field.duty", t.status);
+  } catch { /* offline: keep what the phone knows */ }
+}
+window.addEventListener("offline", () => { store.online = false; });
+window.addEventListener("online", () => { store.online = true; });
+
 async function start() {
   await new Promise(r => setTimeout(r));
   await api.loadPaths().catch(() => {});
+  await loadDuty();
   await flush();
   new Live("/api/v1/ws", api, {onMessage, onState: onLive, seqKey: "quanzu.field.seq"}).start();
   window.addEventListener("online", flush);

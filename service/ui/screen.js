@@ -8,6 +8,13 @@ const ACTIONS = {  // action → [method, path pattern]; a button is enabled onl
   close: ["post", "/api/v1/leads/{}/close"],
 };
 const OPEN = new Set(["received", "tiered", "working"]);
+const WHY_NOT = {off_duty: "离岗", busy: "忙碌", workload: "在办已达上限", tried: "已推送过", stale_location: "定位过旧"};
+const REASON = {own_beat: "本警务区", adjacent_beat: "相邻警务区", nearest: "距离最近", own_beat_stale: "本警务区（定位旧）"};
+function slaDeadlines(l) {
+  const d = {...(l.deadlines || {})};
+  if (!["received", "tiered"].includes(l.status)) delete d.sign;
+  return d;
+}
 const TIER_COLOR = {P0: "#ff3b3b", P1: "#ff9f1a", P2: "#ffd43b", P3: "#4dabf7"};
 
 // Leaflet and ECharts objects stay outside the reactive store.
@@ -15,7 +22,7 @@ const view = {map: null, beats: null, streets: null, leadLayer: null, teamLayer:
 
 const store = PetiteVue.reactive({
   session: api.session, form: {username: "", password: ""}, loginError: "",
-  districtName: "", leads: {}, teams: null, stats: null, ranking: null,
+  districtName: "", leads: {}, teams: null, offers: {}, stats: null, ranking: null,
   live: "connecting", now: Date.now(), selectedId: null, dialog: null, f: {}, candidates: null, pending: null,
   actionError: "", OUTCOME_LABEL,
 
@@ -23,25 +30,26 @@ const store = PetiteVue.reactive({
   get liveText() { return {connected: "● 实时", connecting: "○ 连接中", disconnected: "✕ 已断开"}[this.live]; },
   get openLeads() {
     return Object.values(this.leads).filter(l => OPEN.has(l.status))
-      .sort((a, b) => (earliestDeadline(a.deadlines) ?? Infinity) - (earliestDeadline(b.deadlines) ?? Infinity) || b.id - a.id);
+      .sort((a, b) => (earliestDeadline(slaDeadlines(a)) ?? Infinity) - (earliestDeadline(slaDeadlines(b)) ?? Infinity)
+                      || b.id - a.id);
   },
   get selected() { return this.selectedId ? this.leads[this.selectedId] : null; },
   get kpi() {
     const leads = Object.values(this.leads);
     const since = Date.now() - 24 * 3600e3;
     const today = leads.filter(l => Date.parse(l.received_at) >= since);
-    const rows = this.stats || [];
-    const sum = k => rows.reduce((s, r) => s + (Number(r[k]) || 0), 0);
+    const total = (this.stats || {}).total || null;  // GET /stats: the whole range's row
     return {
       leads: today.length, closed: today.filter(l => l.status === "closed").length,
-      connection_rate: rows.length && sum("calls") ? sum("connected") / sum("calls") : null,
-      face_to_face_rate: rows.length && sum("visits_required") ? sum("visits_done") / sum("visits_required") : null,
-      post_warning_cases: this.stats ? sum("post_warning_cases") : null,
+      connection_rate: total ? total.connection_rate : null,
+      face_to_face_rate: total ? total.face_to_face_rate : null,
+      post_warning_cases: total ? total.post_warning_cases : null,
     };
   },
 
+  // The queue's SLA: the tier's deadlines (lead.deadlines); the sign deadline no longer counts once signed.
   sla(l) {
-    const due = earliestDeadline(l.deadlines);
+    const due = earliestDeadline(slaDeadlines(l));
     if (due == null) return {text: "—", overdue: false};
     const left = due - this.now;
     return {text: left < 0 ? "超时 " + clockText(left) : clockText(left), overdue: left < 0};
@@ -55,22 +63,33 @@ const store = PetiteVue.reactive({
   outcomeText(o) { return OUTCOME_LABEL[o] || o; },
   dutyText(s) { return DUTY_LABEL[s] || "—"; },
   shortTeam(t) { return (t.name || t.code).replace("劝阻分队", ""); },
-  locationAge(t) {
-    if (t.location_age_seconds != null) return t.location_age_seconds;
-    const at = (t.location || t.last_location || {}).at;
-    return at ? (this.now - Date.parse(at)) / 1000 : null;
+  locationAge(t) {  // GET /teams: last_location {lon, lat, at, age_s} of the last live fix
+    const at = (t.last_location || {}).at;
+    return at ? Math.max(0, (this.now - Date.parse(at)) / 1000) : null;
   },
+  // The squad's open offer (GET /assignments?status=offered): delivered when a member's phone got it.
   delivered(t) {
-    const o = t.current_offer || t.offer;
+    const o = this.offers[t.code];
     if (!o) return "—";
-    return o.delivered || o.acked_at ? "已送达" : "未送达";
+    const ds = o.delivery || [];
+    if (ds.some(d => d.acked_at)) return "已确认";
+    if (ds.some(d => d.delivered)) return "已送达";
+    return "未送达";
   },
-  offDuty(c) { return c.on_duty === false || (c.status && c.status !== "on_duty"); },
-  overLimit(c) { return c.over_limit === true || (c.limit != null && c.open_assignments >= c.limit); },
+  offDuty(c) { return c.on_duty === false || c.why_not === "off_duty" || c.why_not === "busy"; },
+  overLimit(c) { return c.why_not === "workload"; },
+  // A candidate the matching would not ask (off duty, busy, at its limit, already asked, stale): warn first.
+  get pendingText() { const c = this.pending; return c ? `${this.teamName(c.team_code)}：${this.warnText(c)}` : ""; },
+  warnText(c) { return WHY_NOT[c.why_not] || c.why_not || ""; },
+  teamName(code) { return ((this.teams || []).find(t => t.code === code) || {}).name || code; },
+  reasonText(r) { return REASON[r] || r; },
   km(m) { return m == null ? "—" : m < 1000 ? Math.round(m) + " 米" : (m / 1000).toFixed(1) + " 公里"; },
   pct(x) { return x == null ? "—" : Math.round(x * 1000) / 10 + "%"; },
   ageText,
-  can(action) { const [m, p] = ACTIONS[action]; return api.has(m, p); },
+  can(action) {  // the server has the action and the selected lead is still open
+    const [m, p] = ACTIONS[action];
+    return api.has(m, p) && !!this.selected && OPEN.has(this.selected.status);
+  },
 
   async login() {
     this.loginError = "";
@@ -100,14 +119,12 @@ const store = PetiteVue.reactive({
   },
   async openAssign() {
     this.open("assign"); this.candidates = null; this.pending = null;
-    if (!api.has("get", "/api/v1/leads/{}/candidates")) { this.candidates = []; return; }
     try {
-      const r = await api.get(`/api/v1/leads/${this.selectedId}/candidates`);
-      this.candidates = Array.isArray(r) ? r : (r.items || r.candidates || []);
+      this.candidates = (await api.get(`/api/v1/leads/${this.selectedId}/candidates`)).items;
     } catch (e) { this.candidates = []; this.actionError = e.message; }
   },
-  pick(c) {  // one click for a squad on duty and under its limit; a second, explicit one otherwise
-    if (this.offDuty(c) || this.overLimit(c)) { this.pending = c; return; }
+  pick(c) {  // one click for an available squad; a second, explicit one otherwise
+    if (!c.available) { this.pending = c; return; }
     this.assign(c.team_code);
   },
   assign(team) { return this.act("assign", {team_code: team}); },
@@ -122,20 +139,22 @@ async function refreshLeads() {
   drawLeads();
 }
 async function refreshTeams() {
-  if (!api.has("get", "/api/v1/teams")) return;
-  const r = await api.get("/api/v1/teams");
-  store.teams = Array.isArray(r) ? r : (r.items || r.teams || []);
+  const [teams, offered] = await Promise.all([api.get("/api/v1/teams"),
+                                              api.get("/api/v1/assignments?status=offered&limit=500")]);
+  const offers = {};
+  for (const a of offered.items) offers[a.team_code] ||= a;  // newest first
+  const rank = {on_duty: 0, busy: 1, off_duty: 2};  // who can take work first, then the busiest
+  store.teams = teams.items.sort((a, b) => (rank[a.status] ?? 3) - (rank[b.status] ?? 3)
+                                         || b.open_assignments - a.open_assignments || a.code.localeCompare(b.code));
+  store.offers = offers;
   drawTeams();
 }
 async function refreshStats() {
-  if (api.has("get", "/api/v1/stats")) {
-    const r = await api.get("/api/v1/stats?group_by=street");
-    store.stats = Array.isArray(r) ? r : (r.rows || r.items || []);
-  }
-  if (api.has("get", "/api/v1/stats/ranking")) {
-    const r = await api.get("/api/v1/stats/ranking?month=" + new Date().toISOString().slice(0, 7));
-    store.ranking = Array.isArray(r) ? r : (r.streets || r.rows || r.items || []);
-  }
+  const month = new Date(Date.now() + 8 * 3600e3).toISOString().slice(0, 7);  // the center's month (UTC+8)
+  const [stats, ranking] = await Promise.all([api.get("/api/v1/stats?group_by=street"),
+                                              api.get("/api/v1/stats/ranking?month=" + month)]);
+  store.stats = stats;
+  store.ranking = ranking.rows;
   drawCharts();
 }
 
@@ -197,7 +216,7 @@ function drawTeams() {
   if (!view.map || !store.teams) return;
   view.teamLayer.clearLayers();
   for (const t of store.teams) {
-    const loc = t.location || t.last_location;
+    const loc = t.last_location;
     if (!loc || loc.lat == null) continue;
     const color = t.status === "on_duty" ? "#51cf66" : t.status === "busy" ? "#ffa94d" : "#868e96";
     L.marker([loc.lat, loc.lon], {icon: L.divIcon({className: "squad", html: `<span style="color:${color}">▲</span>`,
@@ -222,8 +241,8 @@ function drawCharts() {
     yAxis: {type: "value", minInterval: 1, axisLabel: {color: "#8fb3d9"}, splitLine: {lineStyle: {color: "#1e3a5a"}}},
     series: [{type: "bar", data: hours, itemStyle: {color: "#4dabf7"}}]});
   const rows = (store.ranking || []).slice(0, 8);
-  const nameOf = r => r.name || r.street_name || r.key || r.street_code;
-  const valueOf = r => r.score ?? r.post_warning_rate ?? r.connection_rate ?? r.leads ?? 0;
+  const nameOf = r => (r.supervision ? "⚑" : "") + (r.name || r.key);
+  const valueOf = r => r.score == null ? 0 : Math.round(r.score * 1000) / 10;  // mean of the street's rates, %
   view.charts.ranking ||= echarts.init(document.getElementById("chart-ranking"));
   view.charts.ranking.setOption({...dark, animation: false,
     title: {text: "街道排名（由差到好）", textStyle: {color: "#cfe3ff", fontSize: 14}},
@@ -236,24 +255,26 @@ function drawCharts() {
 }
 
 // ---------------------------------------------------------------- live
-let leadsTimer = null;
+let leadsTimer = null, teamsTimer = null;
+function teamsSoon() {
+  clearTimeout(teamsTimer);
+  teamsTimer = setTimeout(() => refreshTeams().catch(e => console.warn("teams", e)), 200);
+}
 function refreshSoon() {  // many events in a burst → one list read
   clearTimeout(leadsTimer);
   leadsTimer = setTimeout(() => refreshLeads().then(drawCharts).catch(() => {}), 150);
 }
 function onBoard(msg) {
   const d = msg.data || {};
+  // Board events carry ids and deltas ({lead_id, status, ...}, {team_code, ...}): re-read the masked lists.
   if (msg.type === "lead.created" || msg.type === "lead.updated") {
-    if (d.id && d.status && d.subject) { store.leads[d.id] = {...store.leads[d.id], ...d}; drawLeads(); drawCharts(); }
-    else refreshSoon();
+    refreshSoon();
+    if (d.outcome || d.visit || d.assignment_id) teamsSoon();
+    if (d.outcome) refreshStats().catch(e => console.warn("stats", e));
   } else if (msg.type === "team.updated") {
-    if (store.teams && d.code) {
-      const i = store.teams.findIndex(t => t.code === d.code);
-      if (i >= 0) store.teams[i] = {...store.teams[i], ...d}; else store.teams.push(d);
-      drawTeams();
-    } else refreshTeams().catch(() => {});
+    teamsSoon();
   } else if (msg.type === "stats") {
-    refreshStats().catch(() => {});
+    refreshStats().catch(e => console.warn("stats", e));
   }
 }
 function onLive(state) {
@@ -268,7 +289,7 @@ async function start() {
   await api.loadPaths();
   await drawMap();
   await refreshLeads();
-  await Promise.all([refreshTeams(), refreshStats()]).catch(() => {});
+  await Promise.all([refreshTeams(), refreshStats()]).catch(e => console.error("teams or stats failed", e));
   drawCharts();
   new Live("/api/v1/board/ws", api, {onMessage: onBoard, onState: onLive, seqKey: "quanzu.screen.seq"}).start();
   setInterval(() => { refreshTeams().catch(() => {}); refreshStats().catch(() => {}); }, 15000);

@@ -140,12 +140,7 @@ class Watch:
         page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
 
     def check(self) -> None:
-        # Until the sockets of issue 13 (h4) land, the pages' reconnect attempts log one error each;
-        # nothing else is allowed. Once a socket route exists its failures count like any other.
-        errors = [e for e in self.errors
-                  if not any(f"{p}' failed" in e and not self.live.has("ws", p) for p in ("/api/v1/board/ws",
-                                                                                         "/api/v1/ws"))]
-        assert errors == [], errors
+        assert self.errors == [], self.errors
         assert self.outside == [], f"requests left localhost: {self.outside}"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import re
 
 import httpx
-import pytest
 from sqlalchemy import text
 
 from dispatch.validation import mask_phone
@@ -13,7 +12,7 @@ from tests.factories import INSIDE, make_lead
 
 MASKED = re.compile(r"^1\d{2}\*{4}\d{4}$")
 
-# The endpoints of other issues the full flow needs (h3: center actions; h4: matching, offers, sockets).
+# The endpoints the full flow needs (center actions, matching, offers); each one missing is a failure.
 FLOW_NEEDS = [("get", "/api/v1/leads/{}/candidates"), ("post", "/api/v1/leads/{}/assign"),
               ("get", "/api/v1/assignments"), ("post", "/api/v1/assignments/{}/accept"),
               ("post", "/api/v1/assignments/{}/arrive"), ("post", "/api/v1/assignments/{}/complete")]
@@ -41,12 +40,9 @@ def test_screen_draws_the_district_and_shows_a_pushed_lead_masked_within_2s(brow
     page.wait_for_function("document.getElementById('map') && document.getElementById('map').dataset.beats")
     assert page.locator("#map path.beat").count() == beat_count(live, commander) > 0
 
-    # live through the board socket once it exists (h4); until then the page says plainly it is not live
-    if live.has("ws", "/api/v1/board/ws"):
-        page.locator("#live-state.connected").wait_for(timeout=5000)
-    else:
-        page.locator(".banner", has_text="实时连接已断开").wait_for(timeout=5000)
-        assert "已断开" in page.locator("#live-state").inner_text()
+    # live through the board socket
+    assert live.has("ws", "/api/v1/board/ws")
+    page.locator("#live-state.connected").wait_for(timeout=5000)
 
     lead_id, lead = push(live, source_headers)
     row = page.locator(f'#queue tr[data-lead="{lead_id}"]')
@@ -86,11 +82,10 @@ def test_field_page_logs_in_and_reports_duty_and_location(browser, live, watch, 
     page.fill("#man-lat", str(INSIDE["lat"]))
     page.click("#man-send")
     page.locator(".loc", has_text=f"{INSIDE['lon']:.5f}").wait_for()
-    if live.has("put", "/api/v1/teams/me/status"):  # h4: the squad's status is stored
-        page.wait_for_timeout(500)
-        with sync_engine.connect() as conn:
-            status = conn.execute(text("SELECT status FROM team WHERE code = :c"), {"c": team}).scalar()
-        assert status == "on_duty"
+    page.wait_for_timeout(500)
+    with sync_engine.connect() as conn:
+        status = conn.execute(text("SELECT status FROM team WHERE code = :c"), {"c": team}).scalar()
+    assert status == "on_duty"
     page.screenshot(path=str(SCREENSHOTS / "field-390x844.png"), full_page=True)
     watch.check()
     context.close()
@@ -98,9 +93,8 @@ def test_field_page_logs_in_and_reports_duty_and_location(browser, live, watch, 
 
 def test_commander_assigns_from_suggestions_and_the_squad_completes_on_the_phone(
         browser, live, watch, clean, make_user, source_headers, commander, sync_engine):
-    missing = live.missing(*FLOW_NEEDS)
-    if missing:
-        pytest.skip("the full flow waits for the endpoints of issues 12/13 (h3, h4): " + ", ".join(missing))
+    assert live.missing(*FLOW_NEEDS) == []
+    assert live.has("ws", "/api/v1/ws")
     wall = browser.new_context(viewport=WALL, locale="zh-CN")
     watch.attach(wall)
     screen = wall.new_page()

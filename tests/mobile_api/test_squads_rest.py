@@ -67,6 +67,11 @@ async def test_candidates_and_the_centers_assign(client, source_headers, run_wor
     assert (await client.get(f"/api/v1/leads/{lead_id}/candidates", headers=own.headers["police"])).status_code \
         == 403
 
+    # The squad that already holds the open offer: the offer is kept (no withdraw, no second offer).
+    r = await client.post(f"/api/v1/leads/{lead_id}/assign", json={"team_code": own_team}, headers=commander)
+    assert r.status_code == 200 and r.json()["id"] == first.id and r.json()["status"] == "offered"
+    assert [(a.id, a.status) for a in rows(sync_engine, Assignment, Assignment.lead_id == lead_id)] \
+        == [(first.id, "offered")]
     r = await client.post(f"/api/v1/leads/{lead_id}/assign", json={"team_code": near[0]}, headers=commander)
     assert r.status_code == 200, r.text
     body = r.json()
