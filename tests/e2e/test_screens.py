@@ -101,18 +101,18 @@ def test_commander_assigns_from_suggestions_and_the_squad_completes_on_the_phone
     screen.goto(live.base + "/")
     login(screen, commander["X-Username"])
     lead_id, _ = push(live, source_headers, risk_level=1)
-    screen.locator(f'#queue tr[data-lead="{lead_id}"]').click(timeout=5000)
+    screen.locator(f'#queue tr[data-lead="{lead_id}"]').click(timeout=15000)
     kpi_before = screen.locator("#kpis .tiles").inner_text()
 
     # the assign dialog suggests squads; one click picks the best (a second one if it warns)
     screen.click("#btn-assign")
     first = screen.locator("#dlg-assign .pick").first
-    first.wait_for(timeout=5000)
+    first.wait_for(timeout=15000)
     team = first.get_attribute("data-team")
     first.click()
     if screen.locator("#btn-assign-anyway").count():
         screen.click("#btn-assign-anyway")
-    screen.locator("#dlg-assign").wait_for(state="detached", timeout=5000)
+    screen.locator("#dlg-assign").wait_for(state="detached", timeout=15000)
     with sync_engine.connect() as conn:
         offered = conn.execute(text("SELECT team_code FROM assignment WHERE lead_id = :l"), {"l": lead_id}).scalars().all()
     assert team in offered
@@ -123,21 +123,21 @@ def test_commander_assigns_from_suggestions_and_the_squad_completes_on_the_phone
     field = phone_ctx.new_page()
     field.goto(live.base + "/m/")
     login(field, make_user("police", team=team)["X-Username"])
-    field.click("#btn-accept", timeout=10000)
-    field.locator("#btn-arrive:not([disabled])").wait_for(timeout=5000)
+    field.click("#btn-accept", timeout=15000)
+    field.locator("#btn-arrive:not([disabled])").wait_for(timeout=15000)
     phone_ctx.set_offline(True)
     field.click("#btn-arrive")
     field.locator("#outbox").wait_for()
     field.screenshot(path=str(SCREENSHOTS / "field-offline-390x844.png"), full_page=True)
     phone_ctx.set_offline(False)
     field.evaluate("window.dispatchEvent(new Event('online'))")
-    field.locator("#outbox").wait_for(state="detached", timeout=10000)
-    field.locator("#complete-form").wait_for(timeout=5000)
+    field.locator("#outbox").wait_for(state="detached", timeout=15000)
+    field.locator("#complete-form").wait_for(timeout=15000)
     for box in ("look.call_sms_logs", "look.fraud_apps", "ask.who_asked", "protect.family_informed"):
         field.check(f'input[name="{box}"]')
     field.select_option("#outcome", "dissuaded")
     field.click("#btn-complete")
-    field.locator("#current").wait_for(state="detached", timeout=10000)
+    field.locator("#current").wait_for(state="detached", timeout=15000)
     with sync_engine.connect() as conn:
         status = conn.execute(text("SELECT status FROM assignment WHERE lead_id = :l AND team_code = :t"),
                               {"l": lead_id, "t": team}).scalar()
@@ -147,10 +147,10 @@ def test_commander_assigns_from_suggestions_and_the_squad_completes_on_the_phone
 
     # the screen shows the outcome, and the KPI panel moved
     detail = httpx.get(f"{live.base}/api/v1/leads/{lead_id}", headers=commander).json()
-    screen.locator("#detail .outcome").wait_for(timeout=5000)
+    screen.locator("#detail .outcome").wait_for(timeout=15000)
     assert detail["outcome"] and screen.locator("#detail .outcome").inner_text().strip() != ""
     screen.wait_for_function("b => document.querySelector('#kpis .tiles').innerText !== b", arg=kpi_before,
-                             timeout=5000)
+                             timeout=15000)
     screen.screenshot(path=str(SCREENSHOTS / "screen-after-visit-1920x1080.png"))
     watch.check()
     wall.close()
