@@ -209,14 +209,5 @@ class TeamList(BaseModel):
     items: list[TeamPublic]
 
 
-class ErrorOut(BaseModel):
-    error: str
-    detail: Any
-
-
-def errors(*codes: int) -> dict:
-    text = {400: "Bad request", 401: "No or bad credentials", 403: "This role may not", 404: "Unknown id",
-            409: "Not allowed in the current state", 422: "Invalid input; detail names each field"}
-    return {c: {"model": ErrorOut, "description": text[c]} for c in codes}
 
 
