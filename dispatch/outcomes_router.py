@@ -2,7 +2,6 @@
 may call it."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 import orjson
@@ -23,12 +22,12 @@ from dispatch.outcome_schemas import (
     RankingAnswer,
     StatsAnswer,
 )
-from dispatch.validation import CENTER_TZ
 from service.core import clock
 from service.core.auth import CenterUser, LeadPusher
 from service.core.db import SessionDep
 from service.core.errors import BadRequest, NotFound, ValidationFailed, field_errors
 from service.core.openapi import error_responses
+from service.core.params import Time
 from service.core.responses import JSON
 
 router = APIRouter(prefix="/api/v1", tags=["outcomes"])
@@ -113,28 +112,16 @@ async def get_case(case_id: Annotated[str, Path(min_length=1, max_length=128, pa
     return JSON(found)
 
 
-def _local(t: datetime | None, field: str) -> datetime | None:
-    """A time without offset is the center's; one that leaves the years 1..9999 in UTC is a 422."""
-    if t is None:
-        return None
-    t = t.replace(tzinfo=CENTER_TZ) if t.tzinfo is None else t
-    try:
-        t.astimezone(UTC)
-    except (OverflowError, ValueError):
-        raise ValidationFailed([{"field": field, "message": "out of range"}]) from None
-    return t
-
-
 @router.get("/stats", response_model=StatsAnswer, responses=error_responses(401, 403, 422),
             summary="KPIs grouped by street, beat, team, tier, fraud type, source or day over received time "
                     "(admin/commander/operator)")
 async def get_stats(session: SessionDep, _: CenterUser, group_by: stats.GroupBy = stats.GroupBy.street,
-                    since: Annotated[datetime | None, Query(alias="from", description="received at or after; "
+                    since: Annotated[Time | None, Query(alias="from", description="received at or after; "
                                                             "default: 30 days before `to`")] = None,
-                    until: Annotated[datetime | None, Query(alias="to", description="received before; "
+                    until: Annotated[Time | None, Query(alias="to", description="received before; "
                                                             "default: now")] = None):
     try:
-        since, until = stats.default_range(_local(since, "from"), _local(until, "to"), clock.now())
+        since, until = stats.default_range(since, until, clock.now())
     except OverflowError:
         raise ValidationFailed([{"field": "to", "message": "out of range"}]) from None
     if since >= until:
