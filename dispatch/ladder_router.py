@@ -6,7 +6,7 @@ from __future__ import annotations
 import tomllib
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from dispatch import actions
 from dispatch.enums import SmsStatus
@@ -25,17 +25,17 @@ from dispatch.ladder_schemas import (
     ReplayPublic,
     TierIn,
     TransferIn,
-    errors,
 )
 from dispatch.replay import replay, replay_query
 from dispatch.tiering import active_policy, parse_policy
 from service.core.auth import Principal, RequireRole, Role
 from service.core.db import SessionDep
 from service.core.errors import Forbidden, ValidationFailed
+from service.core.openapi import error_responses
+from service.core.params import Id
 
 router = APIRouter(prefix="/api/v1", tags=["ladder"])
 
-LeadId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The lead's id")]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Center = Annotated[Principal, Depends(RequireRole(Role.admin, Role.commander, Role.operator))]
 Command = Annotated[Principal, Depends(RequireRole(Role.admin, Role.commander))]
@@ -51,28 +51,28 @@ async def _act(session, fn) -> dict:
     return state
 
 
-@router.post("/leads/{lead_id}/sign", response_model=LeadStatePublic, responses=errors(404, 409, 422),
+@router.post("/leads/{lead_id}/sign", response_model=LeadStatePublic, responses=error_responses(401, 403, 404, 409, 422),
              summary="签收: sign the lead off (admin, commander, operator)")
-async def sign(lead_id: LeadId, session: SessionDep, who: Center):
+async def sign(lead_id: Id, session: SessionDep, who: Center):
     return await _act(session, lambda s: actions.sign_lead(s, lead_id, who))
 
 
-@router.post("/leads/{lead_id}/tier", response_model=LeadStatePublic, responses=errors(404, 409, 422),
+@router.post("/leads/{lead_id}/tier", response_model=LeadStatePublic, responses=error_responses(401, 403, 404, 409, 422),
              summary="Override the tier with a reason; deadlines recomputed (admin, commander)")
-async def override(lead_id: LeadId, body: TierIn, session: SessionDep, who: Command):
+async def override(lead_id: Id, body: TierIn, session: SessionDep, who: Command):
     return await _act(session, lambda s: actions.override_tier(s, lead_id, body.tier, body.reason, who,
                                                                active_policy()))
 
 
-@router.post("/leads/{lead_id}/transfer", response_model=LeadStatePublic, responses=errors(404, 409, 422),
+@router.post("/leads/{lead_id}/transfer", response_model=LeadStatePublic, responses=error_responses(401, 403, 404, 409, 422),
              summary="移交: transfer the lead to another unit with a reason (admin, commander)")
-async def transfer(lead_id: LeadId, body: TransferIn, session: SessionDep, who: Command):
+async def transfer(lead_id: Id, body: TransferIn, session: SessionDep, who: Command):
     return await _act(session, lambda s: actions.transfer_lead(s, lead_id, body.to, body.reason, who))
 
 
-@router.post("/leads/{lead_id}/close", response_model=LeadStatePublic, responses=errors(404, 409, 422),
+@router.post("/leads/{lead_id}/close", response_model=LeadStatePublic, responses=error_responses(401, 403, 404, 409, 422),
              summary="Close with an outcome and amounts; schedules the callback (admin, commander, operator)")
-async def close(lead_id: LeadId, body: CloseIn, session: SessionDep, who: Center):
+async def close(lead_id: Id, body: CloseIn, session: SessionDep, who: Center):
     def run(s):
         lead = actions.lock_lead(s, lead_id)
         return actions.close_lead(s, lead, body.outcome, actor=who.actor, note=body.note, loss_cny=body.loss_cny,
@@ -80,7 +80,7 @@ async def close(lead_id: LeadId, body: CloseIn, session: SessionDep, who: Center
     return await _act(session, run)
 
 
-@router.get("/calls/queue", response_model=CallQueuePublic, responses=errors(422),
+@router.get("/calls/queue", response_model=CallQueuePublic, responses=error_responses(401, 403, 422),
             summary="Leads waiting for a call, most urgent deadline first; full phones, audited "
                     "(admin, commander, operator)")
 async def call_queue(session: SessionDep, who: Center, limit: Limit = 50):
@@ -89,9 +89,9 @@ async def call_queue(session: SessionDep, who: Center, limit: Limit = 50):
     return {"items": items}
 
 
-@router.post("/leads/{lead_id}/calls", response_model=CallPublic, status_code=201, responses=errors(404, 409, 422),
+@router.post("/leads/{lead_id}/calls", response_model=CallPublic, status_code=201, responses=error_responses(401, 403, 404, 409, 422),
              summary="Record a call and let the ladder escalate (admin, commander, operator)")
-async def record_call(lead_id: LeadId, body: CallIn, session: SessionDep, who: Center):
+async def record_call(lead_id: Id, body: CallIn, session: SessionDep, who: Center):
     def run(s):
         attempt, steps = actions.record_call(s, lead_id, body.result, body.outcome, body.note, who, active_policy())
         return {"id": attempt.id, "lead_id": lead_id, "result": attempt.result, "outcome": attempt.outcome,
@@ -101,7 +101,7 @@ async def record_call(lead_id: LeadId, body: CallIn, session: SessionDep, who: C
     return out
 
 
-@router.get("/callbacks/due", response_model=CallbacksDuePublic, responses=errors(422),
+@router.get("/callbacks/due", response_model=CallbacksDuePublic, responses=error_responses(401, 403, 422),
             summary="回访 due now, oldest first; full phones, audited (admin, commander, operator)")
 async def callbacks_due(session: SessionDep, who: Center, limit: Limit = 100):
     items = await session.run_sync(lambda s: actions.callbacks_due(s, who, limit))
@@ -110,9 +110,9 @@ async def callbacks_due(session: SessionDep, who: Center, limit: Limit = 100):
 
 
 @router.post("/leads/{lead_id}/callbacks", response_model=CallbackPublic, status_code=201,
-             responses=errors(404, 409, 422),
+             responses=error_responses(401, 403, 404, 409, 422),
              summary="Record a callback; `defrauded` records the loss and reopens the lead (admin, commander, operator)")
-async def record_callback(lead_id: LeadId, body: CallbackIn, session: SessionDep, who: Center):
+async def record_callback(lead_id: Id, body: CallbackIn, session: SessionDep, who: Center):
     def run(s):
         cb = actions.record_callback(s, lead_id, body.result, body.loss_cny, body.note, who, active_policy())
         return {"id": cb.id, "lead_id": lead_id, "result": cb.result,
@@ -123,7 +123,7 @@ async def record_callback(lead_id: LeadId, body: CallbackIn, session: SessionDep
     return out
 
 
-@router.post("/sms/receipts", response_model=ReceiptPublic, responses=errors(404, 422),
+@router.post("/sms/receipts", response_model=ReceiptPublic, responses=error_responses(401, 403, 404, 422),
              summary="Delivery receipt from the SMS gateway (the gateway's API key, named SMS_GATEWAY_KEY_NAME)")
 async def sms_receipt(request: Request, body: ReceiptIn, session: SessionDep, who: Gateway):
     if who.name != request.app.state.settings.sms_gateway_key_name:
@@ -144,7 +144,7 @@ def candidate_policy(text: str):
         raise ValidationFailed([{"field": "policy", "message": str(exc)}]) from None
 
 
-@router.post("/policy/replay", response_model=ReplayPublic, responses=errors(422),
+@router.post("/policy/replay", response_model=ReplayPublic, responses=error_responses(401, 403, 422),
              summary="Run a candidate policy over stored leads, nothing written (admin, commander)")
 async def policy_replay(body: ReplayIn, session: SessionDep, _: Command):
     policy = candidate_policy(body.policy)

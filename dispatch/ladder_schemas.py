@@ -2,61 +2,17 @@
 policy replay). Public schemas, apart from the tables."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.enums import CallbackResult, CallResult, Outcome, Tier
-
-
-def _clean(v: str) -> str:
-    """PostgreSQL text takes neither NUL nor lone surrogates: refuse them as bad input (422)."""
-    if "\x00" in v:
-        raise ValueError("must not contain NUL characters")
-    try:
-        v.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid UTF-8 text") from None
-    return v
-
-
-def Text(max_length: int, min_length: int = 1):  # noqa: N802 - a type factory
-    return Annotated[str, Field(min_length=min_length, max_length=max_length), AfterValidator(_clean)]
-
+from service.core.params import Text, Time
 
 # Numeric(14, 2): |x| < 10^12, cents at most.
 Money = Annotated[Decimal, Field(ge=0, lt=10**12, max_digits=14, decimal_places=2, examples=[11208.77])]
-
-
-class ErrorPublic(BaseModel):
-    """Every error: {"error": code, "detail": text or [{"field", "message"}]}."""
-    error: str
-    detail: Any = None
-
-
-ERRORS = {s: {"model": ErrorPublic, "description": d} for s, d in (
-    (400, "Malformed request"), (401, "No or bad credentials"), (403, "This role may not do this"),
-    (404, "Unknown lead"), (409, "Not allowed in the lead's present status"), (413, "Body over the limit"),
-    (422, "Malformed body; detail names each field"),
-    (503, "PostgreSQL or Redis unavailable; retry after Retry-After"))}
-
-
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """`responses=`: the codes named, plus those any route may meet (400, 401, 403, 413, 422, 503)."""
-    return {c: ERRORS[c] for c in sorted({400, 401, 403, 413, 422, 503, *codes})}
-
-
-def _storable(t: datetime) -> datetime:
-    try:
-        t.astimezone(UTC)
-    except (OverflowError, ValueError):
-        raise ValueError("outside the years 1..9999 once its offset is applied") from None
-    return t
-
-
-StorableTime = Annotated[AwareDatetime, AfterValidator(_storable)]
 
 
 class DeadlinePublic(BaseModel):
@@ -86,21 +42,21 @@ class LeadStatePublic(BaseModel):
 class TierIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"tier": "P1", "reason": "老人独居"}]})
     tier: Tier
-    reason: Text(500)
+    reason: Text(500, 1)
 
 
 class TransferIn(BaseModel):
     model_config = ConfigDict(extra="forbid",
                               json_schema_extra={"examples": [{"to": "市南区反诈中心", "reason": "人在市南区"}]})
-    to: Text(200)
-    reason: Text(500)
+    to: Text(200, 1)
+    reason: Text(500, 1)
 
 
 class CloseIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"outcome": "dissuaded", "note": "已电话劝阻", "loss_cny": None, "saved_cny": 5000}]})
     outcome: Outcome
-    note: Text(2000, 0) | None = None
+    note: Text(2000) | None = None
     loss_cny: Money | None = None
     saved_cny: Money | None = None
 
@@ -110,7 +66,7 @@ class CallIn(BaseModel):
         {"result": "connected", "outcome": "dissuaded", "note": "已停止转账"}, {"result": "no_answer"}]})
     result: CallResult
     outcome: Outcome | None = Field(None, description="Only with result `connected`")
-    note: Text(2000, 0) | None = None
+    note: Text(2000) | None = None
 
 
 class CallPublic(BaseModel):
@@ -161,7 +117,7 @@ class CallbackIn(BaseModel):
         {"result": "safe"}, {"result": "defrauded", "loss_cny": 3000, "note": "回访时称已被骗"}]})
     result: CallbackResult
     loss_cny: Money | None = Field(None, description="Only with result `defrauded`")
-    note: Text(2000, 0) | None = None
+    note: Text(2000) | None = None
 
 
 class CallbackPublic(BaseModel):
@@ -192,7 +148,7 @@ class CallbacksDuePublic(BaseModel):
 class ReceiptIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"message_id": "gw-20261001-000123", "status": "delivered"}]})
-    message_id: Text(200)
+    message_id: Text(200, 1)
     status: Literal["delivered", "failed"]
 
 
@@ -206,9 +162,9 @@ class ReceiptPublic(BaseModel):
 class ReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
         {"policy": "version = 1\n# … a whole policy.toml …", "since": "2026-10-01T00:00:00+08:00"}]})
-    policy: Text(200_000) = Field(description="A whole policy file (TOML), as dispatch/policy.toml")
-    since: StorableTime | None = None
-    until: StorableTime | None = None
+    policy: Text(200_000, 1) = Field(description="A whole policy file (TOML), as dispatch/policy.toml")
+    since: Time | None = None
+    until: Time | None = None
 
 
 class Counted(BaseModel):

@@ -11,19 +11,6 @@ CASE_EXAMPLE = {"case_id": "C37029920261001900062", "reported_at": "2026-10-01T0
                 "loss_cny": 13252.82, "beat_code": "370299001-04"}
 
 
-class ErrorPublic(BaseModel):
-    """Every error: {"error": code, "detail": message or [{"field", "message"}]}."""
-    error: str
-    detail: Any = None
-
-
-ERRORS = {c: {"model": ErrorPublic} for c in (400, 401, 403, 404, 409, 422)}
-
-
-def errors(*codes: int) -> dict:
-    return {c: ERRORS[c] for c in codes}
-
-
 class VictimIn(BaseModel):
     phone: str | None = Field(None, description="Normalised like a lead's phone (spaces, +86)")
     id_number: str | None = Field(None, description="Spaces removed, x upper-cased")

@@ -2,7 +2,6 @@
 may call it."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 import orjson
@@ -22,13 +21,13 @@ from dispatch.outcome_schemas import (
     PersonIn,
     RankingAnswer,
     StatsAnswer,
-    errors,
 )
-from dispatch.validation import CENTER_TZ
 from service.core import clock
 from service.core.auth import CenterUser, LeadPusher
 from service.core.db import SessionDep
 from service.core.errors import BadRequest, NotFound, ValidationFailed, field_errors
+from service.core.openapi import error_responses
+from service.core.params import Time
 from service.core.responses import JSON
 
 router = APIRouter(prefix="/api/v1", tags=["outcomes"])
@@ -56,7 +55,7 @@ async def _reject(session, actor: str, raw, errs: list[dict]) -> None:
 
 @router.post("/cases", response_model=CaseAnswer, openapi_extra=_body_doc(CaseIn),
              summary="Push one case report (source API key, or admin/commander/operator); idempotent on case_id",
-             responses={201: {"model": CaseAnswer, "description": "Stored"}, **errors(400, 401, 403, 422)},
+             responses={201: {"model": CaseAnswer, "description": "Stored"}, **error_responses(400, 401, 403, 422)},
              status_code=200)
 async def push_case(request: Request, session: SessionDep, who: LeadPusher):
     raw = await _json_body(request)
@@ -74,7 +73,7 @@ async def push_case(request: Request, session: SessionDep, who: LeadPusher):
 
 @router.post("/cases/batch", response_model=CaseBatchAnswer, openapi_extra=_body_doc(CaseBatchIn),
              summary="Push up to 1,000 case reports (source API key, or admin/commander/operator); "
-                     "one bad case never fails the others", responses=errors(400, 401, 403, 422))
+                     "one bad case never fails the others", responses=error_responses(400, 401, 403, 422))
 async def push_cases(request: Request, session: SessionDep, who: LeadPusher):
     raw = await _json_body(request)
     items = raw.get("cases") if isinstance(raw, dict) else None
@@ -103,7 +102,7 @@ async def push_cases(request: Request, session: SessionDep, who: LeadPusher):
     return JSON({"results": results})
 
 
-@router.get("/cases/{case_id}", response_model=CasePublic, responses=errors(401, 403, 404, 422),
+@router.get("/cases/{case_id}", response_model=CasePublic, responses=error_responses(401, 403, 404, 422),
             summary="One case with its post-warning match (admin/commander/operator)")
 async def get_case(case_id: Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00]+$")],
                    session: SessionDep, _: CenterUser):
@@ -113,28 +112,16 @@ async def get_case(case_id: Annotated[str, Path(min_length=1, max_length=128, pa
     return JSON(found)
 
 
-def _local(t: datetime | None, field: str) -> datetime | None:
-    """A time without offset is the center's; one that leaves the years 1..9999 in UTC is a 422."""
-    if t is None:
-        return None
-    t = t.replace(tzinfo=CENTER_TZ) if t.tzinfo is None else t
-    try:
-        t.astimezone(UTC)
-    except (OverflowError, ValueError):
-        raise ValidationFailed([{"field": field, "message": "out of range"}]) from None
-    return t
-
-
-@router.get("/stats", response_model=StatsAnswer, responses=errors(401, 403, 422),
+@router.get("/stats", response_model=StatsAnswer, responses=error_responses(401, 403, 422),
             summary="KPIs grouped by street, beat, team, tier, fraud type, source or day over received time "
                     "(admin/commander/operator)")
 async def get_stats(session: SessionDep, _: CenterUser, group_by: stats.GroupBy = stats.GroupBy.street,
-                    since: Annotated[datetime | None, Query(alias="from", description="received at or after; "
+                    since: Annotated[Time | None, Query(alias="from", description="received at or after; "
                                                             "default: 30 days before `to`")] = None,
-                    until: Annotated[datetime | None, Query(alias="to", description="received before; "
+                    until: Annotated[Time | None, Query(alias="to", description="received before; "
                                                             "default: now")] = None):
     try:
-        since, until = stats.default_range(_local(since, "from"), _local(until, "to"), clock.now())
+        since, until = stats.default_range(since, until, clock.now())
     except OverflowError:
         raise ValidationFailed([{"field": "to", "message": "out of range"}]) from None
     if since >= until:
@@ -148,7 +135,7 @@ MonthQuery = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", descriptio
                                   examples=["2026-10"])]
 
 
-@router.get("/stats/ranking", response_model=RankingAnswer, responses=errors(401, 403, 422),
+@router.get("/stats/ranking", response_model=RankingAnswer, responses=error_responses(401, 403, 422),
             summary="Streets of a month, worst first (逆排名), the quarter's three worst marked for "
                     "supervision (挂牌督办) (admin/commander/operator)")
 async def get_ranking(session: SessionDep, _: CenterUser, month: MonthQuery):
@@ -162,7 +149,7 @@ def _check_month(month: str) -> None:
 
 
 @router.post("/people/history", response_model=PersonHistory, openapi_extra=_body_doc(PersonIn),
-             responses=errors(400, 401, 403, 422),
+             responses=error_responses(400, 401, 403, 422),
              summary="Every warning, call, SMS, visit, callback and case of one person across leads "
                      "(admin/commander/operator); the read is audited")
 async def person_history(request: Request, session: SessionDep, who: CenterUser):
@@ -176,7 +163,7 @@ async def person_history(request: Request, session: SessionDep, who: CenterUser)
 @router.get("/reports/monthly", response_class=Response, responses={
     200: {"content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
           "description": "月通报: summary, street ranking (with a chart), beats, squads, post-warning cases"},
-    **errors(401, 403, 422)}, summary="The monthly report as an .xlsx workbook (admin/commander/operator)")
+    **error_responses(401, 403, 422)}, summary="The monthly report as an .xlsx workbook (admin/commander/operator)")
 async def monthly_report(session: SessionDep, _: CenterUser, month: MonthQuery):
     _check_month(month)
     data = await report.build_monthly(session, month, clock.now())

@@ -10,14 +10,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from dispatch.assignments import Completion
 from dispatch.enums import Outcome
+from service.core.params import Text
 
 MONEY = 10 ** 12  # Numeric(14, 2)
-
-
-def _no_nul(v):
-    if isinstance(v, str) and "\x00" in v:
-        raise ValueError("must not contain NUL characters")
-    return v
 
 
 class TeamStatus(StrEnum):
@@ -69,8 +64,7 @@ class LocationPublic(BaseModel):
 
 
 class DeclineIn(BaseModel):
-    reason: str | None = Field(None, max_length=500)
-    _nul = field_validator("reason")(_no_nul)
+    reason: Text(500) | None = None
 
 
 class CompleteIn(BaseModel):
@@ -82,18 +76,20 @@ class CompleteIn(BaseModel):
     outcome: Outcome
     met_in_person: bool
     model_config = ConfigDict(allow_inf_nan=False, json_schema_extra=model_config["json_schema_extra"])
-    note: str | None = Field(None, max_length=4000)
+    note: Text(4000) | None = None
     loss_cny: float | None = Field(None, ge=0, lt=MONEY)
     saved_cny: float | None = Field(None, ge=0, lt=MONEY)
     checklist: dict[str, Any] | None = None
-    _nul = field_validator("note")(_no_nul)
 
     @field_validator("checklist")
     @classmethod
     def _small(cls, v):
         if v is None:
             return v
-        text = orjson.dumps(v)
+        try:
+            text = orjson.dumps(v)
+        except orjson.JSONEncodeError:  # a lone surrogate: not text PostgreSQL can store
+            raise ValueError("must be valid UTF-8 text") from None
         if len(text) > 8000:
             raise ValueError("at most 8,000 bytes of JSON")
         if b"\\u0000" in text:  # PostgreSQL's JSONB refuses NUL characters
@@ -109,8 +105,7 @@ class CompleteIn(BaseModel):
 
 class AssignIn(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"team_code": "T370299001-01"}]})
-    team_code: str = Field(min_length=1, max_length=64)
-    _nul = field_validator("team_code")(_no_nul)
+    team_code: Text(64, 1)
 
 
 class LeadBrief(BaseModel):
@@ -209,14 +204,5 @@ class TeamList(BaseModel):
     items: list[TeamPublic]
 
 
-class ErrorOut(BaseModel):
-    error: str
-    detail: Any
-
-
-def errors(*codes: int) -> dict:
-    text = {400: "Bad request", 401: "No or bad credentials", 403: "This role may not", 404: "Unknown id",
-            409: "Not allowed in the current state", 422: "Invalid input; detail names each field"}
-    return {c: {"model": ErrorOut, "description": text[c]} for c in codes}
 
 
