@@ -125,21 +125,22 @@ def assert_alive(base: str) -> None:
     """The screen is served and the district is at work: `quanzu simulate` pushes leads that get
     tiered and its operators record calls; dispatch offers visits to squads that `quanzu field-sim`
     runs (they accept or decline: an offer that was answered)."""
-    assert "指挥调度" in httpx.get(base + "/").text
-    token = httpx.post(base + "/api/v1/auth/token", data={"username": "commander", "password": "commander-demo"}).json()
+    assert "指挥调度" in httpx.get(base + "/", timeout=30).text
+    token = httpx.post(base + "/api/v1/auth/token", data={"username": "commander", "password": "commander-demo"},
+                       timeout=30).json()
     headers = {"Authorization": f"Bearer {token['access_token']}"}
     deadline = time.monotonic() + 60
     while True:
-        leads = httpx.get(base + "/api/v1/leads?limit=100", headers=headers).json()["items"]
-        offers = httpx.get(base + "/api/v1/assignments?limit=100", headers=headers).json()["items"]
-        total = httpx.get(base + "/api/v1/stats", headers=headers).json()["total"]
+        leads = httpx.get(base + "/api/v1/leads?limit=100", headers=headers, timeout=30).json()["items"]
+        offers = httpx.get(base + "/api/v1/assignments?limit=100", headers=headers, timeout=30).json()["items"]
+        total = httpx.get(base + "/api/v1/stats", headers=headers, timeout=30).json()["total"]
         answered = [o for o in offers if o["status"] != "offered"]
         if any(x["tier"] for x in leads) and answered and total["call_attempts"] > 0:
             break
         assert time.monotonic() < deadline, (leads, offers, total)
         time.sleep(0.5)
     assert all("****" in x["subject"]["phone"] for x in leads if x["subject"]["phone"])  # masked on the list
-    beats = httpx.get(base + "/api/v1/geo/beats", headers=headers).json()["features"]
+    beats = httpx.get(base + "/api/v1/geo/beats", headers=headers, timeout=30).json()["features"]
     assert any(f["properties"]["code"].startswith("510199") for f in beats)  # our own generated district
 
 
