@@ -35,12 +35,13 @@ def run_worker(burst: bool = False) -> None:
     stopping = threading.Event()
     try:
         while True:
-            worker = SimpleWorker([queue], connection=ctx.redis)
-            try:
+            worker = None
+            try:  # rq's worker talks to Redis as soon as it is made: a Redis still down fails here too
+                worker = SimpleWorker([queue], connection=ctx.redis)
                 worker.work(burst=burst, with_scheduler=False)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 log.warning("worker_redis_unavailable", error=f"{exc.__class__.__name__}: {exc}")
-            if burst or worker._shutdown_requested_date is not None:  # rq's own record of SIGTERM/SIGINT
+            if burst or (worker is not None and worker._shutdown_requested_date is not None):  # rq's record of SIGTERM
                 break
             for signum in (signal.SIGTERM, signal.SIGINT):  # between two rq workers, ours decide
                 signal.signal(signum, lambda *_: stopping.set())

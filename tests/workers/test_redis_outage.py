@@ -83,8 +83,9 @@ async def test_redis_stopped_and_restarted_under_a_running_api_and_worker(settin
     own.start()
     env = {**os.environ, "REDIS_URL": own.url, "RECONCILE_AFTER_SECONDS": "1", "RECONCILE_EVERY_SECONDS": "1",
            "REENQUEUE_AFTER_SECONDS": "2"}
+    worker_log = tempfile.NamedTemporaryFile(prefix="quanzu-outage-worker-", suffix=".log", delete=False)
     worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=worker_log, stderr=subprocess.STDOUT)
     app = create_app(settings.model_copy(update={"redis_url": own.url, "redis_connect_timeout_seconds": 0.5,
                                                  "redis_socket_timeout_seconds": 1.0}))
     try:
@@ -107,9 +108,16 @@ async def test_redis_stopped_and_restarted_under_a_running_api_and_worker(settin
                 assert (await client.get("/readyz")).json()["redis"].startswith("error")
                 await app.state.after_commit.drain()  # its enqueue failed (logged); nothing hangs
                 assert _statuses(sync_engine) == {"tiered": 5, "received": 20}
-                await asyncio.sleep(2)  # the worker and its clock meet the outage
+                # the worker and its clock meet the outage, and the worker tries to start again while
+                # Redis is still away (that once killed the process)
+                from workers.run import RESTART_AFTER_SECONDS
+                await asyncio.sleep(max(2.0, 2.5 * RESTART_AFTER_SECONDS))
                 own.start()  # empty: every job queued before is gone
-                await _wait_for(sync_engine, {"tiered": 25})  # the reconciler fired again, the worker ran
+                try:
+                    await _wait_for(sync_engine, {"tiered": 25})  # the reconciler fired again, the worker ran
+                except AssertionError:
+                    print("worker log:\n" + open(worker_log.name, encoding="utf-8", errors="replace").read()[-6000:])
+                    raise
                 await push(3)
                 await _wait_for(sync_engine, {"tiered": 28})
         assert worker.poll() is None  # the worker lived through it
