@@ -59,8 +59,10 @@ async def test_offer_accept_arrive_complete(api_a, client, source_headers, run_w
         r = await http.post(f"/api/v1/assignments/{aid}/arrive", headers=squad.headers["auxiliary"])
         assert r.status_code == 200 and r.json()["status"] == "arrived"
         # A check list PostgreSQL cannot store (a lone surrogate) is a 422 naming it, nothing done.
-        bad = await http.post(f"/api/v1/assignments/{aid}/complete", headers=squad.headers["police"],
-                              json={"outcome": "dissuaded", "met_in_person": True, "checklist": {"asked": ["\ud800"]}})
+        # (sent as raw JSON text: the escape \ud800 is valid JSON that no UTF-8 string can hold)
+        bad = await http.post(f"/api/v1/assignments/{aid}/complete",
+                              headers={**squad.headers["police"], "Content-Type": "application/json"},
+                              content=b'{"outcome": "dissuaded", "met_in_person": true, "checklist": {"asked": ["\\ud800"]}}')
         assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "checklist", bad.text
         r = await http.post(f"/api/v1/assignments/{aid}/complete", headers=squad.headers["police"], json={
             "outcome": "dissuaded", "met_in_person": True, "note": "已劝阻", "loss_cny": 0, "saved_cny": 5000,
