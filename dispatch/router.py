@@ -20,6 +20,7 @@ from dispatch.schemas import (
     LeadPage,
     RejectionPage,
 )
+from dispatch.validation import storable_body
 from service.core.auth import CenterUser, CurrentUser, LeadPusher
 from service.core.db import SessionDep
 from service.core.errors import BadRequest, ValidationFailed
@@ -30,10 +31,11 @@ from service.core.responses import JSON
 router = APIRouter(prefix="/api/v1", tags=["leads"])
 
 
-async def _json_body(request: Request):
+async def _json_body(request: Request) -> tuple[object, bool]:
+    """→ (the parsed body, whether all its strings are storable: one scan for all its leads)."""
     body = await request.body()
     try:
-        return orjson.loads(body)
+        return orjson.loads(body), storable_body(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest([{"field": "", "message": f"malformed JSON: {exc}"}]) from None
 
@@ -49,9 +51,9 @@ def _body_doc(model) -> dict:
                               "description": "Duplicate: the same source+source_id was pushed before"},
                         **error_responses(401, 403)})
 async def push_lead(request: Request, who: LeadPusher):
-    raw = await _json_body(request)
+    raw, storable = await _json_body(request)
     try:
-        taken = await service.take_lead(request.app.state.lead_writer, raw, who.actor)
+        taken = await service.take_lead(request.app.state.lead_writer, raw, who.actor, storable)
     except ValidationFailed:
         LEADS_PUSHED.labels("rejected").inc()
         raise
@@ -68,7 +70,7 @@ async def push_lead(request: Request, who: LeadPusher):
              responses=error_responses(401, 403),
              summary="Push up to 1,000 leads (source API key, or admin/commander/operator)")
 async def push_batch(request: Request, who: LeadPusher):
-    raw = await _json_body(request)
+    raw, storable = await _json_body(request)
     leads = raw.get("leads") if isinstance(raw, dict) else None
     limit = request.app.state.settings.max_batch
     if not isinstance(leads, list):
@@ -77,7 +79,7 @@ async def push_batch(request: Request, who: LeadPusher):
         raise ValidationFailed([{"field": "leads", "message": f"must hold 1 to {limit} leads, got {len(leads)}"}])
     async with request.app.state.intake_pool.acquire() as conn:
         async with conn.transaction():
-            results, new_ids = await service.take_batch(conn, leads, who.actor)
+            results, new_ids = await service.take_batch(conn, leads, who.actor, storable)
     request.app.state.after_commit.submit(new_ids)
     for verdict, n in Counter(r["status"] for r in results).items():
         LEADS_PUSHED.labels(verdict).inc(n)

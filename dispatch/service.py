@@ -50,10 +50,11 @@ class Taken:
     flags: list[str]
 
 
-async def take_lead(writer: repository.GroupWriter, raw: object, actor: str) -> Taken:
+async def take_lead(writer: repository.GroupWriter, raw: object, actor: str, storable: bool = False) -> Taken:
     """Validate and store one pushed lead (committed on return); a hard defect, or a value
-    PostgreSQL refuses, is recorded as a rejection and raised as 422 (ValidationFailed)."""
-    checked = validate_lead(raw)
+    PostgreSQL refuses, is recorded as a rejection and raised as 422 (ValidationFailed).
+    `storable`: as `validate_lead`'s."""
+    checked = validate_lead(raw, storable)
     if checked.lead is None:
         await _reject(writer, actor, raw, field_errors(checked.errors))
     stored = await writer.insert(repository.lead_row(checked.lead, checked.flags), actor)
@@ -69,12 +70,12 @@ async def _reject(writer: repository.GroupWriter, actor: str, raw: object, error
     raise ValidationFailed(errors)
 
 
-async def take_batch(conn, items: list, actor: str) -> tuple[list[dict], list[int]]:
+async def take_batch(conn, items: list, actor: str, storable: bool = False) -> tuple[list[dict], list[int]]:
     """Each lead on its own: one bad lead never fails the others. → (results, ids of new leads).
-    The caller wraps this in one transaction."""
+    The caller wraps this in one transaction. `storable`: as `validate_lead`'s."""
     results: list[dict] = [{} for _ in items]
     accepted, rejections = [], []  # (index, checked) of valid leads; rejections as recorded
-    for i, c in enumerate(validate_lead(x) for x in items):
+    for i, c in enumerate(validate_lead(x, storable) for x in items):
         if c.lead is None:
             errors = field_errors(c.errors)
             results[i] = {"index": i, "status": "rejected", "errors": errors}
