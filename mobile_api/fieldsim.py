@@ -25,7 +25,8 @@ from service.core.models import User
 
 OUTCOMES = {"dissuaded": 0.8, "not_reached": 0.1, "refused": 0.05, "already_defrauded": 0.05}
 COMPLETION = {"outcome": "dissuaded", "met_in_person": True, "note": "field-sim", "saved_cny": 0, "loss_cny": 0,
-              "checklist": {"looked": ["call_log", "apps"], "asked": ["who"], "protected": []}}
+              "checklist": {"look": {"call_sms_logs": True, "fraud_apps": True}, "ask": {"who_asked": True},
+                            "protect": {}}}
 
 
 def member_username(team_code: str, role: str) -> str:

@@ -5,7 +5,6 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from dispatch.assignments import Completion
@@ -67,40 +66,62 @@ class DeclineIn(BaseModel):
     reason: Text(500) | None = None
 
 
+class _Items(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an item the list does not have is a client's mistake
+
+
+class ChecklistLook(_Items):
+    """四查看: what the squad looked at on the person's phone."""
+    call_sms_logs: bool = Field(False, description="通话和短信记录")
+    chat_apps: bool = Field(False, description="聊天软件")
+    fraud_apps: bool = Field(False, description="是否装有涉诈App")
+    large_transfers: bool = Field(False, description="大额转账记录")
+
+
+class ChecklistAsk(_Items):
+    """三询问: what the squad asked."""
+    who_asked: bool = Field(False, description="谁让转账")
+    why: bool = Field(False, description="为何转账")
+    to_whom: bool = Field(False, description="转给了谁")
+
+
+class ChecklistProtect(_Items):
+    """一保护: what the squad did to protect the person."""
+    payment_stopped: bool = Field(False, description="止付")
+    app_uninstalled: bool = Field(False, description="卸载涉诈App")
+    family_informed: bool = Field(False, description="告知家属")
+
+
+class Checklist(_Items):
+    """The visit check list of domain.md, 四查看·三询问·一保护: each item true when done; an item or a
+    group left out is false."""
+    look: ChecklistLook = Field(default_factory=ChecklistLook)
+    ask: ChecklistAsk = Field(default_factory=ChecklistAsk)
+    protect: ChecklistProtect = Field(default_factory=ChecklistProtect)
+
+
+CHECKLIST_EXAMPLE = {"look": {"call_sms_logs": True, "chat_apps": True, "fraud_apps": True, "large_transfers": False},
+                     "ask": {"who_asked": True, "why": True, "to_whom": True},
+                     "protect": {"payment_stopped": True, "app_uninstalled": True, "family_informed": False}}
+
+
 class CompleteIn(BaseModel):
-    """见面劝阻 outcome. `checklist`: the visit check list of domain.md (四查看·三询问·一保护)."""
-    model_config = ConfigDict(json_schema_extra={"examples": [{
+    """见面劝阻 outcome, with the visit check list (`Checklist`) when the squad filled it in."""
+    model_config = ConfigDict(allow_inf_nan=False, json_schema_extra={"examples": [{
         "outcome": "dissuaded", "met_in_person": True, "note": "已劝阻，卸载诈骗APP", "loss_cny": 0, "saved_cny": 20000,
-        "checklist": {"looked": ["call_log", "sms", "chat_apps", "apps", "transfers"],
-                      "asked": ["who", "why", "to_whom"], "protected": ["stop_payment", "uninstall", "family"]}}]})
+        "checklist": CHECKLIST_EXAMPLE}]})
     outcome: Outcome
     met_in_person: bool
-    model_config = ConfigDict(allow_inf_nan=False, json_schema_extra=model_config["json_schema_extra"])
     note: Text(4000) | None = None
     loss_cny: float | None = Field(None, ge=0, lt=MONEY)
     saved_cny: float | None = Field(None, ge=0, lt=MONEY)
-    checklist: dict[str, Any] | None = None
-
-    @field_validator("checklist")
-    @classmethod
-    def _small(cls, v):
-        if v is None:
-            return v
-        try:
-            text = orjson.dumps(v)
-        except orjson.JSONEncodeError:  # a lone surrogate: not text PostgreSQL can store
-            raise ValueError("must be valid UTF-8 text") from None
-        if len(text) > 8000:
-            raise ValueError("at most 8,000 bytes of JSON")
-        if b"\\u0000" in text:  # PostgreSQL's JSONB refuses NUL characters
-            raise ValueError("must not contain NUL characters")
-        return v
+    checklist: Checklist | None = None
 
     def completion(self) -> Completion:
         def money(x):
             return None if x is None else Decimal(str(round(x, 2)))
         return Completion(self.outcome, self.met_in_person, self.note, money(self.loss_cny), money(self.saved_cny),
-                          self.checklist)
+                          self.checklist.model_dump() if self.checklist else None)
 
 
 class AssignIn(BaseModel):

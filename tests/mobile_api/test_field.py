@@ -58,15 +58,21 @@ async def test_offer_accept_arrive_complete(api_a, client, source_headers, run_w
     async with httpx.AsyncClient(base_url=api_a.http) as http:
         r = await http.post(f"/api/v1/assignments/{aid}/arrive", headers=squad.headers["auxiliary"])
         assert r.status_code == 200 and r.json()["status"] == "arrived"
-        # A check list PostgreSQL cannot store (a lone surrogate) is a 422 naming it, nothing done.
-        # (sent as raw JSON text: the escape \ud800 is valid JSON that no UTF-8 string can hold)
-        bad = await http.post(f"/api/v1/assignments/{aid}/complete",
-                              headers={**squad.headers["police"], "Content-Type": "application/json"},
-                              content=b'{"outcome": "dissuaded", "met_in_person": true, "checklist": {"asked": ["\\ud800"]}}')
-        assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == "checklist", bad.text
+        # A check list item the list does not have is a 422 naming it, nothing done; so is one whose
+        # name PostgreSQL could not even store (a lone surrogate: sent as raw JSON text, the escape
+        # \ud800 is valid JSON that no UTF-8 string can hold), and the old list shape.
+        for checklist, field in ((b'{"ask": {"\\ud800": true}}', "checklist.ask"),
+                                 (b'{"look": {"call_log": true}}', "checklist.look.call_log"),
+                                 (b'{"looked": ["call_log"]}', "checklist.looked"),
+                                 (b'{"protect": {"payment_stopped": "maybe"}}', "checklist.protect.payment_stopped")):
+            bad = await http.post(f"/api/v1/assignments/{aid}/complete",
+                                  headers={**squad.headers["police"], "Content-Type": "application/json"},
+                                  content=b'{"outcome": "dissuaded", "met_in_person": true, "checklist": %s}' % checklist)
+            assert bad.status_code == 422 and bad.json()["detail"][0]["field"] == field, bad.text
         r = await http.post(f"/api/v1/assignments/{aid}/complete", headers=squad.headers["police"], json={
             "outcome": "dissuaded", "met_in_person": True, "note": "已劝阻", "loss_cny": 0, "saved_cny": 5000,
-            "checklist": {"looked": ["call_log", "apps"], "asked": ["who"], "protected": ["stop_payment"]}})
+            "checklist": {"look": {"call_sms_logs": True, "fraud_apps": True}, "ask": {"who_asked": True},
+                          "protect": {"payment_stopped": True}}})
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "completed"
         # Completing twice is a state conflict, not a 500.
@@ -80,6 +86,11 @@ async def test_offer_accept_arrive_complete(api_a, client, source_headers, run_w
     assert (a.status, a.team_code, a.accepted_by, a.outcome, a.met_in_person, float(a.saved_cny)) == \
            ("completed", own_team, squad.name("police"), "dissuaded", True, 5000.0)
     assert a.choice["reason"] == "own_beat" and "next" in a.choice
+    # the check list is kept whole: every item of 四查看·三询问·一保护, the ones left out false
+    assert a.checklist == {"look": {"call_sms_logs": True, "chat_apps": False, "fraud_apps": True,
+                                    "large_transfers": False},
+                           "ask": {"who_asked": True, "why": False, "to_whom": False},
+                           "protect": {"payment_stopped": True, "app_uninstalled": False, "family_informed": False}}
     (v,) = rows(sync_engine, Visit, Visit.lead_id == lead_id)
     assert (v.status, v.outcome, v.met_in_person) == ("done", "dissuaded", True)
     (lead,) = rows(sync_engine, Lead, Lead.id == lead_id)

@@ -50,7 +50,8 @@ async def test_field_sim_accepts_travels_arrives_and_completes(api_a, client, so
     with sync_session(sync_engine) as s:
         (a,) = s.execute(select(Assignment).where(Assignment.lead_id == lead_id)).scalars().all()
     assert a.status == "completed" and a.accepted_by == f"{own_team}-police".lower()
-    assert lead.outcome == a.outcome and a.checklist["looked"] == ["call_log", "apps"]
+    assert lead.outcome == a.outcome and a.checklist["look"]["fraud_apps"] is True
+    assert a.checklist["protect"] == {"payment_stopped": False, "app_uninstalled": False, "family_informed": False}
 
 
 def test_member_logins_survive_a_district_reimport(field_reset, district, own_team, sync_engine):
