@@ -8,6 +8,7 @@ The 148-beat shared sample district is measured too when it is present.
 """
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import subprocess
@@ -92,10 +93,12 @@ def bench(directory: Path, label: str) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 2:
-        sys.exit(__doc__)
-    if len(sys.argv) == 2:
-        bench(Path(sys.argv[1]), sys.argv[1])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("dir", nargs="?", type=Path, help="a district directory (beats.geojson, district.geojson); "
+                   "without it a 10,000-beat district is generated")
+    args = p.parse_args()
+    if args.dir is not None:
+        bench(args.dir, str(args.dir))
     else:
         with tempfile.TemporaryDirectory(prefix="quanzu-bench-") as tmp:
             out = Path(tmp) / "d10k"

@@ -39,8 +39,9 @@ from redis import Redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service.core.runtime import find_servers, with_database, with_redis_db  # noqa: E402
+from service.core.runtime import with_database, with_redis_db  # noqa: E402
 from service.core.settings import find_sample_district, plain_url  # noqa: E402
+from tests.servers import find_servers  # noqa: E402
 
 # Flushed: never the db a test run of this checkout uses at the same time (QUANZU_TEST_REDIS_DB).
 REDIS_DB = int(os.environ.get("QUANZU_BENCH_REDIS_DB", "3"))

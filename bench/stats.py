@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dispatch import simulate as sim  # noqa: E402
-from service.core.runtime import find_servers, with_database, with_redis_db  # noqa: E402
+from service.core.runtime import with_database, with_redis_db  # noqa: E402
 from service.core.settings import find_sample_district, plain_url  # noqa: E402
+from tests.servers import find_servers  # noqa: E402
 
 RANGE = ("2026-09-01T00:00:00+08:00", "2027-01-01T00:00:00+08:00")
 
