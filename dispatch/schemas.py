@@ -132,6 +132,7 @@ class LeadSummary(BaseModel):
     flags: list[str]
     outcome: str | None
     assigned_team: str | None
+    signed_at: datetime | None = Field(None, description="When the center signed for it (签收); null until then")
     processing_failed: bool = Field(description="The worker failed on it `max_processing_attempts` times; "
                                                 "it is no longer retried (see last_error)")
 

@@ -127,7 +127,7 @@ def lead_summary(lead: Lead) -> dict:
                         "residency": lead.residency},
             "beat_code": lead.beat_code, "street_code": lead.street_code, "in_jurisdiction": lead.in_jurisdiction,
             "flags": lead.flags, "outcome": lead.outcome, "assigned_team": lead.assigned_team,
-            "processing_failed": Flag.processing_failed in lead.flags}
+            "signed_at": _iso(lead.signed_at), "processing_failed": Flag.processing_failed in lead.flags}
 
 
 def _visible_subject(lead: Lead, who: Principal) -> dict:

@@ -19,7 +19,7 @@ const freshChecklist = () => Object.fromEntries(CHECKLIST.map(g => [g.key, Objec
 const freshDone = () => ({outcome: "dissuaded", met_in_person: true, note: "", loss_cny: null, saved_cny: null,
                           checklist: freshChecklist()});
 const ACTIVE = new Set(["accepted", "arrived"]);
-const view = {map: null, layer: null};
+const view = {map: null, layer: null, beats: null, beatsLayer: null};
 let dutyChanges = 0;
 
 const store = PetiteVue.reactive({
@@ -165,8 +165,10 @@ function drawMini() {
     if (view.map) view.map.remove();
     view.map = L.map(el, {zoomControl: false, attributionControl: false});
     if (window.QUANZU && QUANZU.tileUrl) L.tileLayer(QUANZU.tileUrl).addTo(view.map);
+    view.beatsLayer = null;
     view.layer = L.layerGroup().addTo(view.map);
   }
+  drawBeats();
   view.layer.clearLayers();
   const pts = [];
   const p = store.lead && store.lead.placement;
@@ -181,6 +183,25 @@ function drawMini() {
   }
   if (pts.length) view.map.fitBounds(L.latLngBounds(pts).pad(0.5), {maxZoom: 16});
   else view.map.setView([0, 0], 2);
+}
+// The district's beats are the small map's base layer (an intranet has no tile server); the lead's
+// own beat is outlined brighter. Fetched once per page.
+async function loadBeats() {
+  if (view.beats) return;
+  try { view.beats = await api.get("/api/v1/geo/beats"); } catch { return; }
+  drawMini();
+}
+function drawBeats() {
+  if (!view.beats) { loadBeats(); return; }
+  const own = store.lead && store.lead.placement && store.lead.placement.beat_code;
+  const style = f => f.properties.code === own
+    ? {color: "#ffd43b", weight: 2.5, fillColor: "#3b2f0a", fillOpacity: 0.6, className: "beat own"}
+    : {color: "#2b6a9a", weight: 1, fillColor: "#0f2a44", fillOpacity: 0.6, className: "beat"};
+  if (!view.beatsLayer) {
+    view.beatsLayer = L.geoJSON(view.beats, {style, interactive: false}).addTo(view.map);
+    view.beatsLayer.bringToBack();
+  } else view.beatsLayer.setStyle(style);
+  document.getElementById("minimap").dataset.beats = String(view.beats.features.length);
 }
 function onMessage(msg) {
   const d = msg.data || {};

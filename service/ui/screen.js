@@ -12,7 +12,7 @@ const WHY_NOT = {off_duty: "离岗", busy: "忙碌", workload: "在办已达上�
 const REASON = {own_beat: "本警务区", adjacent_beat: "相邻警务区", nearest: "距离最近", own_beat_stale: "本警务区（定位旧）"};
 function slaDeadlines(l) {
   const d = {...(l.deadlines || {})};
-  if (!["received", "tiered"].includes(l.status)) delete d.sign;
+  if (l.signed_at || !["received", "tiered"].includes(l.status)) delete d.sign;
   return d;
 }
 const TIER_COLOR = {P0: "#ff3b3b", P1: "#ff9f1a", P2: "#ffd43b", P3: "#4dabf7"};
@@ -88,6 +88,7 @@ const store = PetiteVue.reactive({
   ageText,
   can(action) {  // the server has the action and the selected lead is still open
     const [m, p] = ACTIONS[action];
+    if (action === "sign" && this.selected && this.selected.signed_at) return false;  // signed once, by one person
     return api.has(m, p) && !!this.selected && OPEN.has(this.selected.status);
   },
 

@@ -104,6 +104,23 @@ def test_commander_assigns_from_suggestions_and_the_squad_completes_on_the_phone
     screen.locator(f'#queue tr[data-lead="{lead_id}"]').click(timeout=15000)
     kpi_before = screen.locator("#kpis .tiles").inner_text()
 
+    # the commander signs the lead (签收) and raises it to P0 by hand (改级), each written down once
+    screen.locator("#btn-sign:not([disabled])").click(timeout=15000)
+    screen.locator("#btn-sign[disabled]").wait_for(timeout=15000)
+    screen.click("#btn-tier")
+    screen.select_option("#dlg-tier select", "P0")
+    screen.fill("#dlg-tier input", "家属来电：正在转账")
+    screen.click("#dlg-tier button[type=submit]")
+    screen.locator("#dlg-tier").wait_for(state="detached", timeout=15000)
+    screen.locator("#detail .what .tier.P0").wait_for(timeout=15000)
+    with sync_engine.connect() as conn:
+        lead = conn.execute(text("SELECT signed_by, tier FROM lead WHERE id = :l"), {"l": lead_id}).one()
+        kinds = conn.execute(text("SELECT kind, data FROM lead_event WHERE lead_id = :l AND kind IN "
+                                  "('signed', 'tier_overridden')"), {"l": lead_id}).all()
+    assert lead.signed_by == commander["X-Username"] and lead.tier == "P0"
+    assert sorted(k for k, _ in kinds) == ["signed", "tier_overridden"]
+    assert next(d for k, d in kinds if k == "tier_overridden")["reason"] == "家属来电：正在转账"
+
     # the assign dialog suggests squads; one click picks the best (a second one if it warns)
     screen.click("#btn-assign")
     first = screen.locator("#dlg-assign .pick").first
@@ -125,6 +142,10 @@ def test_commander_assigns_from_suggestions_and_the_squad_completes_on_the_phone
     login(field, make_user("police", team=team)["X-Username"])
     field.click("#btn-accept", timeout=15000)
     field.locator("#btn-arrive:not([disabled])").wait_for(timeout=15000)
+    # the small map: the district's beats under the markers, the lead's own beat outlined
+    field.wait_for_function("document.getElementById('minimap') && document.getElementById('minimap').dataset.beats")
+    assert field.locator("#minimap path.beat").count() == int(field.locator("#minimap").get_attribute("data-beats"))
+    field.locator("#minimap path.beat.own").wait_for(timeout=15000)
     phone_ctx.set_offline(True)
     field.click("#btn-arrive")
     field.locator("#outbox").wait_for()
@@ -144,6 +165,11 @@ def test_commander_assigns_from_suggestions_and_the_squad_completes_on_the_phone
         arrivals = conn.execute(text("SELECT count(*) FROM lead_event WHERE lead_id = :l AND kind ILIKE '%arriv%'"),
                                 {"l": lead_id}).scalar()
     assert status == "completed" and arrivals == 1  # the arrive sent from the outbox applied once
+    with sync_engine.connect() as conn:
+        checklist = conn.execute(text("SELECT checklist FROM assignment WHERE lead_id = :l AND team_code = :t"),
+                                 {"l": lead_id, "t": team}).scalar()
+    assert checklist["look"] == {"call_sms_logs": True, "chat_apps": False, "fraud_apps": True, "large_transfers": False}
+    assert checklist["ask"]["who_asked"] is True and checklist["protect"]["family_informed"] is True
 
     # the screen shows the outcome, and the KPI panel moved
     detail = httpx.get(f"{live.base}/api/v1/leads/{lead_id}", headers=commander).json()

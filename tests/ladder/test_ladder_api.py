@@ -110,7 +110,11 @@ async def test_malformed_bodies_name_the_field(client, source_headers, users, sy
 async def test_illegal_transitions_are_409(client, source_headers, users, sync_engine, run_worker):
     admin = users["admin"]
     lead_id = await tiered(client, source_headers, run_worker, "P2")
+    listed = {x["id"]: x for x in (await client.get("/api/v1/leads", headers=admin)).json()["items"]}
+    assert listed[lead_id]["signed_at"] is None
     assert (await post(client, f"{lead_id}/sign", admin, None)).status_code == 200
+    listed = {x["id"]: x for x in (await client.get("/api/v1/leads", headers=admin)).json()["items"]}
+    assert listed[lead_id]["signed_at"] is not None  # the screen disables 签收 once signed
     assert "signed already" in shaped(await post(client, f"{lead_id}/sign", admin, None), 409)["detail"]
     shaped(await post(client, f"{lead_id}/tier", admin, {"tier": "P2", "reason": "同级"}), 409)
     shaped(await post(client, f"{lead_id}/callbacks", admin, {"result": "safe"}), 409)  # none due: not closed
