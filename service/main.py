@@ -69,7 +69,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # generation is collected when allocations outnumber deallocations by the threshold; a
         # 1,000-lead batch holds ~25,000 containers until it is answered (all freed by refcount),
         # so at 20,000 four batches in flight set off a 15 ms pass every few batches (~10 % of the
-        # server's CPU), at 100,000 almost never. Measured in BENCHMARKS.md ("GC threshold").
+        # server's CPU), at 100,000 almost never. Measured: BENCHMARKS.md, "Before and after issue 11
+        # on a quiet machine".
         gc.collect()
         gc.freeze()
         gc.set_threshold(100_000, 20, 20)
