@@ -19,7 +19,7 @@ const freshChecklist = () => Object.fromEntries(CHECKLIST.map(g => [g.key, Objec
 const freshDone = () => ({outcome: "dissuaded", met_in_person: true, note: "", loss_cny: null, saved_cny: null,
                           checklist: freshChecklist()});
 const ACTIVE = new Set(["accepted", "arrived"]);
-const view = {map: null, layer: null, beats: null, beatsLayer: null};
+const view = {map: null, layer: null, beats: null, beatsLoading: null, beatsLayer: null};
 let dutyChanges = 0;
 
 const store = PetiteVue.reactive({
@@ -185,10 +185,11 @@ function drawMini() {
   else view.map.setView([0, 0], 2);
 }
 // The district's beats are the small map's base layer (an intranet has no tile server); the lead's
-// own beat is outlined brighter. Fetched once per page.
+// own beat is outlined brighter. Fetched once per page: redraws while the request is out wait for it.
 async function loadBeats() {
-  if (view.beats) return;
-  try { view.beats = await api.get("/api/v1/geo/beats"); } catch { return; }
+  if (view.beatsLoading) return;
+  view.beatsLoading = api.get("/api/v1/geo/beats");
+  try { view.beats = await view.beatsLoading; } catch { view.beatsLoading = null; return; }  // offline: next draw asks again
   drawMini();
 }
 function drawBeats() {
