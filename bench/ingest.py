@@ -56,9 +56,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # The service's own SQL and row shape, so the floors insert exactly what the endpoints insert.
-from dispatch.repository import _TYPES, INSERT_MANY, INSERT_ONE, LEAD_COLUMNS, lead_row
-from dispatch.schemas import LEAD_EXAMPLE
-from dispatch.validation import validate_lead
+from dispatch.intake.repository import _TYPES, INSERT_MANY, INSERT_ONE, LEAD_COLUMNS, lead_row
+from dispatch.intake.schemas import LEAD_EXAMPLE
+from dispatch.intake.validation import validate_lead
 from service.core.runtime import with_database, with_redis_db
 from service.core.settings import find_sample_district, plain_url
 from tests.servers import find_servers

@@ -49,8 +49,8 @@ DISTRICT = find_sample_district() or ROOT.parent / "shared" / "data" / "district
 
 
 def feed(n: int) -> list:
-    from dispatch.repository import lead_row
-    from dispatch.validation import validate_lead
+    from dispatch.intake.repository import lead_row
+    from dispatch.intake.validation import validate_lead
 
     base = []
     with (DISTRICT / "leads.jsonl").open(encoding="utf-8") as f:
@@ -67,7 +67,7 @@ def feed(n: int) -> list:
 
 
 async def store(url: str, rows: list) -> list[int]:
-    from dispatch.repository import insert_leads
+    from dispatch.intake.repository import insert_leads
 
     conn = await asyncpg.connect(plain_url(url))
     try:

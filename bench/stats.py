@@ -6,7 +6,7 @@ same figures, in the same run, on leads bulk-loaded by the generator.
 A fresh database `quanzu_bench_stats_<hex>` (dropped at the end) on the servers the tests use
 (DATABASE_URL / REDIS_URL, else 127.0.0.1, else embedded); the shared sample district imported;
 `--leads` placed, tiered and worked leads (calls, SMS, visits, assignments, callbacks, sign
-deadlines, cases) written by `dispatch.simulate.bulk_load` (COPY), then ANALYZE. Then, alternating,
+deadlines, cases) written by `service.tools.simulate.bulk_load` (COPY), then ANALYZE. Then, alternating,
 `--runs` times each: (a) the baseline, one hand-written GROUP BY street over the same rows through a
 bare asyncpg connection (no HTTP, no Python rows); (a') the same with the district total row
 (GROUP BY ROLLUP), as /stats also answers it; (b) GET /stats?group_by=street over HTTP (httpx
@@ -30,9 +30,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dispatch import simulate as sim  # noqa: E402
 from service.core.runtime import with_database, with_redis_db  # noqa: E402
 from service.core.settings import find_sample_district, plain_url  # noqa: E402
+from service.tools import simulate as sim  # noqa: E402
 from tests.servers import find_servers  # noqa: E402
 
 RANGE = ("2026-09-01T00:00:00+08:00", "2027-01-01T00:00:00+08:00")

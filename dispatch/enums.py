@@ -132,26 +132,40 @@ class DeadlineState(StrEnum):
     cancelled = "cancelled"
 
 
-_S = LeadStatus
-LEAD_TRANSITIONS: dict[LeadStatus, frozenset[LeadStatus]] = {
-    _S.received: frozenset({_S.tiered, _S.transferred}),
-    _S.tiered: frozenset({_S.working, _S.closed, _S.transferred, _S.tiered}),  # tiered→tiered: override
-    _S.working: frozenset({_S.closed, _S.transferred}),
-    _S.closed: frozenset({_S.working}),  # reopened: a callback found the person defrauded after all
-    _S.transferred: frozenset(),
-}
-
-# Center actions that keep the status: the statuses each may act in (anything else is 409).
-ACTION_STATUSES: dict[str, frozenset[LeadStatus]] = {
-    "sign": frozenset({_S.received, _S.tiered, _S.working}),  # 签收
-    "tier": frozenset({_S.tiered, _S.working}),  # override
-    "call": frozenset({_S.tiered, _S.working}),
-    "callback": frozenset({_S.closed}),
-}
+class VisitStatus(StrEnum):
+    """见面劝阻 required for a lead: waiting for a squad, offered, taken, on scene, and how it ended."""
+    waiting = "waiting"  # no squad yet
+    offered = "offered"
+    assigned = "assigned"  # a squad accepted
+    arrived = "arrived"  # 到场
+    done = "done"
+    failed = "failed"  # no squad took it: back with the center
+    cancelled = "cancelled"  # the lead ended (closed, transferred) before a squad was needed
 
 
-def can_transition(a: LeadStatus | str, b: LeadStatus | str) -> bool:
-    try:
-        return LeadStatus(b) in LEAD_TRANSITIONS[LeadStatus(a)]
-    except ValueError:
-        return False
+class AssignmentStatus(StrEnum):
+    """One offer of a visit to one squad, and what the squad did with it."""
+    offered = "offered"
+    accepted = "accepted"  # 接单
+    declined = "declined"  # 拒单
+    expired = "expired"  # not accepted before expires_at
+    withdrawn = "withdrawn"  # the center chose another squad, or the lead ended
+    arrived = "arrived"
+    completed = "completed"
+
+
+class CallState(StrEnum):
+    """A call is recorded once, with its result: no call changes after it is made."""
+    recorded = "recorded"
+
+
+class CallbackState(StrEnum):
+    """回访: due until done (with its result)."""
+    due = "due"
+    done = "done"
+
+
+class TeamStatus(StrEnum):
+    on_duty = "on_duty"
+    off_duty = "off_duty"
+    busy = "busy"

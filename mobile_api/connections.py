@@ -1,7 +1,7 @@
 """Live connections of one API process, and the Redis fan-out that feeds them.
 
 Every process subscribes to one pub/sub channel (`quanzu:ws:live`); the Lua publish script
-(dispatch.events) puts each message in its stream and on that channel at once, so a squad
+(dispatch.outbox) puts each message in its stream and on that channel at once, so a squad
 connected to process B gets what a worker or process A sent. Pub/sub may lose a message (a
 reconnect): each connection notices the seq gap, or resyncs after a reconnect, and replays
 from the stream — pub/sub is only the fast path, the stream is the truth."""
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from dispatch.events import LIVE_CHANNEL, ONLINE, stream_key
+from dispatch.outbox import LIVE_CHANNEL, ONLINE, stream_key
 from service.core.logging import log
 
 PRESENCE_TTL_S = 30.0

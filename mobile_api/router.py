@@ -1,19 +1,19 @@
-"""REST for squads and the center's dispatch actions (contract.md "Squads and assignments").
-Each route names who may call it; the use cases are in dispatch.assignments / dispatch.teams."""
+"""REST for squads (contract.md "Squads and assignments"): duty status, location, squads as the
+screens read them, and the answers to offers. Each route names who may call it; the use cases
+are dispatch.field's, and a visit's arrival and completion go through dispatch.flows. The session
+dependency commits; pushes and jobs leave with that commit (the outbox)."""
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
-from dispatch import assignments as svc
-from dispatch import events, teams
-from dispatch.models import Lead
-from mobile_api.schemas import (
-    AssignIn,
+from dispatch import flows
+from dispatch.field import service as svc
+from dispatch.field import squads
+from dispatch.field.schemas import (
     AssignmentList,
     AssignmentPublic,
-    CandidateList,
     CompleteIn,
     DeclineIn,
     LocationIn,
@@ -24,9 +24,10 @@ from mobile_api.schemas import (
     TeamPublic,
     TeamStatus,
 )
-from service.core.auth import ALL_ROLES, CENTER_ROLES, SQUAD_ROLES, Principal, RequireRole, Role
+from dispatch.field.squads import FieldCfg, Presence
+from dispatch.policy import PolicyDep
+from service.core.auth import ALL_ROLES, SQUAD_ROLES, Principal, RequireRole
 from service.core.db import SessionDep
-from service.core.errors import NotFound
 from service.core.openapi import error_responses
 from service.core.params import Code, Id
 
@@ -34,25 +35,11 @@ router = APIRouter(prefix="/api/v1", tags=["squads"])
 
 Squad = Annotated[Principal, Depends(RequireRole(*SQUAD_ROLES))]
 Anyone = Annotated[Principal, Depends(RequireRole(*ALL_ROLES))]
-Center = Annotated[Principal, Depends(RequireRole(*CENTER_ROLES))]
-Dispatcher = Annotated[Principal, Depends(RequireRole(Role.admin, Role.commander, Role.operator))]
-
-
-def cfg(request: Request) -> svc.FieldConfig:
-    return request.app.state.field_config
-
-
-def online(request: Request):
-    redis = request.app.state.redis
-    return lambda names: events.online(redis, names)
 
 
 async def run(session, fn, *args):
-    """One use case, one transaction: the sync service runs in the session's greenlet; its pushes
-    and jobs leave with the commit."""
-    out = await session.run_sync(lambda s: fn(s, *args))
-    await session.commit()
-    return out
+    """One use case on the request's unit of work (the sync service runs in the session's greenlet)."""
+    return await session.run_sync(lambda s: fn(s, *args))
 
 
 # ---------------------------------------------------------------- squads
@@ -61,28 +48,28 @@ async def run(session, fn, *args):
 @router.put("/teams/me/status", response_model=StatusPublic, responses=error_responses(401, 403, 404, 422),
             summary="Set my squad's duty status (police, auxiliary, grid_worker)")
 async def put_status(body: StatusIn, session: SessionDep, who: Squad):
-    return await run(session, teams.set_status, who, body.status.value)
+    return await run(session, squads.set_status, who, body.status)
 
 
 @router.post("/teams/me/location", response_model=LocationPublic, responses=error_responses(401, 403, 404, 422),
              summary="Report my squad's location (police, auxiliary, grid_worker)")
 async def post_location(body: LocationIn, session: SessionDep, who: Squad):
-    return await run(session, teams.set_location, who, body.lon, body.lat, body.crs.value, body.accuracy_m,
+    return await run(session, squads.set_location, who, body.lon, body.lat, body.crs.value, body.accuracy_m,
                      body.at)
 
 
 @router.get("/teams", response_model=TeamList, responses=error_responses(401, 403, 422),
             summary="Squads with status, location and its age, open assignments (any signed-in user; "
                     "phones masked unless center or own squad)")
-async def get_teams(request: Request, session: SessionDep, who: Anyone, status: TeamStatus | None = None):
-    items = await session.run_sync(lambda s: teams.list_teams(s, who, cfg(request), status))
+async def get_teams(session: SessionDep, who: Anyone, cfg: FieldCfg, status: TeamStatus | None = None):
+    items = await session.run_sync(lambda s: squads.list_teams(s, who, cfg, status))
     return {"items": items}
 
 
 @router.get("/teams/{code}", response_model=TeamPublic, responses=error_responses(401, 403, 404, 422),
             summary="One squad with its members (any signed-in user; phones masked unless center or own squad)")
-async def get_team(code: Code, request: Request, session: SessionDep, who: Anyone):
-    return await session.run_sync(lambda s: teams.team_detail(s, code, who, cfg(request)))
+async def get_team(code: Code, session: SessionDep, who: Anyone, cfg: FieldCfg):
+    return await session.run_sync(lambda s: squads.team_detail(s, code, who, cfg))
 
 
 # ---------------------------------------------------------------- assignments
@@ -115,42 +102,19 @@ async def post_accept(assignment_id: Id, session: SessionDep, who: Squad):
 @router.post("/assignments/{assignment_id}/decline", response_model=AssignmentPublic,
              responses=error_responses(401, 403, 404, 409, 422),
              summary="Decline an offer: it goes to the next squad (squad members)")
-async def post_decline(assignment_id: Id, request: Request, session: SessionDep, who: Squad,
+async def post_decline(assignment_id: Id, session: SessionDep, who: Squad, cfg: FieldCfg, online: Presence,
                        body: DeclineIn | None = None):
-    return await run(session, svc.decline, assignment_id, who, body.reason if body else None, cfg(request),
-                     online(request))
+    return await run(session, svc.decline, assignment_id, who, body.reason if body else None, cfg, online)
 
 
 @router.post("/assignments/{assignment_id}/arrive", response_model=AssignmentPublic,
              responses=error_responses(401, 403, 404, 409, 422), summary="On scene (squad members)")
 async def post_arrive(assignment_id: Id, session: SessionDep, who: Squad):
-    return await run(session, svc.arrive, assignment_id, who)
+    return await run(session, flows.arrive, assignment_id, who)
 
 
 @router.post("/assignments/{assignment_id}/complete", response_model=AssignmentPublic,
              responses=error_responses(401, 403, 404, 409, 422),
              summary="Visit done with its outcome; the lead is closed (squad members)")
-async def post_complete(assignment_id: Id, body: CompleteIn, session: SessionDep, who: Squad):
-    return await run(session, svc.complete, assignment_id, who, body.completion())
-
-
-# ---------------------------------------------------------------- the center's dispatch
-
-
-@router.post("/leads/{lead_id}/assign", response_model=AssignmentPublic, responses=error_responses(401, 403, 404, 409, 422),
-             summary="Offer the lead's visit to a squad of the center's choosing (admin, commander, operator)")
-async def post_assign(lead_id: Id, body: AssignIn, request: Request, session: SessionDep, who: Dispatcher):
-    return await run(session, svc.assign, lead_id, body.team_code, who, cfg(request), online(request))
-
-
-@router.get("/leads/{lead_id}/candidates", response_model=CandidateList, responses=error_responses(401, 403, 404, 422),
-            summary="Squads the matching would ask for this lead, best first, and why others cannot "
-                    "(admin, commander, operator)")
-async def get_candidates(lead_id: Id, request: Request, session: SessionDep, _: Center,
-                         k: Annotated[int, Query(ge=1, le=50)] = 8):
-    def go(s):
-        lead = s.get(Lead, lead_id)
-        if lead is None:
-            raise NotFound(f"lead {lead_id} not found")
-        return svc.candidates(s, lead, cfg(request), k)
-    return {"lead_id": lead_id, "items": await session.run_sync(go)}
+async def post_complete(assignment_id: Id, body: CompleteIn, session: SessionDep, who: Squad, policy: PolicyDep):
+    return await run(session, flows.complete_visit, assignment_id, who, body.completion(), policy)

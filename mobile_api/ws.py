@@ -7,28 +7,25 @@ everything, from a bounded inbox: a client that cannot keep up is dropped and re
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta, timezone
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from dispatch import assignments as svc
-from dispatch import events, teams
+from dispatch import flows, outbox
+from dispatch.field import service as svc
+from dispatch.field import squads
+from dispatch.field.schemas import CompleteIn, DeclineIn, LocationIn, StatusIn
 from mobile_api import protocol as p
 from mobile_api.connections import RESYNC, Connection
-from mobile_api.schemas import CompleteIn, DeclineIn, LocationIn, StatusIn
 from service.core import clock
 from service.core.auth import CENTER_ROLES, decode_access_token
+from service.core.db import unit_of_work
 from service.core.errors import AppError
 from service.core.logging import log
 
 router = APIRouter()
-_TZ = timezone(timedelta(hours=8))
 _background: set[asyncio.Task] = set()
-
-
-def _now() -> str:
-    return clock.now().astimezone(_TZ).isoformat(timespec="milliseconds")
+_now = clock.now_iso
 
 
 def _bearer(ws: WebSocket) -> str | None:
@@ -72,7 +69,7 @@ async def serve(ws: WebSocket, board: bool) -> None:
         await _close(ws, actions)
         return
     who = proto.authenticated_as
-    target = events.BOARD if board else who.name
+    target = outbox.BOARD if board else who.name
     conn = Connection(target, settings.ws_send_queue)
     hub = app.state.hub
     await hub.register(conn, presence=not board)
@@ -171,9 +168,8 @@ def _bookkeep(app, fn, username: str, ids: list[int]) -> None:
     """Delivery receipts (pushed / acked) are written beside the socket, never in its way."""
     async def go():
         try:
-            async with app.state.sessionmaker() as s:
+            async with unit_of_work(app.state.sessionmaker) as s:
                 await s.run_sync(lambda ss: fn(ss, username, ids))
-                await s.commit()
         except Exception as exc:
             log.warning("delivery_receipt_failed", error=str(exc))
     t = asyncio.create_task(go())
@@ -183,9 +179,9 @@ def _bookkeep(app, fn, username: str, ids: list[int]) -> None:
 
 async def _command(app, who, proto: p.ServerProtocol, c: p.Command):
     """The socket's accept / decline / arrive / complete / location / status: the same use cases as REST."""
-    cfg = app.state.field_config
+    cfg, policy = app.state.field_config, app.state.policy
     redis = app.state.redis
-    online = (lambda names: events.online(redis, names))
+    online = (lambda names: outbox.online(redis, names))
     d = c.data
     try:
         if c.kind == "accept":
@@ -193,17 +189,16 @@ async def _command(app, who, proto: p.ServerProtocol, c: p.Command):
         elif c.kind == "decline":
             fn, args = svc.decline, (d["assignment_id"], who, DeclineIn.model_validate(d).reason, cfg, online)
         elif c.kind == "arrive":
-            fn, args = svc.arrive, (d["assignment_id"], who)
+            fn, args = flows.arrive, (d["assignment_id"], who)
         elif c.kind == "complete":
-            fn, args = svc.complete, (d["assignment_id"], who, CompleteIn.model_validate(d).completion())
+            fn, args = flows.complete_visit, (d["assignment_id"], who, CompleteIn.model_validate(d).completion(), policy)
         elif c.kind == "location":
             b = LocationIn.model_validate(d)
-            fn, args = teams.set_location, (who, b.lon, b.lat, b.crs.value, b.accuracy_m, b.at)
+            fn, args = squads.set_location, (who, b.lon, b.lat, b.crs.value, b.accuracy_m, b.at)
         else:
-            fn, args = teams.set_status, (who, StatusIn.model_validate(d).status.value)
-        async with app.state.sessionmaker() as s:
+            fn, args = squads.set_status, (who, StatusIn.model_validate(d).status)
+        async with unit_of_work(app.state.sessionmaker, app.state.on_commit) as s:
             out = await s.run_sync(lambda ss: fn(ss, *args))
-            await s.commit()
         return proto.result(c.id, True, data=out, ts=_now())
     except ValidationError as exc:
         detail = [{"field": ".".join(str(x) for x in e["loc"]), "message": e["msg"]} for e in exc.errors()]

@@ -23,7 +23,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _urls(migrate: bool = True):
-    from service.core.runtime import resolve_urls
+    from service.tools.embedded import resolve_urls
 
     return resolve_urls(get_settings(), migrate=migrate)
 
@@ -47,14 +47,28 @@ def migrate() -> None:
         urls.stop()
 
 
+def _servers_in_environment():
+    """DATABASE_URL / REDIS_URL, else embedded servers started (or reused) here and named in this
+    process's environment, so the API's and the worker's code read one place → Urls (stop() them)."""
+    import os
+
+    urls = _urls()
+    os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = urls.database_url, urls.redis_url
+    get_settings.cache_clear()
+    return urls
+
+
 @app.command()
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Run the HTTP API (uvicorn)."""
     import uvicorn
 
-    # No per-message deflate: it doubles memory and triples CPU for small messages (style.md).
-    uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, access_log=False,
-                log_config=None, proxy_headers=True, ws="websockets", ws_per_message_deflate=False)
+    urls = _servers_in_environment()
+    try:  # No per-message deflate: it doubles memory and triples CPU for small messages (style.md).
+        uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, access_log=False,
+                    log_config=None, proxy_headers=True, ws="websockets", ws_per_message_deflate=False)
+    finally:
+        urls.stop()
 
 
 @app.command()
@@ -62,7 +76,11 @@ def worker(burst: Annotated[bool, typer.Option(help="Exit when the queue is empt
     """Run an rq worker (placing, tiering, escalation) and the reconciler's clock."""
     from workers.run import run_worker
 
-    run_worker(burst=burst)
+    urls = _servers_in_environment()
+    try:
+        run_worker(burst=burst)
+    finally:
+        urls.stop()
 
 
 @app.command("import-district")
@@ -150,7 +168,7 @@ app.add_typer(policy_app, name="policy")
 @policy_app.command("check")
 def policy_check(file: Path) -> None:
     """Validate a policy file; a bad one names the bad key (exit 2)."""
-    from dispatch.tiering import load_policy
+    from dispatch.policy import load_policy
 
     try:
         policy = load_policy(file)
@@ -167,9 +185,9 @@ def policy_replay(policy: Annotated[Path, typer.Option(help="The candidate polic
     import json
     from datetime import datetime
 
-    from dispatch.replay import replay, replay_query
-    from dispatch.tiering import load_policy
-    from dispatch.validation import CENTER_TZ
+    from dispatch.policy import load_policy
+    from dispatch.triage.replay import replay, replay_query
+    from service.core.clock import CENTER_TZ
 
     try:
         candidate = load_policy(policy)
@@ -210,7 +228,7 @@ def field_sim(url: Annotated[str, typer.Option(help="The API's base URL")] = "ht
     """A reference field client: squads connect, move, accept or decline offers, arrive and complete."""
     import asyncio
 
-    from mobile_api.fieldsim import SimConfig, ensure_member_users, run_sim, squads_from
+    from service.tools.fieldsim import SimConfig, ensure_member_users, run_sim, squads_from
 
     if not (0 <= accept <= 1 and 0 <= decline <= 1 and accept + decline <= 1):
         raise fail("--accept and --decline are probabilities that add up to at most 1")
@@ -266,7 +284,7 @@ def audit_verify(seal_first: Annotated[bool, typer.Option("--seal/--no-seal",
 @app.command("gen-district")
 def gen_district(directory: Path, seed: Annotated[int, typer.Option(help="Same seed, same district")] = 15) -> None:
     """Write a sample district (锦城区, Chengdu: streets, beats, stations, squads) into DIR."""
-    from geo.gen_district import DistrictSpec, write_district
+    from service.tools.gen_district import DistrictSpec, write_district
 
     console.print(write_district(directory, DistrictSpec(seed=seed)))
 
@@ -279,7 +297,7 @@ def demo(port: int = 8000, district: Annotated[Path | None, typer.Option(help="D
          = 1440.0) -> None:
     """Everything on embedded defaults: PostgreSQL, Redis, the API, a worker, demo accounts and a simulated
     district at work (`quanzu simulate` live, `quanzu field-sim`). Ctrl-C, SIGTERM or SIGHUP stops all of it."""
-    from service.demo import Demo
+    from service.tools.demo import Demo
 
     def say(line: str) -> None:
         try:
@@ -310,7 +328,7 @@ def simulate(
     import asyncio
     from datetime import UTC, datetime
 
-    from dispatch import simulate as sim
+    from service.tools import simulate as sim
 
     if bulk:
         import psycopg
@@ -365,7 +383,7 @@ def report(month: Annotated[str, typer.Option(help="YYYY-MM (center time)")],
 
     from sqlalchemy.ext.asyncio import AsyncSession
 
-    from dispatch import report as monthly
+    from dispatch.outcomes import report as monthly
     from service.core import clock
     from service.core.db import make_async_engine
 

@@ -8,14 +8,16 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from dispatch import events
-from dispatch.assignments import FieldConfig
-from dispatch.ladder_router import router as ladder_router
-from dispatch.outcomes_router import router as outcomes_router
-from dispatch.repository import GroupWriter
-from dispatch.router import router as leads_router
-from dispatch.schemas import BatchIn, LeadIn
-from dispatch.tiering import load_policy
+from dispatch import outbox
+from dispatch.field.router import router as field_router
+from dispatch.field.squads import FieldConfig
+from dispatch.intake.repository import GroupWriter
+from dispatch.intake.router import router as leads_router
+from dispatch.intake.schemas import BatchIn, LeadIn
+from dispatch.ladder.router import router as ladder_router
+from dispatch.outcomes.router import router as outcomes_router
+from dispatch.policy import load_policy
+from dispatch.triage.router import router as triage_router
 from geo.router import router as geo_router
 from geo.store import IndexCache
 from mobile_api.connections import Hub
@@ -28,12 +30,12 @@ from service.core.errors import install_error_handlers
 from service.core.limits import BodyLimit
 from service.core.logging import configure_logging, log
 from service.core.redis import make_async_redis, make_redis
-from service.core.runtime import Urls, resolve_urls
+from service.core.runtime import Urls
 from service.core.settings import DEV_SECRET, Settings, get_settings
 from service.docs import install_docs
 from service.health import router as health_router
 from service.ui.router import mount_ui
-from workers.queues import AfterCommit, enqueue_visits, lead_queue
+from workers.queues import AfterCommit, lead_queue, send
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -44,7 +46,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        urls: Urls = resolve_urls(settings)
+        if not settings.database_url or not settings.redis_url:
+            raise RuntimeError("DATABASE_URL and REDIS_URL must be set (`quanzu serve` starts embedded servers "
+                               "when they are not)")
+        urls = Urls(settings.database_url, settings.redis_url)
         state = app.state
         state.urls = urls
         limits = timeouts(settings.statement_timeout_ms, settings.lock_timeout_ms)
@@ -57,9 +62,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.aredis = make_async_redis(urls.redis_url, *redis_timeouts)
         queue = lead_queue(state.redis, settings.queue_name)
         state.after_commit = AfterCommit(queue, settings.enqueue_linger_seconds)
-        # Field dispatch: pushes and visit jobs leave after each commit; one Redis fan-out per process.
-        state.field_config = FieldConfig.of(settings, load_policy(settings.policy_file))
-        events.configure(state.redis, on_visit=lambda visit_ids: enqueue_visits(queue, visit_ids))
+        # The policy, loaded once for this process and handed to every route that decides with it.
+        state.policy = load_policy(settings.policy_file)
+        state.field_config = FieldConfig.of(settings, state.policy)
+        # The outbox: what a request's unit of work queued (pushes, SMS, visits) leaves after its commit.
+        state.on_commit = lambda session: send(outbox.take(session), state.redis, queue,
+                                               settings.sms_retry_intervals)
         # The sockets' fan-out listens on pub/sub for as long as the process lives: a socket timeout
         # would end every idle subscription (and resync every socket) after a few quiet seconds.
         state.hub_redis = make_async_redis(urls.redis_url, settings.redis_connect_timeout_seconds, None)
@@ -84,7 +92,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.redis.close()
             await state.intake_pool.close()
             await state.engine.dispose()
-            urls.stop()
 
     app = FastAPI(title="quanzu 劝阻", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Warning-and-dissuasion dispatch for a district anti-fraud center (反诈中心).")
@@ -93,8 +100,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.beat_index = IndexCache()
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for router in (health_router, auth_router, leads_router, ladder_router, geo_router, squads_router, ws_router,
-                   outcomes_router):
+    for router in (health_router, auth_router, leads_router, triage_router, ladder_router, field_router, geo_router,
+                   squads_router, ws_router, outcomes_router):
         app.include_router(router)
     install_docs(app)  # /docs and /redoc from vendored assets: nothing loaded from outside
     mount_ui(app)  # last: the pages and /ui assets; every API route above keeps its path

@@ -1,14 +1,14 @@
 """PostgreSQL and Redis servers for tests and benchmarks (never imported by production code).
 
 DATABASE_URL / REDIS_URL when set; else the servers on `host` when they answer; else embedded
-servers in temporary folders, through the same `service.core.embedded` classes `make demo` uses."""
+servers in temporary folders, through the same `service.tools.embedded` classes `make demo` uses."""
 from __future__ import annotations
 
 import os
 import socket
 from dataclasses import dataclass, field
 
-from service.core.embedded import EmbeddedPostgres, EmbeddedRedis, private_temp_dir
+from service.tools.embedded import EmbeddedPostgres, EmbeddedRedis, private_temp_dir
 
 
 @dataclass

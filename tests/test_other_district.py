@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dispatch.validation import validate_lead
+from dispatch.intake.validation import validate_lead
 from geo.beats import BeatIndex
 from geo.crs import to_wgs84
 from tests.data import SHARED_DISTRICT

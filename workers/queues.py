@@ -1,5 +1,6 @@
-"""Enqueueing work for rq. Jobs go out only after the lead is committed; anything that never
-reaches Redis (a crash, a Redis restart) is found again by the reconciler (workers.tasks.reconcile)."""
+"""Sending what committed work queued: rq jobs and socket pushes go out only after the commit that
+caused them (`send`, for the API and the workers alike); anything that never reaches Redis (a crash,
+a Redis restart) is found again by the reconciler and the sweeps (workers.tasks)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,8 @@ import time
 from redis import Redis
 from rq import Queue, Retry
 
-from dispatch import events
+from dispatch import outbox
+from dispatch.field.squads import GEO_AT, GEO_KEY
 from service.core.logging import log
 
 CHUNK = 500
@@ -50,7 +52,7 @@ def recently_enqueued(redis: Redis, ids: list[int], within_seconds: float) -> se
 
 
 def enqueue_visits(queue: Queue, visit_ids: list[int]) -> None:
-    """Visits need a squad (dispatch.events.visit_needs_squad): one job; the sweep catches a lost one."""
+    """Visits need a squad (dispatch.outbox.visit_needs_squad): one job; the sweep catches a lost one."""
     queue.enqueue("workers.tasks.dispatch_visits", visit_ids, result_ttl=0, failure_ttl=7 * 86400, job_timeout=300)
 
 
@@ -64,6 +66,38 @@ def enqueue_sms(queue: Queue, ids: list[int], retry_intervals: list[int] | None 
     queue.enqueue_many([Queue.prepare_data("workers.tasks.send_sms", args=(ids[i:i + CHUNK],), result_ttl=0,
                                            failure_ttl=7 * 86400, timeout=600, retry=retry)
                         for i in range(0, len(ids), CHUNK)])
+
+
+def send(box: outbox.Outbox, redis: Redis, queue: Queue, sms_retry_intervals: list[int] | None = None,
+         visits=None) -> None:
+    """Everything a committed unit of work queued, sent once: socket and board pushes, squads'
+    positions, SMS jobs, and visits that need a squad — an rq job, or `visits(ids)` run right here
+    (the workers' fast path from a tiered lead to its offer). Redis away loses nothing: the rows are
+    committed, and the sweeps find pending SMS and waiting visits."""
+    if not box:
+        return
+    try:
+        outbox.publish(redis, box.pushes)
+        if box.squad_positions:
+            pipe = redis.pipeline(transaction=False)
+            for code, lon, lat, at in box.squad_positions:
+                pipe.geoadd(GEO_KEY, (lon, lat, code))
+                pipe.hset(GEO_AT, code, at)
+            pipe.execute()
+    except Exception as exc:
+        log.warning("push_failed", pushes=len(box.pushes), error=str(exc))
+    try:
+        enqueue_sms(queue, box.sms_ids(), sms_retry_intervals)
+    except Exception as exc:
+        log.warning("sms_enqueue_failed", messages=len(box.sms), error=str(exc))
+    if box.visits:
+        try:
+            if visits is not None:
+                visits(list(box.visits))
+            else:
+                enqueue_visits(queue, list(box.visits))
+        except Exception as exc:
+            log.warning("visit_dispatch_deferred", visits=len(box.visits), error=str(exc))
 
 
 class AfterCommit:
@@ -97,8 +131,8 @@ class AfterCommit:
                 log.warning("enqueue_failed", leads=len(ids), error=str(exc))
             try:  # the board hears of new leads in the same flush, off the push's path: one event per
                 # flush, not per lead (a 1,000-lead batch cost 1,000 Redis scripts and halved batch intake)
-                await asyncio.to_thread(events.publish, self.queue.connection,
-                                        [events.Push(events.BOARD, "lead.created", {"lead_ids": ids})])
+                await asyncio.to_thread(outbox.publish, self.queue.connection,
+                                        [outbox.Push(outbox.BOARD, "lead.created", {"lead_ids": ids})])
             except Exception as exc:
                 log.warning("board_publish_failed", leads=len(ids), error=str(exc))
             self._last_flush = loop.time()

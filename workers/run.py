@@ -29,7 +29,6 @@ def run_worker(burst: bool = False) -> None:
     # outlast its blocking dequeue, and the clock must not wait that long on a hung Redis.
     clock_redis = make_redis(ctx.urls.redis_url, settings.redis_connect_timeout_seconds,
                              settings.redis_socket_timeout_seconds)
-    ctx.configure_events()
     stop = start_reconciler(clock_redis, settings.queue_name, settings.reconcile_every_seconds,
                             settings.field_sweep_every_seconds)
     stopping = threading.Event()
@@ -50,4 +49,4 @@ def run_worker(burst: bool = False) -> None:
             log.warning("worker_restarting")
     finally:
         stop.set()
-        ctx.urls.stop()
+        pass  # the servers are the caller's (the CLI stops any it started)

@@ -1,38 +1,51 @@
-"""rq tasks. They run in `quanzu worker` processes (rq SimpleWorker: one process keeps its
-database pool, policy and beat index warm across jobs)."""
+"""rq tasks: thin entry points that load, call a flow or a capability, commit, and send what the
+unit of work queued (`unit`). They run in `quanzu worker` processes (rq SimpleWorker: one process
+keeps its database pool, policy and beat index warm across jobs)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import cached_property
 
 from sqlalchemy import func, select
+from sqlmodel import Session
 
-from dispatch import assignments, audit, events
-from dispatch.actions import deliver_sms, sweep_due
-from dispatch.cases import rematch_person
-from dispatch.enums import Flag, SmsStatus
+from dispatch import audit, flows, outbox
+from dispatch.enums import Flag, LeadStatus, SmsStatus
+from dispatch.field import offers
+from dispatch.field.service import field_stats
+from dispatch.field.squads import FieldConfig
+from dispatch.ladder.sms import Gateway, make_gateway
 from dispatch.models import Lead, SmsMessage
-from dispatch.service import geocode_pending, place_and_tier, placement_for, record_processing_failure
-from dispatch.sms import Gateway, make_gateway, queued_sms
-from dispatch.tiering import Policy, active_policy
+from dispatch.policy import Policy, load_policy
+from dispatch.triage.service import geocode_pending, placement_for, record_processing_failure
 from geo.geocode import Geocoder, make_geocoder
 from geo.store import IndexCache
 from service.core import clock
 from service.core.db import make_sync_engine, sync_session, timeouts
 from service.core.logging import log
 from service.core.redis import make_redis
-from service.core.runtime import resolve_urls
+from service.core.runtime import Urls
 from service.core.settings import audit_secret, get_settings
-from workers.queues import enqueue_leads, enqueue_sms, lead_queue, recently_enqueued
+from workers.queues import enqueue_leads, enqueue_sms, lead_queue, recently_enqueued, send
+
+# Leads placed and tiered per transaction: small, so that no lead stays locked for long while a
+# sign, a call or a case waits on it (each transaction holds its leads FOR NO KEY UPDATE).
+TIER_CHUNK = 25
 
 
 class _Context:
-    """What a worker process builds once."""
+    """What a worker process builds once. `urls` are the configured servers unless the process that
+    started the worker (the CLI, which may start embedded ones) gave its own."""
 
     @cached_property
-    def urls(self):
-        return resolve_urls(get_settings())
+    def urls(self) -> Urls:
+        s = get_settings()
+        if not s.database_url or not s.redis_url:
+            raise RuntimeError("DATABASE_URL and REDIS_URL must be set for a worker (`quanzu worker` sets them)")
+        return Urls(s.database_url, s.redis_url)
 
     @cached_property
     def engine(self):
@@ -47,7 +60,7 @@ class _Context:
 
     @cached_property
     def policy(self) -> Policy:
-        return active_policy()
+        return load_policy(get_settings().policy_file)
 
     @cached_property
     def gateway(self) -> Gateway:
@@ -62,51 +75,66 @@ class _Context:
         return make_geocoder(get_settings())
 
     @cached_property
-    def field(self) -> assignments.FieldConfig:
-        return assignments.FieldConfig.of(get_settings(), self.policy)
+    def field(self) -> FieldConfig:
+        return FieldConfig.of(get_settings(), self.policy)
 
-    def configure_events(self) -> None:
-        """A worker dispatches a visit its own commit made at once, in the same process (the fast
-        path: no second rq hop between tiering and the offer); the sweep catches any it loses."""
-        events.configure(self.redis, on_visit=dispatch_visits)
+    def online(self, usernames: list[str]) -> set[str]:
+        return outbox.online(self.redis, usernames)
 
 
 ctx = _Context()
+
+
+@contextmanager
+def unit() -> Iterator[Session]:
+    """One unit of work of a task: committed at the end of the block, then what it queued is sent —
+    visits that need a squad are offered right here, in this process (no second rq hop between a
+    tiered lead and its offer)."""
+    with sync_session(ctx.engine) as session:
+        yield session
+        session.commit()
+    settings = get_settings()
+    send(outbox.take(session), ctx.redis, lead_queue(ctx.redis, settings.queue_name), settings.sms_retry_intervals,
+         visits=dispatch_visits)
 
 
 _NOT_GIVEN_UP = ~Lead.flags.contains([Flag.processing_failed.value])
 
 
 def process_leads(ids: list[int]) -> dict:
-    """Place and tier leads still `received`. Safe to run twice: a lead already moved on, given up
-    on, or locked by another worker right now, is skipped. A lead that fails is rolled back alone;
-    its attempts and last error are recorded, and after `max_processing_attempts` it is flagged
-    `processing_failed` and no longer retried. Address-only leads are geocoded first, with no lead
-    locked (a slow geocoder holds up nobody else's work)."""
+    """Place and tier leads still `received`, a few per transaction. Safe to run twice: a lead
+    already moved on, given up on, or locked by another worker right now, is skipped. A lead that
+    fails is rolled back alone; its attempts and last error are recorded, and after
+    `max_processing_attempts` it is flagged `processing_failed` and no longer retried. Address-only
+    leads are geocoded first, with no lead locked (a slow geocoder holds up nobody else's work)."""
     max_attempts = get_settings().max_processing_attempts
-    with sync_session(ctx.engine) as session:
+    with unit() as session:
         loaded = ctx.index.get_sync(session)
         if loaded is None:
             raise RuntimeError("no district imported: run `quanzu import-district DIR`")
-        geocoded = geocode_pending(session, ids, ctx.geocoder)
-        leads = session.execute(select(Lead).where(Lead.id.in_(ids), Lead.status == "received", _NOT_GIVEN_UP)
-                                .order_by(Lead.id).with_for_update(skip_locked=True)).scalars().all()
-        placement_of = placement_for(loaded.index, loaded.district_code, geocoded)
-        failed, given_up = [], 0
-        for lead in leads:
-            try:
-                with session.begin_nested():  # one bad lead must not hold up the others
-                    place_and_tier(session, lead, placement_of, ctx.policy)
-                    # a case reported before this lead arrived is matched now (预警后发案)
-                    rematch_person(session, lead.phone, lead.id_number)
-            except Exception as exc:  # logged with its traceback; recorded on the lead
-                log.exception("lead_processing_failed", lead_id=lead.id)
-                failed.append(lead.id)
-                given_up += record_processing_failure(session, lead, f"{exc.__class__.__name__}: {exc}",
-                                                      max_attempts)
-        session.commit()
-        _enqueue_sms(queued_sms(session))
-    counts = {"asked": len(ids), "done": len(leads) - len(failed), "failed": len(failed), "given_up": given_up}
+        geocoded = geocode_pending(session, ids, ctx.geocoder)  # cached with this commit
+    placement_of = placement_for(loaded.index, loaded.district_code, geocoded)
+    done = failed = given_up = 0
+    for i in range(0, len(ids), TIER_CHUNK):
+        with unit() as session:
+            leads = session.execute(select(Lead).where(Lead.id.in_(ids[i:i + TIER_CHUNK]),
+                                                       Lead.status == LeadStatus.received, _NOT_GIVEN_UP)
+                                    .order_by(Lead.id).with_for_update(skip_locked=True, key_share=True)
+                                    ).scalars().all()
+            box = outbox.of(session)
+            for lead in leads:
+                mark = box.mark()
+                try:
+                    with session.begin_nested():  # one bad lead must not hold up the others
+                        flows.triage_lead(session, lead, placement_of, ctx.policy)
+                    done += 1
+                except Exception as exc:  # logged with its traceback; recorded on the lead
+                    box.rewind(mark)
+                    log.exception("lead_processing_failed", lead_id=lead.id)
+                    failed += 1
+                    given_up += record_processing_failure(session, lead, f"{exc.__class__.__name__}: {exc}",
+                                                          max_attempts)
+    counts = {"asked": len(ids), "done": done, "failed": failed, "given_up": given_up}
     log.info("leads_processed", **counts)
     return counts
 
@@ -123,7 +151,7 @@ def reconcile(older_than_seconds: float | None = None) -> int:
     `reenqueue_after_seconds` (their job is still waiting behind a busy worker). → leads enqueued."""
     settings = get_settings()
     age = settings.reconcile_after_seconds if older_than_seconds is None else older_than_seconds
-    ids = _stale_ids(Lead.id, Lead.status == "received", _NOT_GIVEN_UP,
+    ids = _stale_ids(Lead.id, Lead.status == LeadStatus.received, _NOT_GIVEN_UP,
                      Lead.received_at < func.now() - timedelta(seconds=age), limit=50_000)
     waiting = recently_enqueued(ctx.redis, ids, settings.reenqueue_after_seconds)
     ids = [i for i in ids if i not in waiting]
@@ -147,29 +175,23 @@ def seal_audit() -> dict[str, int]:
 def dispatch_visits(visit_ids: list[int]) -> list[int]:
     """Waiting visits → offers to the best squads (or back to the center), in one transaction.
     Safe to run twice: a visit already offered is left alone."""
-    with sync_session(ctx.engine) as session:
-        made = assignments.dispatch_visits(session, visit_ids, ctx.field, events.online_of_config)
-        session.commit()
-        _enqueue_sms(queued_sms(session))  # offers no phone could take go by SMS
+    with unit() as session:
+        made = offers.dispatch_visits(session, visit_ids, ctx.field, ctx.online)
         return [a.id for a in made]
 
 
 def field_sweep() -> dict:
     """Every few seconds: expired offers → next squad; visits nobody dispatched; SMS fallbacks."""
     settings = get_settings()
+    with unit() as session:
+        expired = offers.expire_offers(session, ctx.field, ctx.online)
     with sync_session(ctx.engine) as session:
-        expired = assignments.expire_offers(session, ctx.field, events.online_of_config)
-        session.commit()
-    with sync_session(ctx.engine) as session:
-        waiting = assignments.waiting_visits(session, settings.visit_waiting_seconds)
+        waiting = offers.waiting_visits(session, settings.visit_waiting_seconds)
     offered = len(dispatch_visits(waiting)) if waiting else 0
-    with sync_session(ctx.engine) as session:
-        sms = assignments.unacked_fallbacks(session, ctx.field)
-        session.commit()
-        _enqueue_sms(queued_sms(session))
-    with sync_session(ctx.engine) as session:  # the board's `stats`, on the sweep's clock
-        events.board(session, "stats", assignments.field_stats(session))
-        session.commit()
+    with unit() as session:
+        sms = offers.unacked_fallbacks(session, ctx.field)
+    with unit() as session:  # the board's `stats`, on the sweep's clock
+        outbox.board(session, "stats", field_stats(session))
     counts = {"expired": expired, "waiting": len(waiting), "offered": offered, "sms": sms}
     if any(counts.values()):
         log.info("field_sweep", **counts)
@@ -181,12 +203,6 @@ class SmsNotSent(Exception):
     """The gateway did not take the message this time; rq's Retry tries again after a backoff."""
 
 
-def _enqueue_sms(ids: list[int]) -> None:
-    if ids:
-        settings = get_settings()
-        enqueue_sms(lead_queue(ctx.redis, settings.queue_name), ids, settings.sms_retry_intervals)
-
-
 def send_sms(message_ids: list[int] | int) -> dict:
     """Send pending SMS through the configured gateway, committing every few; if any was not taken
     this time, raise so that rq's Retry runs the job again after its backoff (the retry finds the
@@ -194,13 +210,11 @@ def send_sms(message_ids: list[int] | int) -> dict:
     ids = [message_ids] if isinstance(message_ids, int) else list(message_ids)
     settings = get_settings()
     results: Counter[str] = Counter()
-    with sync_session(ctx.engine) as session:
-        for i, message_id in enumerate(ids, 1):
-            results[deliver_sms(session, message_id, ctx.gateway, ctx.policy,
-                                len(settings.sms_retry_intervals) + 1)] += 1
-            if i % 50 == 0:
-                session.commit()
-        session.commit()
+    for i in range(0, len(ids), 50):
+        with unit() as session:
+            for message_id in ids[i:i + 50]:
+                results[flows.deliver_sms(session, message_id, ctx.gateway, ctx.policy,
+                                          len(settings.sms_retry_intervals) + 1)] += 1
     if results["retry"]:
         raise SmsNotSent(f"{results['retry']} of {len(ids)} SMS not taken by the gateway; rq retries")
     return dict(results)
@@ -208,14 +222,11 @@ def send_sms(message_ids: list[int] | int) -> dict:
 
 def sweep_deadlines(batch: int | None = None) -> int:
     """Act on every due deadline (in batches, one transaction each); → how many."""
-    settings = get_settings()
-    batch = batch or settings.deadline_sweep_batch
+    batch = batch or get_settings().deadline_sweep_batch
     total = 0
     while True:
-        with sync_session(ctx.engine) as session:
-            n = sweep_due(session, clock.now(), ctx.policy, batch)
-            session.commit()
-            _enqueue_sms(queued_sms(session))
+        with unit() as session:
+            n = flows.sweep_deadlines(session, clock.now(), ctx.policy, batch)
         total += n
         if n < batch:
             break
@@ -230,7 +241,7 @@ def sweep_sms(older_than_seconds: float | None = None) -> int:
     age = settings.sms_resend_after_seconds if older_than_seconds is None else older_than_seconds
     ids = _stale_ids(SmsMessage.id, SmsMessage.status == SmsStatus.pending,
                      SmsMessage.created_at < clock.now() - timedelta(seconds=age), limit=10_000)
-    _enqueue_sms(ids)
     if ids:
+        enqueue_sms(lead_queue(ctx.redis, settings.queue_name), ids, settings.sms_retry_intervals)
         log.warning("sms_resent", messages=len(ids))
     return len(ids)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated
 
 import asyncpg
@@ -59,12 +59,11 @@ def sync_session(engine: Engine) -> Iterator[Session]:
         yield session
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request's unit of work, owned here (as polar's postgres.py): committed when the route
-    returns, rolled back when it raises. Routes and services never commit. Ends before the answer
-    is sent (scope="function"), so an answer always follows its commit and a failed commit is
-    answered as an error."""
-    maker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+@asynccontextmanager
+async def unit_of_work(maker: async_sessionmaker[AsyncSession], on_commit=None) -> AsyncIterator[AsyncSession]:
+    """One unit of work, owned here (as polar's postgres.py): committed when the block ends, rolled
+    back when it raises; then `on_commit(session)` sends what the unit of work queued (its outbox).
+    Routes, services and socket handlers never commit."""
     async with maker() as session:
         try:
             yield session
@@ -72,8 +71,21 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         await session.commit()
+    if on_commit is not None:
+        on_commit(session)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's unit of work. Ends before the answer is sent (scope="function"), so an answer
+    always follows its commit, what it queued has left, and a failed commit is answered as an error."""
+    async with unit_of_work(request.app.state.sessionmaker, getattr(request.app.state, "on_commit", None)) as s:
+        yield s
+
+
+def separate_unit(request: Request):
+    """A unit of work of its own beside the request's: what must stay even when the request fails
+    (a refused push is recorded, then answered 422)."""
+    return unit_of_work(request.app.state.sessionmaker, getattr(request.app.state, "on_commit", None))
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-
-

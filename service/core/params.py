@@ -3,13 +3,14 @@ refuse it), bounded lengths, times any column can compare with, ids within bigin
 route signatures so a bad value is a 422 naming the parameter, never a driver error (500)."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import Path
 from pydantic import AfterValidator, StringConstraints
 
-CENTER_TZ = timezone(timedelta(hours=8))  # a time without offset is the center's local time
+from service.core.clock import CENTER_TZ  # a time without offset is the center's local time
+
 NO_NUL = r"^[^\x00]*$"
 BIGINT_MAX = 2**63 - 1
 

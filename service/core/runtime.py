@@ -1,12 +1,10 @@
-"""Which PostgreSQL and Redis this process talks to: the configured ones, else embedded servers
-under STATE_DIR (started here, or reused when another quanzu process already runs them).
-Servers for tests and benchmarks are found by tests/servers.py."""
+"""The PostgreSQL and Redis a process talks to (`Urls`), and URL helpers. The configured servers
+always; embedded ones are started only by the CLI and the demo (service.tools.embedded.resolve_urls),
+servers for tests and benchmarks are found by tests/servers.py."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
-
-from service.core.settings import Settings
 
 
 @dataclass
@@ -19,29 +17,6 @@ class Urls:
         for server in reversed(self.embedded):
             server.stop()
         self.embedded.clear()
-
-
-def resolve_urls(settings: Settings, *, migrate: bool = True) -> Urls:
-    urls = Urls(settings.database_url or "", settings.redis_url or "")
-    if not settings.database_url:
-        from service.core.embedded import EmbeddedPostgres
-
-        pg = EmbeddedPostgres(settings.state_dir / "pg")
-        urls.database_url = pg.start()
-        if pg.owned:
-            urls.embedded.append(pg)
-        if migrate:  # our own database: keep it at head without asking
-            from service.core.migrate import upgrade
-
-            upgrade(urls.database_url)
-    if not settings.redis_url:
-        from service.core.embedded import EmbeddedRedis
-
-        rd = EmbeddedRedis(settings.state_dir / "redis")
-        urls.redis_url = rd.start()
-        if rd.owned:
-            urls.embedded.append(rd)
-    return urls
 
 
 def with_database(url: str, name: str) -> str:

@@ -6,7 +6,7 @@ import json
 import pytest
 from sqlalchemy import text
 
-from dispatch.cases import normalize_id_number, validate_case
+from dispatch.outcomes.cases import normalize_id_number, validate_case
 from tests.data import SHARED_DISTRICT
 
 

@@ -8,9 +8,9 @@ import asyncpg
 import pytest
 from sqlalchemy import func, select, text
 
-from dispatch import repository
+from dispatch.intake import repository
+from dispatch.intake.validation import validate_lead
 from dispatch.models import Lead, LeadEvent, Rejection
-from dispatch.validation import validate_lead
 from service.core.settings import plain_url
 from tests.factories import INSIDE, OUTSIDE, make_lead
 
@@ -295,7 +295,7 @@ async def test_concurrent_pushes_share_a_write_and_each_answer_follows_its_commi
 async def test_a_group_write_that_fails_falls_back_to_one_lead_at_a_time(app, settings):
     """A row PostgreSQL refuses (here: not a time at all) fails alone, naming its field; its group
     mates are stored."""
-    from dispatch.repository import GroupWriter, Refused, lead_row
+    from dispatch.intake.repository import GroupWriter, Refused, lead_row
 
     writer = GroupWriter(app.state.intake_pool)
     good, bad = (validate_lead(make_lead()).lead for _ in range(2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from dispatch.matching import Position, Squad, choose_squad, rank_squads, squad_position
+from dispatch.field.matching import Position, Squad, choose_squad, rank_squads, squad_position
 from geo.adjacency import beat_adjacency
 from geo.nearest import PointIndex
 

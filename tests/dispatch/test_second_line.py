@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 from sqlalchemy import func, select, text
 
-from dispatch import repository
+from dispatch.intake import repository
+from dispatch.intake.validation import validate_lead
 from dispatch.models import Lead, Rejection
-from dispatch.validation import validate_lead
 from service.core.settings import plain_url
 from tests.factories import make_lead
 

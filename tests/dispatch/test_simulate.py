@@ -8,9 +8,9 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from dispatch import simulate as sim
 from service.core.db import sync_session
 from service.core.settings import plain_url
+from service.tools import simulate as sim
 
 
 @pytest.fixture(scope="module")

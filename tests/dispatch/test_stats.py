@@ -13,7 +13,7 @@ import pytest
 from openpyxl import load_workbook
 from sqlalchemy import text
 
-from dispatch import kpi
+from dispatch.outcomes import kpi
 from tests.data import SHARED_DISTRICT
 from tests.factories import INSIDE
 
@@ -259,7 +259,7 @@ async def test_monthly_report_numbers_equal_stats(client, commander, worked):
     wb = load_workbook(io.BytesIO(r.content))
     assert wb.sheetnames == ["汇总 Summary", "街道排名 Streets", "警务区 Beats", "劝阻小组 Squads", "预警后发案 Cases"]
     rng = {"from": "2026-10-01T00:00:00+08:00", "to": "2026-11-01T00:00:00+08:00"}
-    from dispatch.report import COLUMNS
+    from dispatch.outcomes.report import COLUMNS
     fields = [f for _, f in COLUMNS]
     summary = {row[0]: row[1] for row in wb["汇总 Summary"].iter_rows(min_row=3, values_only=True)}
     total = (await client.get("/api/v1/stats", params={"group_by": "beat", **rng}, headers=commander)).json()

@@ -10,16 +10,9 @@ from pathlib import Path
 import pytest
 
 from dispatch.enums import Response, Tier
-from dispatch.tiering import (
-    LeadFacts,
-    Policy,
-    age_on,
-    default_policy,
-    facts_for,
-    load_policy,
-    tier_lead,
-)
-from dispatch.validation import validate_lead
+from dispatch.intake.validation import validate_lead
+from dispatch.policy import LeadFacts, Policy, load_policy
+from dispatch.triage.tiering import age_on, tier_lead
 from tests.data import ROOT
 from tests.data import SHARED_DISTRICT as DISTRICT
 
@@ -28,6 +21,16 @@ CST = timezone(timedelta(hours=8))
 AT = datetime(2026, 10, 1, 9, 0, tzinfo=CST)
 
 sms, call, visit = Response.sms, Response.call, Response.visit
+
+
+def facts_for(lead, *, in_jurisdiction: bool | None, on: date,
+              warned_within_7d: bool = False) -> LeadFacts:
+    """The policy's view of a validated lead; `on` is the (local) day it was received."""
+    s = lead.subject
+    return LeadFacts(warning_type=lead.warning_type, fraud_type=lead.fraud_type, risk_level=lead.risk_level,
+                     residency=s.residency, in_jurisdiction=in_jurisdiction, age=age_on(s.id_number, on),
+                     ongoing=lead.ongoing, warned_within_7d=warned_within_7d)
+
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +139,7 @@ def test_escalation_parameters(policy: Policy) -> None:
     assert (e.failed_calls_to_visit, e.no_connection_minutes, e.offer_timeout_seconds) == (3, 10, 60)
     assert e.no_connection_tiers == {Tier.P0, Tier.P1}
     assert policy.switches == {"district_face_to_face": True}
-    assert default_policy() == policy
+    assert load_policy() == policy
 
 
 @pytest.mark.parametrize("idn, on, age", [

@@ -8,16 +8,10 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from dispatch.enums import Flag, FraudType, LeadStatus, Residency, can_transition
-from dispatch.schemas import LEAD_EXAMPLE, LeadIn
-from dispatch.validation import (
-    birth_date_from_id,
-    id_number_valid,
-    mask_id,
-    mask_phone,
-    normalize_phone,
-    validate_lead,
-)
+from dispatch.enums import Flag, FraudType, Residency
+from dispatch.identity import birth_date_from_id, id_number_valid, mask_id, mask_phone, normalize_phone
+from dispatch.intake.schemas import LEAD_EXAMPLE, LeadIn
+from dispatch.intake.validation import validate_lead
 from tests.data import SHARED_DISTRICT as DISTRICT
 
 VALID_ID = "11010519491231002X"  # the GB 11643 specimen: check digit X
@@ -318,12 +312,3 @@ def test_masks() -> None:
     for p in ("13812345678", "053288886666", "01012345678", "96110", "1234567890123"):
         masked = mask_phone(p)
         assert len(masked) == len(p) and sum(c.isdigit() for c in masked) <= 7 and "*" in masked
-
-
-def test_lead_transitions() -> None:
-    S = LeadStatus
-    assert can_transition(S.received, S.tiered) and can_transition("tiered", "tiered")
-    assert can_transition(S.working, S.closed) and can_transition(S.received, S.transferred)
-    assert not can_transition(S.received, S.working) and not can_transition(S.closed, S.transferred)
-    assert can_transition(S.closed, S.working)  # reopened by a `defrauded` callback
-    assert not can_transition(S.transferred, S.received) and not can_transition("nope", S.closed)

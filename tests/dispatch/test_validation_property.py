@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatch.repository import lead_row
-from dispatch.schemas import LEAD_EXAMPLE
-from dispatch.validation import storable_body, validate_lead
+from dispatch.intake.repository import lead_row
+from dispatch.intake.schemas import LEAD_EXAMPLE
+from dispatch.intake.validation import storable_body, validate_lead
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),

@@ -9,8 +9,9 @@ from sqlalchemy import select
 
 from dispatch.enums import Tier
 from dispatch.models import Lead
-from dispatch.service import _earlier_warnings
-from dispatch.tiering import LeadFacts, parse_policy, tier_lead
+from dispatch.policy import LeadFacts, parse_policy
+from dispatch.triage.service import earlier_warnings
+from dispatch.triage.tiering import tier_lead
 from service.core.db import sync_session
 from tests.data import ROOT
 from tests.factories import make_lead
@@ -34,7 +35,7 @@ def test_warned_30d_gte_is_a_condition():
 
 
 @pytest.mark.usefixtures("district", "clean")
-async def test_earlier_warnings_counts_the_person_by_phone_or_id(client, source_headers, sync_engine):
+async def testearlier_warnings_counts_the_person_by_phone_or_id(client, source_headers, sync_engine):
     p, a, b = "13712340000", "110101199003070001", "110101199003070002"
     people = [("10-01", p, a), ("10-20", p, b), ("10-28", None, b), ("11-02", p, b), ("11-01", "13712349999", a[:-1] + "9")]
     leads = [make_lead(pushed_at=f"2026-{day}T08:00:00+08:00", subject={"phone": ph, "id_number": idn})
@@ -43,6 +44,6 @@ async def test_earlier_warnings_counts_the_person_by_phone_or_id(client, source_
     assert all(x["status"] == "accepted" for x in r.json()["results"])
     with sync_session(sync_engine) as session:
         rows = session.execute(select(Lead).order_by(Lead.pushed_at)).scalars().all()
-        counts = {x.pushed_at.astimezone(CST).strftime("%m-%d"): _earlier_warnings(session, x) for x in rows}
+        counts = {x.pushed_at.astimezone(CST).strftime("%m-%d"): earlier_warnings(session, x) for x in rows}
     # (in the 7 days before, in the 30 days before); 10-01 is 32 days before 11-02
     assert counts == {"10-01": (0, 0), "10-20": (0, 1), "10-28": (0, 1), "11-02": (1, 2), "11-01": (0, 0)}

@@ -83,7 +83,7 @@ def _socket_opens(base: str, path: str) -> bool:
 
 @pytest.fixture(scope="module")
 def live(settings, district):
-    from service.demo import die_with_parent
+    from service.tools.demo import die_with_parent
 
     port = _free_port()
     # Few connections: the machine's PostgreSQL is shared by parallel test runs.

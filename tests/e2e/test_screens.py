@@ -6,7 +6,7 @@ import re
 import httpx
 from sqlalchemy import text
 
-from dispatch.validation import mask_phone
+from dispatch.identity import mask_phone
 from tests.e2e.conftest import PHONE, SCREENSHOTS, WALL, login
 from tests.factories import INSIDE, make_lead
 

@@ -8,10 +8,10 @@ import sys
 import shapely
 from shapely.geometry import shape
 
-from dispatch.validation import normalize_phone
+from dispatch.identity import normalize_phone
 from geo.beats import BeatIndex
 from geo.district import load_district_dir
-from geo.gen_district import DistrictSpec, generate
+from service.tools.gen_district import DistrictSpec, generate
 from tests.data import ROOT
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from dispatch.actions import mark_met
+from dispatch.ladder.deadlines import mark_met
 from dispatch.models import Callback, SmsMessage, Visit
 from service.core import clock
 from service.core.db import sync_session

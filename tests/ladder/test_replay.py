@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from dispatch.models import Lead
+from service.core.clock import CENTER_TZ
 from tests.data import ROOT, SHARED_DISTRICT
 
 pytestmark = pytest.mark.usefixtures("district")
@@ -54,14 +55,14 @@ async def replay(client, headers, policy: str, **window) -> dict:
 
 
 async def test_replaying_the_current_policy_changes_nothing(shared_leads, client, commander):
-    from dispatch.tiering import default_policy
+    from dispatch.policy import load_policy
 
     out = await replay(client, commander, PACKAGED)
     assert out["leads"] == len(shared_leads)
     assert (out["tier_changed"], out["response_changed"], out["from_to"], out["sample_lead_ids"]) == (0, 0, {}, [])
     assert out["visits"]["delta"] == out["calls"]["delta"] == 0
-    assert out["policy_version"] == default_policy().version
-    assert out["stored_policy_versions"] == {default_policy().version: len(shared_leads)}
+    assert out["policy_version"] == load_policy().version
+    assert out["stored_policy_versions"] == {load_policy().version: len(shared_leads)}
 
 
 async def test_switching_the_district_rule_off_reports_the_visits_saved(shared_leads, client, commander,
@@ -77,7 +78,7 @@ async def test_switching_the_district_rule_off_reports_the_visits_saved(shared_l
                              "per_day": round(-len(saved) / out["days"], 2)}
     assert out["calls"]["delta"] == 0
     assert out["response_changed"] == len(saved) and set(out["sample_lead_ids"]) <= set(saved)
-    days = {r.received_at.astimezone(__import__("dispatch.validation").validation.CENTER_TZ).date()
+    days = {r.received_at.astimezone(CENTER_TZ).date()
             for r in shared_leads}
     assert out["days"] == len(days)
     with sync_engine.connect() as conn:  # nothing written

@@ -10,8 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import select
 
+from dispatch.ladder.sms import make_gateway
 from dispatch.models import SmsMessage
-from dispatch.sms import make_gateway
 from service.core.auth import hash_api_key, new_api_key
 from service.core.db import sync_session
 from service.core.models import ApiKey

@@ -113,7 +113,7 @@ async def test_offer_accept_arrive_complete(api_a, client, source_headers, run_w
 
 
 def neighbours(sync_engine, beat: str) -> list[str]:
-    from dispatch.assignments import adjacency
+    from dispatch.field.squads import adjacency
     from service.core.db import sync_session
     with sync_session(sync_engine) as s:
         return [f"T{b}" for b in adjacency(s)[beat]]
@@ -206,13 +206,13 @@ async def test_the_accept_race_has_one_winner(api_a, client, source_headers, run
 async def test_resume_misses_nothing_and_gets_nothing_twice(api_a, make_squad, own_team, redis_url):
     from redis import Redis
 
-    from dispatch import events
+    from dispatch import outbox
     squad = make_squad(own_team)
     name = squad.name("police")
     redis = Redis.from_url(redis_url)
 
     def send(n: int, start: int) -> None:
-        events.publish(redis, [events.Push(name, "lead.updated", {"n": start + i}) for i in range(n)])
+        outbox.publish(redis, [outbox.Push(name, "lead.updated", {"n": start + i}) for i in range(n)])
 
     sock = await open_socket(api_a.ws, squad.headers["police"])
     send(5, 0)
@@ -323,7 +323,7 @@ async def test_unauthenticated_and_wrong_team_clients_see_nothing(api_a, client,
     from redis import Redis
     from websockets.exceptions import ConnectionClosed
 
-    from dispatch import events
+    from dispatch import outbox
     from tests.factories import INSIDE
 
     async def closed_with(sock) -> int:
@@ -352,7 +352,7 @@ async def test_unauthenticated_and_wrong_team_clients_see_nothing(api_a, client,
     lead_id = await push_and_work(client, source_headers, run_worker)
     (a,) = rows(sync_engine, Assignment, Assignment.lead_id == lead_id)
     assert a.team_code == own_team
-    events.publish(Redis.from_url(redis_url), [events.Push(other.name("police"), "lead.updated", {"sentinel": 1})])
+    outbox.publish(Redis.from_url(redis_url), [outbox.Push(other.name("police"), "lead.updated", {"sentinel": 1})])
     first = await spy.recv()
     assert first["data"] == {"sentinel": 1}  # the offer to the other squad never reached this socket
     assert (await spy.command(type="accept", assignment_id=a.id, id="x"))["error"] == "not_found"

@@ -6,8 +6,8 @@ import asyncio
 from sqlalchemy import select
 
 from dispatch.models import Assignment, Lead, Team
-from mobile_api.fieldsim import SimConfig, ensure_member_users, run_sim, squads_from
 from service.core.db import sync_session
+from service.tools.fieldsim import SimConfig, ensure_member_users, run_sim, squads_from
 from tests.mobile_api.test_field import p0_lead
 
 

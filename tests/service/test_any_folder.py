@@ -1,7 +1,7 @@
 """A checkout under a 0700 folder (like /root), run as root: the embedded servers still start.
 
 PostgreSQL runs as an unprivileged user who cannot traverse such a folder, neither to the
-checkout's `.quanzu` nor to the venv's binaries; `service.core.embedded` moves both where that
+checkout's `.quanzu` nor to the venv's binaries; `service.tools.embedded` moves both where that
 user can reach them. This starts the servers through `resolve_urls`, the path `make demo` takes."""
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ import psycopg
 import pytest
 import redis
 
-from service.core.embedded import RELOCATE_ROOT, _digest
+from service.tools.embedded import RELOCATE_ROOT, _digest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("service", "dispatch", "geo", "workers", "mobile_api")
 
 START = """
 import json, sys
-from service.core.runtime import resolve_urls
+from service.tools.embedded import resolve_urls
 from service.core.settings import Settings
 urls = resolve_urls(Settings(), migrate=True)
 print(json.dumps({"db": urls.database_url, "redis": urls.redis_url, "owned": len(urls.embedded)}), flush=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.demo import die_with_parent
+from service.tools.demo import die_with_parent
 from tests.data import ROOT
 
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import redis
 
-from service.core.embedded import EmbeddedPostgres, EmbeddedRedis
+from service.tools.embedded import EmbeddedPostgres, EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,7 +110,7 @@ def test_postgres_stale_pid_file_is_removed(base_dir: Path) -> None:
 def test_postgres_dies_with_killed_parent(base_dir: Path) -> None:
     pg_dir = base_dir / "pg"
     child, url = _start_in_child(
-        "import sys\nfrom service.core.embedded import EmbeddedPostgres\n"
+        "import sys\nfrom service.tools.embedded import EmbeddedPostgres\n"
         "url = EmbeddedPostgres(sys.argv[1], fast=True).start()", str(pg_dir))
     pid = _postmaster_pid(pg_dir)
     with psycopg.connect(url) as conn:
@@ -156,7 +156,7 @@ def test_redis_reuse_on_base_dir(base_dir: Path) -> None:
 
 
 def test_redis_dies_with_killed_parent() -> None:
-    child, url = _start_in_child("from service.core.embedded import EmbeddedRedis\nurl = EmbeddedRedis().start()", "")
+    child, url = _start_in_child("from service.tools.embedded import EmbeddedRedis\nurl = EmbeddedRedis().start()", "")
     r = redis.Redis.from_url(url)
     pid = r.info("server")["process_id"]
     r.close()

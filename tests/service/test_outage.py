@@ -14,10 +14,10 @@ from tests.factories import make_lead
 async def test_push_during_a_database_outage_is_503(settings, api_key, redis_url):
     from service.core.auth import create_access_token, hash_api_key
     from service.core.db import make_sync_engine, sync_session
-    from service.core.embedded import EmbeddedPostgres
     from service.core.migrate import upgrade
     from service.core.models import ApiKey
     from service.main import create_app
+    from service.tools.embedded import EmbeddedPostgres
 
     base = Path(tempfile.mkdtemp(prefix="quanzu-outage-"))
     base.chmod(0o755)

@@ -33,7 +33,7 @@ def _redis_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    from service.core.embedded import _valkey_bin
+    from service.tools.embedded import _valkey_bin
 
     return str(_valkey_bin())
 

@@ -1,0 +1,271 @@
+"""Offering a visit to squads (派单): the best squad first, an offer pushed to every member's phone,
+an SMS to whoever has no live socket, the next squad when one declines or lets it expire, and
+back to the center after `max_squads`. Every status change follows `dispatch.states`; pushes and
+SMS go on the unit of work's outbox and leave with its commit."""
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from dispatch import outbox
+from dispatch.enums import AssignmentStatus, LeadStatus, SmsPurpose, VisitStatus
+from dispatch.field.matching import Choice, choose_squad, rank_squads
+from dispatch.field.squads import FieldConfig, adjacency, load_squads, member_phone, members
+from dispatch.identity import mask_phone
+from dispatch.messages import queue_sms
+from dispatch.models import Assignment, Lead, OfferDelivery, SmsMessage, Visit
+from dispatch.states import ASSIGNMENT, VISIT
+from dispatch.timeline import record
+from service.core import clock
+from service.core.models import User
+from service.core.money import cny
+
+A, V = AssignmentStatus, VisitStatus
+
+
+# ---------------------------------------------------------------- shapes on the wire
+def lead_brief(lead: Lead) -> dict:
+    """What an offer tells a squad before it accepts: enough to decide and go, nothing more (masked)."""
+    return {"id": lead.id, "tier": lead.tier, "fraud_type": lead.fraud_type, "warning_type": lead.warning_type,
+            "risk_level": lead.risk_level, "beat_code": lead.beat_code, "street_code": lead.street_code,
+            "lon": lead.lon, "lat": lead.lat, "subject": {"name": lead.name, "phone": mask_phone(lead.phone),
+                                                          "residency": lead.residency}}
+
+
+def assignment_public(a: Assignment, lead: Lead | None = None, deliveries: list[OfferDelivery] | None = None) -> dict:
+    iso = clock.iso
+    out = {"id": a.id, "visit_id": a.visit_id, "lead_id": a.lead_id, "team_code": a.team_code, "attempt": a.attempt,
+           "status": a.status, "offered_at": iso(a.offered_at), "expires_at": iso(a.expires_at),
+           "accepted_by": a.accepted_by, "accepted_at": iso(a.accepted_at), "declined_reason": a.declined_reason,
+           "arrived_at": iso(a.arrived_at), "completed_at": iso(a.completed_at), "outcome": a.outcome,
+           "met_in_person": a.met_in_person, "note": a.note, "loss_cny": cny(a.loss_cny),
+           "saved_cny": cny(a.saved_cny), "checklist": a.checklist, "choice": a.choice}
+    if lead is not None:
+        out["lead"] = lead_brief(lead)
+    if deliveries is not None:
+        out["delivery"] = [delivery_public(d) for d in deliveries]
+    return out
+
+
+def delivery_public(d: OfferDelivery) -> dict:
+    state = ("acked" if d.acked_at else "pushed" if d.pushed_at else "sms" if d.sms_at else "not_delivered")
+    return {"username": d.username, "pushed_at": clock.iso(d.pushed_at), "acked_at": clock.iso(d.acked_at),
+            "sms_at": clock.iso(d.sms_at), "state": state, "delivered": d.acked_at is not None}
+
+
+def to_members(session: Session, team_code: str, type_: str, data: dict) -> list[str]:
+    names = [u.username for u in members(session, team_code)]
+    for n in names:
+        outbox.push(session, n, type_, data)
+    return names
+
+
+def board_lead(session: Session, lead: Lead, **extra) -> None:
+    outbox.board(session, "lead.updated", {"lead_id": lead.id, "status": lead.status, "tier": lead.tier,
+                                           "assigned_team": lead.assigned_team, **extra})
+
+
+def board_team(session: Session, team_code: str, **extra) -> None:
+    outbox.board(session, "team.updated", {"team_code": team_code, **extra})
+
+
+def updated(session: Session, a: Assignment, lead: Lead) -> None:
+    to_members(session, a.team_code, "assignment.updated", assignment_public(a, lead))
+
+
+def withdraw(session: Session, a: Assignment, lead: Lead, actor: str, why: str,
+             status: AssignmentStatus = A.withdrawn) -> None:
+    """An open offer or assignment ends (withdrawn, declined, expired): its squad is told at once."""
+    ASSIGNMENT.move(a, status)
+    if status == A.withdrawn:
+        record(session, lead.id, actor, "withdrawn", {"assignment_id": a.id, "team_code": a.team_code,
+                                                      "reason": why})
+    to_members(session, a.team_code, "offer.withdrawn", {"assignment_id": a.id, "reason": why, "status": a.status})
+    updated(session, a, lead)
+    board_team(session, a.team_code, open_assignments_delta=-1)
+
+
+# ---------------------------------------------------------------- offering
+def lock_visit(session: Session, visit_id: int) -> Visit | None:
+    return session.execute(select(Visit).where(Visit.id == visit_id).with_for_update(key_share=True)).scalar()
+
+
+def _tried(session: Session, visit_id: int) -> list[str]:
+    return list(session.execute(select(Assignment.team_code).where(Assignment.visit_id == visit_id)
+                                .order_by(Assignment.id)).scalars())
+
+
+def candidates(session: Session, lead: Lead, visit: Visit | None, cfg: FieldConfig, k: int = 8) -> list[dict]:
+    """The squads the matching would ask for this lead, best first, and why others cannot."""
+    tried = frozenset(_tried(session, visit.id)) if visit else frozenset()
+    ranked = rank_squads(lead.beat_code, lead.lon, lead.lat, load_squads(session, cfg), adjacency(session),
+                         limit=cfg.workload_limit, tried=tried, k=k, with_unavailable=True)
+    return [c.as_json() for c in ranked]
+
+
+class Squads:
+    """The squads as read once for a batch of dispatches; offers made in the batch count at once."""
+
+    def __init__(self, session: Session, cfg: FieldConfig):
+        self.squads, self.adjacency = load_squads(session, cfg), adjacency(session)
+
+    def took(self, team_code: str) -> None:
+        self.squads = [replace(q, open_assignments=q.open_assignments + 1) if q.code == team_code else q
+                       for q in self.squads]
+
+
+def dispatch_visits(session: Session, visit_ids: list[int], cfg: FieldConfig, online=None,
+                    actor: str = "dispatch") -> list[Assignment]:
+    """Waiting visits → offers to the best squads (or back to the center), in one transaction: visits,
+    leads, the squads asked before and the squads are each read once. A visit another process holds
+    is skipped (the sweep comes back to it if it is still waiting). Safe to run twice."""
+    visits = session.execute(select(Visit).where(Visit.id.in_(visit_ids), Visit.status == V.waiting)
+                             .order_by(Visit.id).with_for_update(skip_locked=True, key_share=True)).scalars().all()
+    if not visits:
+        return []
+    leads = {x.id: x for x in session.execute(select(Lead).where(Lead.id.in_([v.lead_id for v in visits])))
+             .scalars()}
+    tried: dict[int, list[str]] = {}
+    for vid, code in session.execute(select(Assignment.visit_id, Assignment.team_code).where(
+            Assignment.visit_id.in_([v.id for v in visits])).order_by(Assignment.id)).all():
+        tried.setdefault(vid, []).append(code)
+    squads = Squads(session, cfg)
+    made = []
+    for visit in visits:
+        a = offer_next(session, visit, cfg, online, actor, squads=squads, lead=leads[visit.lead_id],
+                       tried=tried.get(visit.id, []))
+        if a is not None:
+            made.append(a)
+    return made
+
+
+def offer_next(session: Session, visit: Visit, cfg: FieldConfig, online, actor: str,
+               team_code: str | None = None, why: dict | None = None, squads: Squads | None = None,
+               lead: Lead | None = None, tried: list[str] | None = None) -> Assignment | None:
+    """The visit (waiting) → offered to `team_code`, or to the best squad not asked yet; a visit of a
+    lead that ended is cancelled; with no squad left, back to the center."""
+    lead = lead or session.get(Lead, visit.lead_id)
+    tried = _tried(session, visit.id) if tried is None else tried
+    if team_code is None:
+        if lead.status in (LeadStatus.closed, LeadStatus.transferred):
+            VISIT.move(visit, V.cancelled)
+            record(session, lead.id, actor, "visit_cancelled", {"visit_id": visit.id, "reason": f"lead {lead.status}"})
+            return None
+        if len(tried) >= cfg.max_squads:
+            return _back_to_center(session, visit, lead, actor, "max_squads", tried)
+        squads = squads or Squads(session, cfg)
+        choice: Choice = choose_squad(lead.beat_code, lead.lon, lead.lat, squads.squads, squads.adjacency,
+                                      limit=cfg.workload_limit, tried=frozenset(tried))
+        if choice.team_code is None:
+            return _back_to_center(session, visit, lead, actor, "none_available", tried)
+        team_code, why = choice.team_code, choice.as_json()
+    now = clock.now()
+    a = Assignment(visit_id=visit.id, lead_id=lead.id, team_code=team_code, attempt=len(tried) + 1, choice=why,
+                   offered_at=now, expires_at=now + timedelta(seconds=cfg.offer_timeout_s), status=A.offered.value)
+    session.add(a)
+    VISIT.move(visit, V.offered)
+    visit.team_code = team_code
+    session.flush()
+    if squads is not None:
+        squads.took(team_code)
+    people = members(session, team_code)
+    for u in people:
+        session.add(OfferDelivery(assignment_id=a.id, username=u.username))
+    record(session, lead.id, actor, "offered", {"assignment_id": a.id, "team_code": team_code, "attempt": a.attempt,
+                                                "reason": why.get("reason"), "expires_at": clock.iso(a.expires_at)})
+    offer = {"assignment_id": a.id, "lead": lead_brief(lead), "expires_at": clock.iso(a.expires_at),
+             "attempt": a.attempt, "reason": why.get("reason")}
+    for u in people:
+        outbox.push(session, u.username, "offer", offer)
+    live = online([u.username for u in people]) if online is not None else set()
+    if not live:  # nobody could get it on a socket: SMS now, the timeout still runs
+        sms_fallback(session, a, lead, cfg, people, "no_live_socket")
+    board_lead(session, lead, visit={"id": visit.id, "status": visit.status, "team_code": team_code},
+               assignment_id=a.id)
+    board_team(session, team_code, open_assignments_delta=1)
+    return a
+
+
+def _back_to_center(session: Session, visit: Visit, lead: Lead, actor: str, reason: str, tried: list[str]) -> None:
+    VISIT.move(visit, V.failed)
+    record(session, lead.id, actor, "visit_failed", {"visit_id": visit.id, "reason": reason, "tried": tried})
+    board_lead(session, lead, visit={"id": visit.id, "status": visit.status}, alert="no_squad", reason=reason,
+               tried=tried)
+    return None
+
+
+def sms_fallback(session: Session, a: Assignment, lead: Lead, cfg: FieldConfig, people: list[User], why: str) -> int:
+    """One SMS per member not reached, idempotent on `offer:<assignment>:<username>`; each leaves
+    right after the commit (the outbox)."""
+    now = clock.now()
+    deliveries = {d.username: d for d in session.execute(
+        select(OfferDelivery).where(OfferDelivery.assignment_id == a.id)).scalars()}
+    sent = 0
+    for u in people:
+        d = deliveries.get(u.username)
+        if d is None or d.acked_at is not None or d.sms_at is not None:
+            continue
+        phone = member_phone(session, u)
+        if not phone:
+            continue
+        key = f"offer:{a.id}:{u.username}"
+        exists = session.execute(select(SmsMessage.id).where(SmsMessage.idempotency_key == key)).first()
+        if exists is None:
+            body = (f"【反诈派单】{lead.tier or ''}见面劝阻 {lead.beat_code or ''}，请于"
+                    f"{a.expires_at.astimezone(clock.CENTER_TZ):%H:%M:%S}前接单：{cfg.field_page_url}?a={a.id}")
+            queue_sms(session, to_phone=phone, body=body, purpose=SmsPurpose.offer, idempotency_key=key,
+                      lead_id=lead.id, assignment_id=a.id)
+        d.sms_at = now
+        sent += 1
+    if sent:
+        record(session, lead.id, "dispatch", "offer_sms", {"assignment_id": a.id, "why": why, "members": sent})
+        outbox.board(session, "lead.updated", {"lead_id": lead.id, "assignment_id": a.id,
+                                               "delivery": "not_delivered", "why": why})
+    return sent
+
+
+def reoffer(session: Session, a: Assignment, lead: Lead, cfg: FieldConfig, online, why: str,
+            status: AssignmentStatus) -> None:
+    """The squad declined or let the offer expire: withdrawn from it, offered to the next squad."""
+    withdraw(session, a, lead, "dispatch", why, status)
+    visit = lock_visit(session, a.visit_id)
+    VISIT.move(visit, V.waiting)
+    offer_next(session, visit, cfg, online, "dispatch")
+
+
+# ---------------------------------------------------------------- the sweep (workers)
+def expire_offers(session: Session, cfg: FieldConfig, online=None, limit: int = 500) -> int:
+    """Offers past `expires_at` → expired, and their visits offered to the next squad."""
+    rows = session.execute(select(Assignment).where(Assignment.status == A.offered,
+                                                    Assignment.expires_at <= clock.now())
+                           .order_by(Assignment.expires_at).limit(limit).with_for_update(skip_locked=True,
+                                                                                         key_share=True)
+                           ).scalars().all()
+    for a in rows:
+        lead = session.get(Lead, a.lead_id)
+        record(session, lead.id, "dispatch", "expired", {"assignment_id": a.id, "team_code": a.team_code})
+        reoffer(session, a, lead, cfg, online, "expired", A.expired)
+    return len(rows)
+
+
+def waiting_visits(session: Session, older_than_s: float, limit: int = 500) -> list[int]:
+    """Visits nobody dispatched (a lost job, a crash between commit and sending)."""
+    return list(session.execute(select(Visit.id).where(
+        Visit.status == V.waiting, Visit.requested_at <= clock.now() - timedelta(seconds=older_than_s))
+        .order_by(Visit.id).limit(limit)).scalars())
+
+
+def unacked_fallbacks(session: Session, cfg: FieldConfig, limit: int = 500) -> int:
+    """Offers no member acked within `ack_s`: SMS to the members not reached (once each)."""
+    due = clock.now() - timedelta(seconds=cfg.ack_s)
+    acked = select(OfferDelivery.assignment_id).where(OfferDelivery.acked_at.is_not(None))
+    unsent = select(OfferDelivery.assignment_id).where(OfferDelivery.sms_at.is_(None))
+    rows = session.execute(select(Assignment).where(
+        Assignment.status == A.offered, Assignment.offered_at <= due, Assignment.id.not_in(acked),
+        Assignment.id.in_(unsent)).limit(limit).with_for_update(skip_locked=True, key_share=True)).scalars().all()
+    for a in rows:
+        sms_fallback(session, a, session.get(Lead, a.lead_id), cfg, members(session, a.team_code), "no_ack")
+    return len(rows)

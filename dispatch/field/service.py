@@ -1,0 +1,226 @@
+"""The squads' answers (接单, 拒单, 到场, 完成) and the center's assign (指派), on a sync `Session`:
+the workers call them directly, the API through `AsyncSession.run_sync` — one implementation for
+REST, the socket and the sweep. Services never commit; what a lead's end or a completed visit
+means for the ladder is in `dispatch.flows`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import func, select, update
+from sqlmodel import Session
+
+from dispatch.access import is_center, may_act_on_assignment, may_read_assignment, readable_assignments
+from dispatch.enums import AssignmentStatus, LeadStatus, Outcome, TeamStatus, VisitStatus
+from dispatch.field.offers import (
+    assignment_public,
+    board_lead,
+    board_team,
+    lock_visit,
+    offer_next,
+    reoffer,
+    updated,
+    withdraw,
+)
+from dispatch.field.squads import FieldConfig, load_squads
+from dispatch.field.visits import request_visit
+from dispatch.models import Assignment, Lead, OfferDelivery, Team, Visit
+from dispatch.states import ASSIGNMENT, LEAD, OPEN_VISIT, VISIT, require
+from dispatch.timeline import record
+from service.core import clock
+from service.core.auth import Principal
+from service.core.errors import Conflict, NotFound, ValidationFailed
+from service.core.money import cny
+
+A, V = AssignmentStatus, VisitStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    outcome: Outcome
+    met_in_person: bool
+    note: str | None = None
+    loss_cny: Decimal | None = None
+    saved_cny: Decimal | None = None
+    checklist: dict | None = None
+
+
+def _lock_assignment(session: Session, assignment_id: int, who: Principal) -> Assignment:
+    a = session.execute(select(Assignment).where(Assignment.id == assignment_id)
+                        .with_for_update(key_share=True)).scalar()
+    if a is None or not may_act_on_assignment(who, a):
+        raise NotFound(f"assignment {assignment_id} not found")  # another squad's work does not exist for you
+    return a
+
+
+def _need(a: Assignment, *states: AssignmentStatus) -> None:
+    if a.status not in states:
+        raise Conflict(f"assignment {a.id} is {a.status}; this needs {' or '.join(states)}")
+
+
+def _lead(session: Session, lead_id: int) -> Lead:
+    return session.execute(select(Lead).where(Lead.id == lead_id).with_for_update(key_share=True)).scalar_one()
+
+
+def accept(session: Session, assignment_id: int, who: Principal) -> dict:
+    """接单: the first member's accept wins for the squad; another at the same time gets 409."""
+    a = _lock_assignment(session, assignment_id, who)
+    _need(a, A.offered)
+    now = clock.now()
+    if now >= a.expires_at:
+        raise Conflict(f"assignment {a.id} expired at {clock.iso(a.expires_at)}")
+    ASSIGNMENT.move(a, A.accepted)
+    a.accepted_by, a.accepted_at = who.name, now
+    visit = lock_visit(session, a.visit_id)
+    VISIT.move(visit, V.assigned)
+    visit.team_code = a.team_code
+    lead = _lead(session, a.lead_id)
+    lead.assigned_team = a.team_code
+    if lead.status == LeadStatus.tiered:
+        LEAD.move(lead, LeadStatus.working)
+    lead.updated_at = now
+    session.execute(update(OfferDelivery).where(OfferDelivery.assignment_id == a.id,
+                                                OfferDelivery.username == who.name,
+                                                OfferDelivery.acked_at.is_(None)).values(acked_at=now))
+    record(session, lead.id, who.actor, "accepted", {"assignment_id": a.id, "team_code": a.team_code})
+    updated(session, a, lead)
+    board_lead(session, lead, visit={"id": visit.id, "status": visit.status, "team_code": a.team_code},
+               assignment_id=a.id)
+    return assignment_public(a, lead)
+
+
+def decline(session: Session, assignment_id: int, who: Principal, reason: str | None, cfg: FieldConfig,
+            online=None) -> dict:
+    """拒单: withdrawn from this squad and offered to the next one."""
+    a = _lock_assignment(session, assignment_id, who)
+    _need(a, A.offered)
+    a.declined_reason = reason
+    lead = session.get(Lead, a.lead_id)
+    record(session, lead.id, who.actor, "declined", {"assignment_id": a.id, "team_code": a.team_code,
+                                                     "reason": reason})
+    reoffer(session, a, lead, cfg, online, "declined", A.declined)
+    return assignment_public(a, lead)
+
+
+def arrive(session: Session, assignment_id: int, who: Principal) -> tuple[Assignment, Lead]:
+    """到场 (the flow meets the on-scene deadline)."""
+    a = _lock_assignment(session, assignment_id, who)
+    _need(a, A.accepted)
+    ASSIGNMENT.move(a, A.arrived)
+    a.arrived_at = clock.now()
+    visit = lock_visit(session, a.visit_id)
+    VISIT.move(visit, V.arrived)
+    lead = session.get(Lead, a.lead_id)
+    record(session, lead.id, who.actor, "arrived", {"assignment_id": a.id, "team_code": a.team_code})
+    updated(session, a, lead)
+    board_lead(session, lead, visit={"id": visit.id, "status": visit.status, "team_code": a.team_code})
+    return a, lead
+
+
+def complete(session: Session, assignment_id: int, who: Principal, c: Completion) -> tuple[Assignment, Lead]:
+    """见面劝阻 done: the visit's outcome (the flow closes the lead with it)."""
+    a = _lock_assignment(session, assignment_id, who)
+    _need(a, A.arrived, A.accepted)
+    now = clock.now()
+    ASSIGNMENT.move(a, A.completed)
+    a.completed_at, a.outcome, a.met_in_person = now, c.outcome, c.met_in_person
+    a.note, a.loss_cny, a.saved_cny, a.checklist = c.note, c.loss_cny, c.saved_cny, c.checklist
+    if a.arrived_at is None:
+        a.arrived_at = now
+    visit = lock_visit(session, a.visit_id)
+    VISIT.move(visit, V.done)
+    visit.done_at, visit.met_in_person, visit.outcome = now, c.met_in_person, c.outcome
+    lead = _lead(session, a.lead_id)
+    record(session, lead.id, who.actor, "visit_completed",
+           {"assignment_id": a.id, "team_code": a.team_code, "outcome": c.outcome, "met_in_person": c.met_in_person,
+            "loss_cny": cny(c.loss_cny), "saved_cny": cny(c.saved_cny), "checklist": c.checklist})
+    board_team(session, a.team_code, open_assignments_delta=-1)
+    return a, lead
+
+
+def assign(session: Session, lead_id: int, team_code: str, who: Principal, cfg: FieldConfig, online=None) -> dict:
+    """The center offers the lead's visit to a squad of its choosing (the screen warns; the API does not
+    refuse an off-duty or loaded squad). An open offer to another squad is withdrawn first."""
+    lead = session.execute(select(Lead).where(Lead.id == lead_id).with_for_update(key_share=True)).scalar()
+    if lead is None:
+        raise NotFound(f"lead {lead_id} not found")
+    require(lead, "assign")
+    if session.get(Team, team_code) is None:
+        raise ValidationFailed([{"field": "team_code", "message": f"no team {team_code!r}"}])
+    visit, _new = request_visit(session, lead, "center", actor=who.actor)
+    visit = lock_visit(session, visit.id)
+    if visit.status in (V.assigned, V.arrived):
+        raise Conflict(f"visit {visit.id} is {visit.status} (squad {visit.team_code}); it cannot be reassigned now")
+    if visit.status == V.offered:
+        offers = session.execute(select(Assignment).where(Assignment.visit_id == visit.id,
+                                                          Assignment.status == A.offered)
+                                 .with_for_update(key_share=True)).scalars().all()
+        held = next((a for a in offers if a.team_code == team_code and clock.now() < a.expires_at), None)
+        if held is not None:  # the squad already holds the open offer: keep it (no second push, no second SMS)
+            return assignment_public(held, lead)
+        for a in offers:
+            withdraw(session, a, lead, who.actor, "center_assign")
+        VISIT.move(visit, V.waiting)
+    squad = next(iter(load_squads(session, cfg, [team_code])))
+    warnings = [w for w, bad in (("off_duty", squad.status != TeamStatus.on_duty),
+                                 ("workload", squad.open_assignments >= cfg.workload_limit),
+                                 ("stale_location", not squad.position.fresh)) if bad]
+    why = {"team_code": team_code, "reason": "center", "by": who.name, "warnings": warnings, "next": []}
+    a = offer_next(session, visit, cfg, online, who.actor, team_code=team_code, why=why)
+    return assignment_public(a, lead)
+
+
+# ---------------------------------------------------------------- reading assignments
+def list_assignments(session: Session, who: Principal, mine: bool, status: str | None, team_code: str | None,
+                     limit: int) -> list[dict]:
+    q = (select(Assignment, Lead).join(Lead, Lead.id == Assignment.lead_id).where(readable_assignments(who))
+         .order_by(Assignment.id.desc()).limit(limit))
+    if mine and is_center(who):  # the center's own: accepted by me (a squad's own are all it sees)
+        q = q.where(Assignment.accepted_by == who.name)
+    if team_code:
+        q = q.where(Assignment.team_code == team_code)
+    if status:
+        q = q.where(Assignment.status == status)
+    rows = session.execute(q).all()
+    ids = [a.id for a, _l in rows]
+    by: dict[int, list[OfferDelivery]] = {}
+    for d in session.execute(select(OfferDelivery).where(OfferDelivery.assignment_id.in_(ids))
+                             .order_by(OfferDelivery.username)).scalars():
+        by.setdefault(d.assignment_id, []).append(d)
+    return [assignment_public(a, lead, by.get(a.id, [])) for a, lead in rows]
+
+
+def get_assignment(session: Session, assignment_id: int, who: Principal) -> dict:
+    a = session.get(Assignment, assignment_id)
+    if a is None or not may_read_assignment(who, a):
+        raise NotFound(f"assignment {assignment_id} not found")
+    ds = session.execute(select(OfferDelivery).where(OfferDelivery.assignment_id == a.id)
+                         .order_by(OfferDelivery.username)).scalars().all()
+    return assignment_public(a, session.get(Lead, a.lead_id), list(ds))
+
+
+def mark_pushed(session: Session, username: str, assignment_ids: list[int]) -> None:
+    session.execute(update(OfferDelivery).where(OfferDelivery.username == username,
+                                                OfferDelivery.assignment_id.in_(assignment_ids),
+                                                OfferDelivery.pushed_at.is_(None)).values(pushed_at=clock.now()))
+
+
+def mark_acked(session: Session, username: str, assignment_ids: list[int]) -> None:
+    now = clock.now()
+    session.execute(update(OfferDelivery).where(OfferDelivery.username == username,
+                                                OfferDelivery.assignment_id.in_(assignment_ids),
+                                                OfferDelivery.pushed_at.is_(None)).values(pushed_at=now))
+    session.execute(update(OfferDelivery).where(OfferDelivery.username == username,
+                                                OfferDelivery.assignment_id.in_(assignment_ids),
+                                                OfferDelivery.acked_at.is_(None)).values(acked_at=now))
+
+
+def field_stats(session: Session) -> dict:
+    """The board's `stats`: open visits by status, offers out, squads by duty status."""
+    visits = dict(session.execute(select(Visit.status, func.count()).where(
+        Visit.status.in_(OPEN_VISIT)).group_by(Visit.status)).all())
+    squads = dict(session.execute(select(Team.status, func.count()).group_by(Team.status)).all())
+    failed = session.execute(select(func.count()).select_from(Visit).where(Visit.status == V.failed)).scalar_one()
+    return {"visits": visits, "visits_failed": failed, "squads": squads,
+            "offers_out": session.execute(select(func.count()).select_from(Assignment).where(
+                Assignment.status == A.offered)).scalar_one()}

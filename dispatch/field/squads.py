@@ -1,0 +1,198 @@
+"""Squads (劝阻小组: 民警 + 辅警 + 网格员): how they are read for matching, their duty status and
+location, and how they read to the center and to themselves.
+
+The live position also goes to Redis (GEOADD `quanzu:teams:geo`, with its time in
+`quanzu:teams:at`) after commit, for maps and quick radius queries; PostgreSQL keeps the last one
+(`team.last_*`), which is what matching reads."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from dispatch import outbox
+from dispatch.access import may_see_team_phones, own_team
+from dispatch.enums import TeamStatus
+from dispatch.field.matching import Squad, squad_position
+from dispatch.identity import mask_phone
+from dispatch.models import Assignment, Team, TeamMember
+from dispatch.states import OPEN_ASSIGNMENT
+from geo.adjacency import beat_adjacency
+from geo.crs import to_wgs84
+from geo.models import Beat, District, Station
+from service.core import clock
+from service.core.auth import SQUAD_ROLES, Principal
+from service.core.errors import NotFound, ValidationFailed
+from service.core.models import User
+
+
+@dataclass(frozen=True, slots=True)
+class FieldConfig:
+    offer_timeout_s: float = 60.0
+    ack_s: float = 10.0
+    max_squads: int = 3
+    workload_limit: int = 3
+    stale_s: float = 600.0
+    field_page_url: str = "/m/"
+
+    @classmethod
+    def of(cls, settings, policy) -> FieldConfig:
+        return cls(offer_timeout_s=float(policy.escalation.offer_timeout_seconds), ack_s=settings.offer_ack_seconds,
+                   max_squads=settings.offer_max_squads, workload_limit=settings.squad_workload_limit,
+                   stale_s=settings.location_stale_seconds, field_page_url=settings.field_page_url)
+
+
+_adjacency_cache: dict[tuple[str, int], dict[str, tuple[str, ...]]] = {}
+
+
+def adjacency(session: Session) -> dict[str, tuple[str, ...]]:
+    """Beat neighbours, computed once per process and district version."""
+    d = session.execute(select(District.code, District.version)).first()
+    if d is None:
+        return {}
+    key = (d[0], d[1])
+    if key not in _adjacency_cache:
+        beats = session.execute(select(Beat.code, Beat.geometry).order_by(Beat.code)).all()
+        _adjacency_cache.clear()
+        _adjacency_cache[key] = beat_adjacency([(c, g) for c, g in beats])
+    return _adjacency_cache[key]
+
+
+def open_counts(session: Session) -> dict[str, int]:
+    return dict(session.execute(select(Assignment.team_code, func.count()).where(
+        Assignment.status.in_(OPEN_ASSIGNMENT)).group_by(Assignment.team_code)).all())
+
+
+def load_squads(session: Session, cfg: FieldConfig, codes: list[str] | None = None) -> list[Squad]:
+    now = clock.now()
+    counts = open_counts(session)
+    q = (select(Team, Station.lon, Station.lat).outerjoin(Beat, Beat.code == Team.beat_code)
+         .outerjoin(Station, Station.code == Beat.station_code).order_by(Team.code))
+    if codes is not None:
+        q = q.where(Team.code.in_(codes))
+    out = []
+    for team, slon, slat in session.execute(q).all():
+        pos = squad_position((team.last_lon, team.last_lat) if team.last_lon is not None else None, team.last_at,
+                             (team.home_lon, team.home_lat) if team.home_lon is not None else None,
+                             (slon, slat) if slon is not None else None, now, cfg.stale_s)
+        out.append(Squad(team.code, team.beat_code, team.status, counts.get(team.code, 0), pos))
+    return out
+
+
+def members(session: Session, team_code: str) -> list[User]:
+    """The squad's people with accounts (民警, 辅警, 网格员): they get its offers."""
+    return list(session.execute(select(User).where(User.team_code == team_code, User.active.is_(True),
+                                                   User.role.in_(list(SQUAD_ROLES))).order_by(User.username))
+                .scalars())
+
+
+def member_phone(session: Session, user: User) -> str | None:
+    """The roster phone of a member user: linked by username, else the roster entry of the same role."""
+    rows = session.execute(select(TeamMember).where(TeamMember.team_code == user.team_code)
+                           .order_by(TeamMember.id)).scalars().all()
+    linked = next((m for m in rows if m.username == user.username), None)
+    same_role = next((m for m in rows if m.role == user.role), None)
+    m = linked or same_role
+    return m.phone if m else None
+
+
+GEO_KEY = "quanzu:teams:geo"
+GEO_AT = "quanzu:teams:at"
+
+
+def _own_team(session: Session, who: Principal) -> Team:
+    code = own_team(who)
+    team = session.get(Team, code, with_for_update={"key_share": True})
+    if team is None:
+        raise NotFound(f"team {code} not found")
+    return team
+
+
+def set_status(session: Session, who: Principal, status: TeamStatus | str) -> dict:
+    try:
+        status = TeamStatus(status)
+    except ValueError:
+        raise ValidationFailed([{"field": "status", "message": f"one of {', '.join(TeamStatus)}"}]) from None
+    team = _own_team(session, who)
+    team.status = status.value
+    outbox.board(session, "team.updated", {"team_code": team.code, "status": status.value, "by": who.name})
+    return {"team_code": team.code, "status": status.value}
+
+
+def set_location(session: Session, who: Principal, lon: float, lat: float, crs: str = "wgs84",
+                 accuracy_m: float | None = None, at: datetime | None = None) -> dict:
+    team = _own_team(session, who)
+    try:
+        wlon, wlat = to_wgs84(lon, lat, crs)
+    except ValueError as exc:
+        raise ValidationFailed([{"field": "crs", "message": str(exc)}]) from None
+    now = clock.now()
+    when = min(at, now) if at is not None else now  # a phone's clock ahead of ours is not the future
+    if team.last_at is not None and when < team.last_at:
+        return {"team_code": team.code, "lon": team.last_lon, "lat": team.last_lat, "at": clock.iso(team.last_at),
+                "kept": "newer location on file"}
+    team.last_lon, team.last_lat, team.last_at = wlon, wlat, when
+    code = team.code
+    outbox.squad_position(session, code, wlon, wlat, when.timestamp())  # Redis GEO, after commit
+    outbox.board(session, "team.updated", {"team_code": code, "lon": wlon, "lat": wlat, "at": clock.iso(when),
+                                           "accuracy_m": accuracy_m})
+    return {"team_code": code, "lon": wlon, "lat": wlat, "at": clock.iso(when)}
+
+
+def _team_public(team: Team, squad, members: list[TeamMember] | None, who: Principal) -> dict:
+    now = clock.now()
+    age = (now - team.last_at).total_seconds() if team.last_at else None
+    out = {"code": team.code, "name": team.name, "beat_code": team.beat_code, "status": team.status,
+           "home": {"lon": team.home_lon, "lat": team.home_lat} if team.home_lon is not None else None,
+           "last_location": ({"lon": team.last_lon, "lat": team.last_lat, "at": clock.iso(team.last_at),
+                              "age_s": round(age, 1)} if team.last_at else None),
+           "location_stale": not squad.position.fresh, "position_source": squad.position.source,
+           "position": {"lon": squad.position.lon, "lat": squad.position.lat},
+           "open_assignments": squad.open_assignments}
+    if members is not None:
+        full = may_see_team_phones(who, team.code)
+        out["members"] = [{"role": m.role, "name": m.name, "phone": m.phone if full else mask_phone(m.phone),
+                           "badge_no": m.badge_no, "username": m.username if full else None} for m in members]
+    return out
+
+
+def list_teams(session: Session, who: Principal, cfg: FieldConfig, status: str | None = None) -> list[dict]:
+    squads = {s.code: s for s in load_squads(session, cfg)}
+    q = select(Team).order_by(Team.code)
+    if status:
+        q = q.where(Team.status == status)
+    rows = session.execute(q).scalars().all()
+    by: dict[str, list[TeamMember]] = {}
+    for m in session.execute(select(TeamMember).order_by(TeamMember.id)).scalars():
+        by.setdefault(m.team_code, []).append(m)
+    return [_team_public(t, squads[t.code], by.get(t.code, []), who) for t in rows]
+
+
+def team_detail(session: Session, code: str, who: Principal, cfg: FieldConfig) -> dict:
+    team = session.get(Team, code)
+    if team is None:
+        raise NotFound(f"team {code} not found")
+    squad = load_squads(session, cfg, [code])[0]
+    mem = session.execute(select(TeamMember).where(TeamMember.team_code == code).order_by(TeamMember.id)).scalars()
+    out = _team_public(team, squad, list(mem), who)
+    out["open_assignments"] = open_counts(session).get(code, 0)
+    return out
+
+
+# ---------------------------------------------------------------- request dependencies
+def field_config(request: Request) -> FieldConfig:
+    return request.app.state.field_config
+
+
+def presence(request: Request):
+    """`online(usernames)`: who has a live socket now (an offer to nobody online goes by SMS at once)."""
+    redis = request.app.state.redis
+    return lambda names: outbox.online(redis, names)
+
+
+FieldCfg = Annotated[FieldConfig, Depends(field_config)]
+Presence = Annotated[object, Depends(presence)]

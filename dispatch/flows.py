@@ -1,0 +1,187 @@
+"""Work that crosses capabilities, each flow one named function (as Netflix Dispatch's `flows.py`):
+a reader finds a lead's whole path here, not inside commit listeners or another capability's
+service. The capabilities below never import each other; they decide and change their own
+records, and these flows put their steps in order, in the caller's one transaction.
+
+    triage_lead      placed → tiered → ladder started (deadlines, SMS, call queue) → visit requested
+    apply_steps      what the ladder decided after a call, a miss or a failed SMS, done
+    close_lead       closed with an outcome → callback scheduled, the lead's field work ended
+    transfer_lead    transferred → deadlines cancelled, the lead's field work ended
+    arrive / complete_visit   the squad on scene / done → the ladder's deadlines met, the lead closed
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlmodel import Session
+
+from dispatch.enums import CallbackResult, CallResult, LeadStatus, Outcome, Response, SmsStatus, Tier
+from dispatch.field import service as field
+from dispatch.field.offers import assignment_public, board_lead, updated
+from dispatch.field.visits import end_field_work, open_visit, request_visit, required_visit, visit_still_required
+from dispatch.ladder import callbacks, calls, deadlines, sms
+from dispatch.ladder import service as ladder
+from dispatch.ladder.rules import Step, plan_deadlines, visit_deadline
+from dispatch.models import CallAttempt, Callback, Lead
+from dispatch.outcomes.cases import rematch_person
+from dispatch.policy import Policy, TierDecision
+from dispatch.states import ACTIVE_LEAD, LEAD
+from dispatch.timeline import record
+from dispatch.triage import service as triage
+from service.core import clock
+from service.core.auth import Principal
+
+
+# ---------------------------------------------------------------- a new lead (workers)
+def triage_lead(session: Session, lead: Lead, placement_of, policy: Policy, actor: str = "worker") -> None:
+    """Place and tier a received lead; a lead in the district gets its work started; a case reported
+    before this lead arrived is matched to it now (预警后发案)."""
+    decision = triage.place_and_tier(session, lead, placement_of, policy, actor)
+    if decision is not None:
+        start_work(session, lead, decision, policy, actor)
+    rematch_person(session, lead.phone, lead.id_number)
+
+
+def start_work(session: Session, lead: Lead, decision: TierDecision, policy: Policy, actor: str) -> None:
+    """The tier's response begins: a required visit with the deadline the ladder promises for it,
+    then the ladder's deadline rows, the first warning SMS and the call queue."""
+    plan = plan_deadlines(decision, policy, lead.received_at)
+    if Response.visit in decision.response:
+        request_visit(session, lead, "policy", actor=actor, due_at=plan.get("on_scene") or plan.get("visit"))
+    ladder.start_ladder(session, lead, decision, policy, actor, plan)
+
+
+# ---------------------------------------------------------------- the ladder's steps
+def escalate_to_visit(session: Session, lead: Lead, rule: str, policy: Policy, actor: str) -> None:
+    """A face-to-face visit becomes required, with its deadline row. A visit already required keeps
+    its own: open, or failed and with the center (no second round of offers to the same squads)."""
+    name, due = visit_deadline(policy, lead.tier or policy.default_tier, clock.now())
+    visit, new = required_visit(session, lead.id), False
+    if visit is None:
+        visit, new = request_visit(session, lead, rule, actor=actor, due_at=due)
+    if new:
+        deadlines.write_deadlines(session, lead.id, {name: due})
+    ladder.start_working(lead)
+    record(session, lead.id, actor, "escalated", {"rule": rule, "to": "visit", "visit_id": visit.id,
+                                                  "already_open": not new, "due_at": clock.iso(visit.due_at),
+                                                  "policy_version": policy.version})
+
+
+def apply_steps(session: Session, lead: Lead, steps: list[Step], policy: Policy, actor: str,
+                note: str | None = None) -> None:
+    for step in steps:
+        match step.kind:
+            case "visit":
+                escalate_to_visit(session, lead, step.rule, policy, actor)
+            case "center":
+                ladder.return_to_center(session, lead, step.rule, actor, policy)
+            case "close":
+                close_lead(session, lead, step.outcome, actor=actor, note=note, policy=policy, rule=step.rule)
+            case "raise_tier":
+                ladder.raise_tier(session, lead, step.tier, step.rule, actor, policy)
+                ladder.stop_payment(session, lead, step.rule, actor)
+            case "call":
+                ladder.add_call(session, lead, step.rule, policy, actor)
+
+
+def apply_lead_steps(session: Session, steps: list[tuple[int, Step]], policy: Policy, actor: str) -> None:
+    """Steps decided for several leads (the sweep, SMS outcomes): each lead locked in turn, and only
+    a lead still being worked acts on them."""
+    for lead_id, step in steps:
+        lead = ladder.lock_lead(session, lead_id)
+        if lead.status in ACTIVE_LEAD:
+            apply_steps(session, lead, [step], policy, actor)
+
+
+# ---------------------------------------------------------------- a lead's end
+def close_lead(session: Session, lead: Lead, outcome: Outcome | str, *, actor: str, policy: Policy,
+               note: str | None = None, loss_cny: Decimal | None = None, saved_cny: Decimal | None = None,
+               met_in_person: bool | None = None, rule: str | None = None) -> Lead:
+    """The one way a lead closes (the center, a dissuading call, a completed visit): the ladder's
+    close, and no squad left working a closed lead — its open offers are withdrawn at once."""
+    ladder.close_lead(session, lead, outcome, actor=actor, policy=policy, note=note, loss_cny=loss_cny,
+                      saved_cny=saved_cny, met_in_person=met_in_person, rule=rule)
+    end_field_work(session, lead, actor, "lead_closed")
+    return lead
+
+
+def close(session: Session, lead_id: int, outcome: Outcome, who: Principal, policy: Policy, *, note: str | None,
+          loss_cny: Decimal | None, saved_cny: Decimal | None) -> Lead:
+    lead = ladder.lock_lead(session, lead_id)
+    return close_lead(session, lead, outcome, actor=who.actor, policy=policy, note=note, loss_cny=loss_cny,
+                      saved_cny=saved_cny, rule="center")
+
+
+def transfer_lead(session: Session, lead_id: int, to: str, reason: str, who: Principal) -> Lead:
+    """移交 to another unit: no more work here, and none in the field."""
+    lead = ladder.lock_lead(session, lead_id)
+    ladder.transfer_lead(session, lead, to, reason, who.actor)
+    end_field_work(session, lead, who.actor, "lead_transferred")
+    return lead
+
+
+# ---------------------------------------------------------------- the center's steps on a lead
+def override_tier(session: Session, lead_id: int, tier: Tier, reason: str, who: Principal, policy: Policy) -> Lead:
+    lead = ladder.lock_lead(session, lead_id)
+    if ladder.override_tier(session, lead, tier, reason, who, policy, open_visit(session, lead_id) is not None):
+        escalate_to_visit(session, lead, "center_override", policy, who.actor)
+    return lead
+
+
+def record_call(session: Session, lead_id: int, result: CallResult, outcome: Outcome | None, note: str | None,
+                who: Principal, policy: Policy) -> tuple[Lead, CallAttempt, list[Step]]:
+    lead, attempt, steps = calls.record_call(session, lead_id, result, outcome, note, who, policy,
+                                             lambda i: visit_still_required(session, i))
+    apply_steps(session, lead, steps, policy, who.actor, note)
+    return lead, attempt, steps
+
+
+def record_callback(session: Session, lead_id: int, result: CallbackResult, loss_cny: Decimal | None,
+                    note: str | None, who: Principal, policy: Policy) -> tuple[Lead, Callback]:
+    lead, cb, reopened = callbacks.record_callback(session, lead_id, result, loss_cny, note, who)
+    if reopened:
+        escalate_to_visit(session, lead, "callback_defrauded", policy, who.actor)
+    return lead, cb
+
+
+def sms_receipt(session: Session, gateway_message_id: str, status: SmsStatus, policy: Policy) -> tuple[bool, bool]:
+    """A delivery receipt → (changed, escalated)."""
+    changed, steps = sms.apply_receipt(session, gateway_message_id, status, policy)
+    apply_lead_steps(session, steps, policy, "worker")
+    return changed, bool(steps)
+
+
+def deliver_sms(session: Session, message_id: int, gateway, policy: Policy, max_attempts: int) -> str:
+    result, steps = sms.deliver_sms(session, message_id, gateway, policy, max_attempts)
+    apply_lead_steps(session, steps, policy, "worker")
+    return result
+
+
+def sweep_deadlines(session: Session, now: datetime, policy: Policy, limit: int) -> int:
+    """Act on up to `limit` due deadlines → how many were missed."""
+    missed = deadlines.claim_missed(session, now, policy, limit)
+    apply_lead_steps(session, missed.steps, policy, "sweep")
+    return missed.count
+
+
+# ---------------------------------------------------------------- the squad's visit
+def arrive(session: Session, assignment_id: int, who: Principal) -> dict:
+    """到场: the squad is with the person — the on-scene (or visit) deadline is met."""
+    a, lead = field.arrive(session, assignment_id, who)
+    for name in ("on_scene", "visit"):
+        deadlines.mark_met(session, lead.id, name, a.arrived_at)
+    return assignment_public(a, lead)
+
+
+def complete_visit(session: Session, assignment_id: int, who: Principal, c: field.Completion,
+                   policy: Policy) -> dict:
+    """见面劝阻 done: the lead closed with the visit's outcome (a lead the center closed or transferred
+    meanwhile keeps that; the outcome stays on the visit)."""
+    a, lead = field.complete(session, assignment_id, who, c)
+    if LEAD.can(lead.status, LeadStatus.closed):
+        close_lead(session, lead, c.outcome, actor=who.actor, policy=policy, note=c.note, loss_cny=c.loss_cny,
+                   saved_cny=c.saved_cny, met_in_person=c.met_in_person, rule="visit_completed")
+    updated(session, a, lead)
+    board_lead(session, lead, outcome=lead.outcome, visit={"id": a.visit_id, "status": "done"})
+    return assignment_public(a, lead)

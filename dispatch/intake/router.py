@@ -1,0 +1,116 @@
+"""/api/v1/leads and /api/v1/rejections. Each route names who may call it."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query, Request
+
+from dispatch.enums import FraudType, LeadStatus, Source, Tier
+from dispatch.intake import service
+from dispatch.intake.schemas import (
+    BatchIn,
+    BatchOut,
+    LeadAccepted,
+    LeadDetail,
+    LeadDuplicate,
+    LeadIn,
+    LeadPage,
+    RejectionPage,
+)
+from dispatch.intake.validation import storable_body
+from dispatch.metrics import LEADS_PUSHED
+from service.core.auth import CenterUser, CurrentUser, LeadPusher
+from service.core.db import SessionDep
+from service.core.errors import BadRequest, ValidationFailed
+from service.core.openapi import error_responses
+from service.core.params import Code, Id, Text, Time
+from service.core.responses import JSON
+
+router = APIRouter(prefix="/api/v1", tags=["leads"])
+
+
+async def _json_body(request: Request) -> tuple[object, bool]:
+    """→ (the parsed body, whether all its strings are storable: one scan for all its leads)."""
+    body = await request.body()
+    try:
+        return orjson.loads(body), storable_body(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest([{"field": "", "message": f"malformed JSON: {exc}"}]) from None
+
+
+def _body_doc(model) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+@router.post("/leads", status_code=202, openapi_extra=_body_doc(LeadIn), response_model=LeadAccepted,
+             summary="Push one lead (source API key, or admin/commander/operator)",
+             responses={200: {"model": LeadDuplicate,
+                              "description": "Duplicate: the same source+source_id was pushed before"},
+                        **error_responses(401, 403)})
+async def push_lead(request: Request, who: LeadPusher):
+    raw, storable = await _json_body(request)
+    try:
+        taken = await service.take_lead(request.app.state.lead_writer, raw, who.actor, storable)
+    except ValidationFailed:
+        LEADS_PUSHED.labels("rejected").inc()
+        raise
+    if not taken.created:
+        LEADS_PUSHED.labels("duplicate").inc()
+        return JSON({"id": taken.id, "duplicate": True}, status_code=200)
+    LEADS_PUSHED.labels("accepted").inc()
+    request.app.state.after_commit.submit([taken.id])
+    return JSON({"id": taken.id, "status": LeadStatus.received, "duplicate": False, "flags": taken.flags},
+                status_code=202)
+
+
+@router.post("/leads/batch", openapi_extra=_body_doc(BatchIn), response_model=BatchOut,
+             responses=error_responses(401, 403),
+             summary="Push up to 1,000 leads (source API key, or admin/commander/operator)")
+async def push_batch(request: Request, who: LeadPusher):
+    raw, storable = await _json_body(request)
+    leads = raw.get("leads") if isinstance(raw, dict) else None
+    limit = request.app.state.settings.max_batch
+    if not isinstance(leads, list):
+        raise ValidationFailed([{"field": "leads", "message": "must be a list of leads"}])
+    if not 1 <= len(leads) <= limit:
+        raise ValidationFailed([{"field": "leads", "message": f"must hold 1 to {limit} leads, got {len(leads)}"}])
+    async with request.app.state.intake_pool.acquire() as conn:
+        async with conn.transaction():
+            results, new_ids = await service.take_batch(conn, leads, who.actor, storable)
+    request.app.state.after_commit.submit(new_ids)
+    for verdict, n in Counter(r["status"] for r in results).items():
+        LEADS_PUSHED.labels(verdict).inc(n)
+    return JSON({"results": results})
+
+
+@router.get("/leads", response_model=LeadPage, responses=error_responses(401, 403),
+            summary="Leads, newest first, masked (any role; squads see their own). "
+                    "`failed=true`: the leads processing gave up on")
+async def list_leads(session: SessionDep, who: CurrentUser,
+                     status: LeadStatus | None = None, tier: Tier | None = None,
+                     street: Code | None = None, beat: Code | None = None, source: Source | None = None,
+                     fraud_type: FraudType | None = None, since: Time | None = None,
+                     until: Time | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                     cursor: Text(64) | None = None,
+                     failed: Annotated[bool | None, Query(description="only leads whose processing failed "
+                                                          "`max_processing_attempts` times")] = None):
+    f = service.LeadFilter(status, tier, street, beat, source, fraud_type, since, until, failed)
+    return JSON(await service.list_leads(session, f, who, limit, cursor))
+
+
+@router.get("/leads/{lead_id}", response_model=LeadDetail, responses=error_responses(401, 403, 404),
+            summary="One lead in full with placement, tier and timeline "
+                    "(center roles, or the squad assigned to it); the read is audited")
+async def get_lead(lead_id: Id, session: SessionDep, who: CurrentUser):
+    return JSON(await service.read_lead(session, lead_id, who))  # the access log row commits with the session
+
+
+@router.get("/rejections", response_model=RejectionPage, responses=error_responses(401, 403),
+            summary="Rejected pushes with counts by field (center roles)")
+async def rejections(session: SessionDep, _: CenterUser, source: Code | None = None,
+                     since: Time | None = None, until: Time | None = None,
+                     limit: Annotated[int, Query(ge=1, le=500)] = 100):
+    return JSON(await service.list_rejections(session, source, since, until, limit))

@@ -1,0 +1,159 @@
+"""Wire models of the response ladder's routes (contract.md: center actions, Calls, SMS, callbacks,
+receipts). Public schemas, apart from the tables."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dispatch.enums import CallbackResult, CallResult, Outcome, Tier
+from service.core.params import Text
+
+# Numeric(14, 2): |x| < 10^12, cents at most.
+Money = Annotated[Decimal, Field(ge=0, lt=10**12, max_digits=14, decimal_places=2, examples=[11208.77])]
+
+
+class DeadlinePublic(BaseModel):
+    name: str = Field(examples=["first_call"])
+    due_at: datetime
+    state: Literal["pending", "met", "missed", "cancelled"]
+    met_at: datetime | None = None
+
+
+class LeadStatePublic(BaseModel):
+    """A lead after a center action: status, tier and every deadline row."""
+    id: int
+    status: str
+    tier: str | None
+    signed_at: datetime | None
+    signed_by: str | None
+    outcome: str | None
+    closed_at: datetime | None
+    transfer_to: str | None
+    needs_call: bool
+    flags: list[str]
+    loss_cny: float | None
+    saved_cny: float | None
+    deadlines: list[DeadlinePublic]
+
+
+class TierIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"tier": "P1", "reason": "老人独居"}]})
+    tier: Tier
+    reason: Text(500, 1)
+
+
+class TransferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid",
+                              json_schema_extra={"examples": [{"to": "市南区反诈中心", "reason": "人在市南区"}]})
+    to: Text(200, 1)
+    reason: Text(500, 1)
+
+
+class CloseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"outcome": "dissuaded", "note": "已电话劝阻", "loss_cny": None, "saved_cny": 5000}]})
+    outcome: Outcome
+    note: Text(2000) | None = None
+    loss_cny: Money | None = None
+    saved_cny: Money | None = None
+
+
+class CallIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"result": "connected", "outcome": "dissuaded", "note": "已停止转账"}, {"result": "no_answer"}]})
+    result: CallResult
+    outcome: Outcome | None = Field(None, description="Only with result `connected`")
+    note: Text(2000) | None = None
+
+
+class CallPublic(BaseModel):
+    id: int
+    lead_id: int
+    result: CallResult
+    outcome: Outcome | None
+    rules: list[str] = Field(description="The ladder rules this call fired (failed_calls, dissuaded_by_phone, …)")
+    lead: LeadStatePublic
+
+
+class SubjectToCall(BaseModel):
+    phone: str | None = Field(description="In full: the operator dials it (center roles only; the read is audited)")
+    phone_masked: str | None
+    name: str | None
+    residency: str
+
+
+class NextDeadline(BaseModel):
+    name: str
+    due_at: datetime
+
+
+class CallQueueItem(BaseModel):
+    id: int
+    tier: str | None
+    status: str
+    warning_type: str
+    fraud_type: str
+    risk_level: int
+    received_at: datetime
+    subject: SubjectToCall
+    beat_code: str | None
+    street_code: str | None
+    flags: list[str]
+    next_deadline: NextDeadline | None
+    calls: int
+    failed_calls: int
+    last_call_at: datetime | None
+
+
+class CallQueuePublic(BaseModel):
+    items: list[CallQueueItem]
+
+
+class CallbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"result": "safe"}, {"result": "defrauded", "loss_cny": 3000, "note": "回访时称已被骗"}]})
+    result: CallbackResult
+    loss_cny: Money | None = Field(None, description="Only with result `defrauded`")
+    note: Text(2000) | None = None
+
+
+class CallbackPublic(BaseModel):
+    id: int
+    lead_id: int
+    result: CallbackResult
+    loss_cny: float | None
+    done_at: datetime
+    lead: LeadStatePublic
+
+
+class CallbackDue(BaseModel):
+    callback_id: int
+    lead_id: int
+    due_at: datetime
+    tier: str | None
+    status: str
+    outcome: str | None
+    closed_at: datetime | None
+    fraud_type: str
+    subject: SubjectToCall
+
+
+class CallbacksDuePublic(BaseModel):
+    items: list[CallbackDue]
+
+
+class ReceiptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"message_id": "gw-20261001-000123", "status": "delivered"}]})
+    message_id: Text(200, 1)
+    status: Literal["delivered", "failed"]
+
+
+class ReceiptPublic(BaseModel):
+    message_id: str
+    status: str
+    changed: bool = Field(description="False when the message already had a final status (a repeated receipt)")
+    escalated: bool = Field(description="A failed warning SMS escalated the lead to a call (ladder.sms_failed_to_call)")

@@ -1,0 +1,150 @@
+"""The one outbox (as polar's JobQueueManager): every side effect of a unit of work — a socket push,
+a board event, a visit that needs a squad, an SMS to send — is recorded on its session while it
+runs, and leaves once, after the commit, through whoever owns that commit: the request's session
+dependency in the API, the task's unit of work in the workers (`workers.queues.send`). A rollback
+drops it: no ghost offer, no ghost job. Anything a crash loses between commit and sending is found
+again by the sweeps (visits still waiting, SMS still pending) and the reconciler.
+
+Socket messages go to per-user Redis Streams (`quanzu:ws:s:<user>`, `quanzu:ws:s:board` for the
+screens): one Lua script takes the stream's next seq, appends the envelope `{type, seq, ts, data}`
+and publishes it on `quanzu:ws:live` for every API process, atomically — so the seq order, the
+stream and the live fan-out never disagree."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import orjson
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from service.core import clock
+from service.core.logging import log
+
+BOARD = "board"  # the screens' stream (seq per board stream)
+LIVE_CHANNEL = "quanzu:ws:live"
+ONLINE = "quanzu:ws:online"  # sorted set: username → until when its socket counts as live
+STREAM_MAXLEN = 20_000  # per user; a day of offers is far fewer. Replay also stops at 24 h (by ts).
+STREAM_TTL_S = 25 * 3600
+_KEY = "quanzu_outbox"
+
+
+def stream_key(target: str) -> str:
+    return f"quanzu:ws:s:{target}"
+
+
+def seq_key(target: str) -> str:
+    return f"quanzu:ws:q:{target}"
+
+
+_PUBLISH = """
+local seq = redis.call('INCR', KEYS[1])
+local msg = '{"type":' .. cjson.encode(ARGV[1]) .. ',"seq":' .. seq .. ',"ts":' .. cjson.encode(ARGV[3])
+    .. ',"data":' .. ARGV[2] .. '}'
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], seq .. '-1', 'm', msg)
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+redis.call('PUBLISH', ARGV[7], ARGV[4] .. '\\n' .. msg)
+return seq
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    target: str  # a username, or BOARD
+    type: str
+    data: dict
+
+
+def publish(redis, pushes: Iterable[Push]) -> list[int]:
+    """Send now (sync Redis), in order, one round trip; → the seqs given."""
+    pushes = list(pushes)
+    if not pushes:
+        return []
+    script = redis.register_script(_PUBLISH)
+    pipe = redis.pipeline(transaction=False)
+    ts = clock.now_iso()
+    for p in pushes:
+        script(keys=[seq_key(p.target), stream_key(p.target)],
+               args=[p.type, orjson.dumps(p.data).decode(), ts, p.target, STREAM_MAXLEN, STREAM_TTL_S,
+                     LIVE_CHANNEL], client=pipe)
+    return pipe.execute()
+
+
+# ---------------------------------------------------------------- the outbox of a unit of work
+@dataclass
+class Outbox:
+    pushes: list[Push] = field(default_factory=list)
+    visits: list[int] = field(default_factory=list)  # visits that need a squad (field dispatch)
+    sms: list = field(default_factory=list)  # SMS rows to send: ids, or rows added but not yet flushed
+    squad_positions: list[tuple[str, float, float, float]] = field(default_factory=list)  # (team, lon, lat, at)
+
+    def __bool__(self) -> bool:
+        return bool(self.pushes or self.visits or self.sms or self.squad_positions)
+
+    def sms_ids(self) -> list[int]:
+        ids = [x if isinstance(x, int) else x.id for x in self.sms]
+        return list(dict.fromkeys(i for i in ids if i is not None))  # a row rolled back has no id
+
+    def mark(self) -> tuple[int, int, int, int]:
+        return len(self.pushes), len(self.visits), len(self.sms), len(self.squad_positions)
+
+    def rewind(self, mark: tuple[int, int, int, int]) -> None:
+        """Forget what was queued since `mark` (its savepoint was rolled back)."""
+        del self.pushes[mark[0]:], self.visits[mark[1]:], self.sms[mark[2]:], self.squad_positions[mark[3]:]
+
+
+def of(session: Session) -> Outbox:
+    box = session.info.get(_KEY)
+    if box is None:
+        box = session.info[_KEY] = Outbox()
+    return box
+
+
+def take(session: Session) -> Outbox:
+    """What the committed unit of work has to send (and forget it). Call right after commit."""
+    return session.info.pop(_KEY, None) or Outbox()
+
+
+def push(session: Session, target: str, type_: str, data: dict) -> None:
+    of(session).pushes.append(Push(target, type_, data))
+
+
+def board(session: Session, type_: str, data: dict) -> None:
+    """A board event for the screens, sent with the commit."""
+    push(session, BOARD, type_, data)
+
+
+def visit_needs_squad(session: Session, visit_id: int) -> None:
+    """After commit the visit is offered to a squad (field dispatch); the sweep catches any lost."""
+    of(session).visits.append(visit_id)
+
+
+def send_sms(session: Session, message) -> None:
+    """An `sms_message` row (or its id) of this unit of work to hand to the gateway after commit."""
+    of(session).sms.append(message)
+
+
+def squad_position(session: Session, team_code: str, lon: float, lat: float, at: float) -> None:
+    of(session).squad_positions.append((team_code, lon, lat, at))
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop(session: Session, previous_transaction) -> None:
+    if previous_transaction.parent is None:  # the whole transaction is gone, not a savepoint
+        session.info.pop(_KEY, None)
+
+
+# ---------------------------------------------------------------- presence (who has a live socket)
+def online(redis, usernames: list[str]) -> set[str]:
+    """The users with a live socket on some API process (refreshed by the processes' heartbeats);
+    Redis away counts nobody as reachable, so the SMS goes out."""
+    if not usernames or redis is None:
+        return set()
+    try:
+        scores = redis.zmscore(ONLINE, usernames)
+    except Exception as exc:
+        log.warning("presence_unavailable", error=str(exc))
+        return set()
+    now = time.time()
+    return {u for u, s in zip(usernames, scores) if s is not None and s > now}

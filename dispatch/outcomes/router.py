@@ -1,0 +1,169 @@
+"""/api/v1/cases, /stats, /stats/ranking, /people/history, /reports/monthly. Each route names who
+may call it."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+
+from dispatch.models import Rejection
+from dispatch.outcomes import cases as case_service
+from dispatch.outcomes import people, report, stats
+from dispatch.outcomes.schemas import (
+    CaseAnswer,
+    CaseBatchAnswer,
+    CaseBatchIn,
+    CaseIn,
+    CasePublic,
+    PersonHistory,
+    PersonIn,
+    RankingAnswer,
+    StatsAnswer,
+)
+from service.core import clock
+from service.core.auth import CenterUser, LeadPusher
+from service.core.db import SessionDep, separate_unit
+from service.core.errors import BadRequest, NotFound, ValidationFailed, field_errors
+from service.core.openapi import error_responses
+from service.core.params import Time
+from service.core.responses import JSON
+
+router = APIRouter(prefix="/api/v1", tags=["outcomes"])
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+async def _json_body(request: Request):
+    try:
+        return orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest([{"field": "", "message": f"malformed JSON: {exc}"}]) from None
+
+
+def _body_doc(model) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
+
+
+async def _reject(session, actor: str, raw, errs: list[dict]) -> None:
+    case_id = raw.get("case_id") if isinstance(raw, dict) else None
+    session.add(Rejection(actor=actor, source=case_service.CASE_REJECTION_SOURCE,
+                          source_id=case_id[:128] if isinstance(case_id, str) and "\x00" not in case_id else None,
+                          errors=errs))
+
+
+@router.post("/cases", response_model=CaseAnswer, openapi_extra=_body_doc(CaseIn),
+             summary="Push one case report (source API key, or admin/commander/operator); idempotent on case_id",
+             responses={201: {"model": CaseAnswer, "description": "Stored"}, **error_responses(400, 401, 403, 422)},
+             status_code=200)
+async def push_case(request: Request, session: SessionDep, who: LeadPusher):
+    raw = await _json_body(request)
+    case, errs = case_service.validate_case(raw)
+    if case is None:
+        async with separate_unit(request) as s:  # the refusal is recorded though the request fails
+            await _reject(s, who.actor, raw, field_errors(errs))
+        raise ValidationFailed(field_errors(errs))
+    answers = await case_service.store_cases(session, [case], who.actor)
+    row_id, created, pwo = answers[case.case_id]
+    return JSON({"id": row_id, "case_id": case.case_id, "duplicate": not created, "post_warning_of": pwo},
+                status_code=201 if created else 200)
+
+
+@router.post("/cases/batch", response_model=CaseBatchAnswer, openapi_extra=_body_doc(CaseBatchIn),
+             summary="Push up to 1,000 case reports (source API key, or admin/commander/operator); "
+                     "one bad case never fails the others", responses=error_responses(400, 401, 403, 422))
+async def push_cases(request: Request, session: SessionDep, who: LeadPusher):
+    raw = await _json_body(request)
+    items = raw.get("cases") if isinstance(raw, dict) else None
+    limit = request.app.state.settings.max_batch
+    if not isinstance(items, list) or not 1 <= len(items) <= limit:
+        raise ValidationFailed([{"field": "cases", "message": f"must be a list of 1 to {limit} cases"}])
+    results: list[dict] = []
+    good = []
+    for i, item in enumerate(items):
+        case, errs = case_service.validate_case(item)
+        if case is None:
+            await _reject(session, who.actor, item, field_errors(errs))
+            results.append({"index": i, "status": "rejected", "errors": field_errors(errs)})
+        else:
+            good.append(case)
+            results.append({"index": i, "case_id": case.case_id})
+    answers = await case_service.store_cases(session, good, who.actor)
+    first: set[str] = set()
+    for r in results:
+        if "case_id" in r:
+            row_id, created, pwo = answers[r["case_id"]]
+            r.update(id=row_id, post_warning_of=pwo,
+                     status="accepted" if created and r["case_id"] not in first else "duplicate")
+            first.add(r["case_id"])
+    return JSON({"results": results})
+
+
+@router.get("/cases/{case_id}", response_model=CasePublic, responses=error_responses(401, 403, 404, 422),
+            summary="One case with its post-warning match (admin/commander/operator)")
+async def get_case(case_id: Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[^\x00]+$")],
+                   session: SessionDep, _: CenterUser):
+    found = await case_service.read_case(session, case_id)
+    if found is None:
+        raise NotFound(f"case {case_id} not found")
+    return JSON(found)
+
+
+@router.get("/stats", response_model=StatsAnswer, responses=error_responses(401, 403, 422),
+            summary="KPIs grouped by street, beat, team, tier, fraud type, source or day over received time "
+                    "(admin/commander/operator)")
+async def get_stats(session: SessionDep, _: CenterUser, group_by: stats.GroupBy = stats.GroupBy.street,
+                    since: Annotated[Time | None, Query(alias="from", description="received at or after; "
+                                                            "default: 30 days before `to`")] = None,
+                    until: Annotated[Time | None, Query(alias="to", description="received before; "
+                                                            "default: now")] = None):
+    try:
+        since, until = stats.default_range(since, until, clock.now())
+    except OverflowError:
+        raise ValidationFailed([{"field": "to", "message": "out of range"}]) from None
+    if since >= until:
+        raise ValidationFailed([{"field": "from", "message": "must be before `to`"}])
+    rows, total = await stats.kpi_rows(session, group_by, since, until, clock.now())
+    return JSON({"group_by": group_by, "from": since.isoformat(), "to": until.isoformat(), "total": total,
+                 "rows": rows, "rejections": await stats.rejection_counts(session, since, until)})
+
+
+MonthQuery = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM (center time)",
+                                  examples=["2026-10"])]
+
+
+@router.get("/stats/ranking", response_model=RankingAnswer, responses=error_responses(401, 403, 422),
+            summary="Streets of a month, worst first (逆排名), the quarter's three worst marked for "
+                    "supervision (挂牌督办) (admin/commander/operator)")
+async def get_ranking(session: SessionDep, _: CenterUser, month: MonthQuery):
+    _check_month(month)
+    return JSON(await stats.ranking(session, month, clock.now()))
+
+
+def _check_month(month: str) -> None:
+    if not 1900 <= int(month[:4]) <= 9998:
+        raise ValidationFailed([{"field": "month", "message": "year out of range 1900..9998"}])
+
+
+@router.post("/people/history", response_model=PersonHistory, openapi_extra=_body_doc(PersonIn),
+             responses=error_responses(400, 401, 403, 422),
+             summary="Every warning, call, SMS, visit, callback and case of one person across leads "
+                     "(admin/commander/operator); the read is audited")
+async def person_history(request: Request, session: SessionDep, who: CenterUser):
+    raw = await _json_body(request)
+    person = people.person_of(raw)
+    found = await people.history(session, person, who)
+    await session.commit()  # the access log rows
+    return JSON(found)
+
+
+@router.get("/reports/monthly", response_class=Response, responses={
+    200: {"content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
+          "description": "月通报: summary, street ranking (with a chart), beats, squads, post-warning cases"},
+    **error_responses(401, 403, 422)}, summary="The monthly report as an .xlsx workbook (admin/commander/operator)")
+async def monthly_report(session: SessionDep, _: CenterUser, month: MonthQuery):
+    _check_month(month)
+    data = await report.build_monthly(session, month, clock.now())
+    return Response(report.to_xlsx(data), media_type=XLSX,
+                    headers={"Content-Disposition": f'attachment; filename="quanzu-{month}.xlsx"'})

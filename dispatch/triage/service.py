@@ -1,0 +1,101 @@
+"""Placing and tiering a stored lead (the workers' side of triage): where the person is, how urgent
+it is by the policy, and why. What follows (deadlines, SMS, a visit) is started by the flow
+`dispatch.flows.triage_lead`, not here."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, or_, select, tuple_
+from sqlmodel import Session
+
+from dispatch import outbox
+from dispatch.enums import Flag, LeadStatus
+from dispatch.models import Lead
+from dispatch.policy import LeadFacts, Policy, TierDecision
+from dispatch.states import LEAD
+from dispatch.timeline import record
+from dispatch.triage.placement import LeadPlacement, place_lead
+from dispatch.triage.tiering import age_on, tier_lead
+from geo.geocode import Geocoded, Geocoder, geocode_addresses
+from service.core import clock
+
+
+def earlier_warnings(session: Session, lead: Lead) -> tuple[int, int]:
+    """How often the same person (phone or ID number) was warned before this lead: (in the 7 days
+    before, in the 30 days before). One indexed query for both."""
+    who = [c == v for c, v in ((Lead.phone, lead.phone), (Lead.id_number, lead.id_number)) if v]
+    if not who:
+        return 0, 0
+    q = select(func.count().filter(Lead.pushed_at > lead.pushed_at - timedelta(days=7)), func.count()).where(
+        or_(*who), tuple_(Lead.pushed_at, Lead.id) < (lead.pushed_at, lead.id),
+        Lead.pushed_at > lead.pushed_at - timedelta(days=30))
+    week, month = session.execute(q).one()
+    return week, month
+
+
+def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy,
+                   actor: str = "worker") -> TierDecision | None:
+    """Placed → tiered (→ the decision, for the flow that starts the work), or transferred when the
+    person is outside the district (管辖外移交: → None). `placement_of(lead) -> LeadPlacement`.
+    Writes one timeline event per change."""
+    p: LeadPlacement = placement_of(lead)
+    lead.lon, lead.lat, lead.beat_code, lead.street_code = p.lon, p.lat, p.beat_code, p.street_code
+    lead.in_jurisdiction, lead.placed_by, lead.placement_reason = p.in_jurisdiction, p.placed_by, p.reason
+    record(session, lead.id, actor, "placed", p.as_json())
+    warned_7d, warned_30d = earlier_warnings(session, lead)
+    facts = LeadFacts(warning_type=lead.warning_type, fraud_type=lead.fraud_type, risk_level=lead.risk_level,
+                      residency=lead.residency, in_jurisdiction=p.in_jurisdiction,
+                      age=age_on(lead.id_number, lead.pushed_at.date()), ongoing=lead.ongoing,
+                      warned_within_7d=lead.risk_level == 3 and warned_7d > 0, warned_30d=warned_30d)
+    decision = tier_lead(facts, policy, lead.received_at.astimezone(clock.CENTER_TZ))
+    lead.tier, lead.tier_detail = decision.tier, decision.as_json()
+    lead.updated_at = clock.now()
+    if p.in_jurisdiction is False:
+        LEAD.move(lead, LeadStatus.transferred)
+        lead.transfer_reason = "out_of_jurisdiction"
+        record(session, lead.id, actor, "transferred", {"reason": "out_of_jurisdiction", "to": None,
+                                                        "tier": decision.tier})
+    else:
+        LEAD.move(lead, LeadStatus.tiered)
+        record(session, lead.id, actor, "tiered", decision.as_json())
+    outbox.board(session, "lead.updated", {"lead_id": lead.id, "status": lead.status, "tier": lead.tier,
+                                           "beat_code": lead.beat_code, "street_code": lead.street_code})
+    return decision if lead.status == LeadStatus.tiered else None
+
+
+def record_processing_failure(session: Session, lead: Lead, error: str, max_attempts: int,
+                              actor: str = "worker") -> bool:
+    """One more failed attempt at placing and tiering `lead` (its own changes already rolled back).
+    → whether processing gives up on it now: flagged processing_failed, with an audit event, so the
+    center sees it (GET /leads?failed=true) and the reconciler stops resending it."""
+    lead.attempts = (lead.attempts or 0) + 1
+    lead.last_error = error[:1000]
+    lead.updated_at = clock.now()
+    if lead.attempts < max_attempts or Flag.processing_failed in lead.flags:
+        return False
+    lead.flags = [*lead.flags, Flag.processing_failed.value]
+    record(session, lead.id, actor, "processing_failed", {"attempts": lead.attempts, "error": lead.last_error})
+    return True
+
+
+def placement_for(index, district_code: str, geocoded: dict[str, Geocoded] | None = None):
+    """`placement_of(lead)` for `place_and_tier`; `geocoded`: address → answer, asked beforehand
+    (`geocode_pending`), so no geocoder call happens while a lead is locked."""
+    geocoded = geocoded or {}
+
+    def placement_of(lead: Lead) -> LeadPlacement:
+        return place_lead(lead.loc_lon, lead.loc_lat, lead.loc_crs, lead.id_number, index, district_code,
+                          geocoded.get(lead.loc_address) if lead.loc_address else None)
+    return placement_of
+
+
+def geocode_pending(session: Session, ids: list[int], geocoder: Geocoder | None) -> dict[str, Geocoded]:
+    """Geocode the addresses of the address-only leads among `ids` still `received`, before any
+    is locked; answers go to the cache in the caller's unit of work (its own: the cache is not part
+    of any lead's work)."""
+    addresses = session.execute(select(Lead.loc_address).where(
+        Lead.id.in_(ids), Lead.status == LeadStatus.received, Lead.loc_address.is_not(None),
+        Lead.loc_lon.is_(None)).distinct()).scalars().all()
+    if not addresses:
+        return {}
+    return geocode_addresses(session, addresses, geocoder)
