@@ -16,6 +16,7 @@ demo: $(BIN)/quanzu
 
 test: $(BIN)/quanzu browser-deps
 	$(BIN)/ruff check service dispatch geo workers mobile_api tests bench
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 # The browser tests drive Debian's Chromium (never `playwright install`) and need CJK fonts.
@@ -37,6 +38,7 @@ bench: $(BIN)/quanzu
 	$(BIN)/python bench/ladder.py
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/stats.py
+	$(BIN)/python bench/validation.py
 
 clean:
 	@# as root the embedded PostgreSQL may live under /var/tmp (service/core/embedded.py)

@@ -6,7 +6,7 @@ same figures, in the same run, on leads bulk-loaded by the generator.
 A fresh database `quanzu_bench_stats_<hex>` (dropped at the end) on the servers the tests use
 (DATABASE_URL / REDIS_URL, else 127.0.0.1, else embedded); the shared sample district imported;
 `--leads` placed, tiered and worked leads (calls, SMS, visits, assignments, callbacks, sign
-deadlines, cases) written by `service.tools.simulate.bulk_load` (COPY), then ANALYZE. Then, alternating,
+deadlines, cases) written by `service.tools.simulate_bulk.bulk_load` (COPY), then ANALYZE. Then, alternating,
 `--runs` times each: (a) the baseline, one hand-written GROUP BY street over the same rows through a
 bare asyncpg connection (no HTTP, no Python rows); (a') the same with the district total row
 (GROUP BY ROLLUP), as /stats also answers it; (b) GET /stats?group_by=street over HTTP (httpx
@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from service.core.runtime import with_database, with_redis_db  # noqa: E402
 from service.core.settings import find_sample_district, plain_url  # noqa: E402
 from service.tools import simulate as sim  # noqa: E402
+from service.tools.simulate_bulk import bulk_load  # noqa: E402
 from tests.servers import find_servers  # noqa: E402
 
 RANGE = ("2026-09-01T00:00:00+08:00", "2027-01-01T00:00:00+08:00")
@@ -135,9 +136,9 @@ def main() -> None:
             area = sim.Area.load(session)
         engine.dispose()
         with psycopg.connect(url) as conn:
-            report = sim.bulk_load(conn, area, args.leads, seed=args.seed,
-                                   progress=lambda n: print(f"  {n:,} leads", file=sys.stderr)
-                                   if n % 200_000 == 0 else None)
+            report = bulk_load(conn, area, args.leads, seed=args.seed,
+                               progress=lambda n: print(f"  {n:,} leads", file=sys.stderr)
+                               if n % 200_000 == 0 else None)
             conn.commit()
         t = time.perf_counter()
         with psycopg.connect(url, autocommit=True) as conn:

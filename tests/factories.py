@@ -1,4 +1,5 @@
-"""Leads of our own making (beside the shared district's), valid unless a test breaks them."""
+"""Leads of our own making (beside the shared district's), valid unless a test breaks them, placed in the
+district the run stands on (tests.data.district_dir)."""
 from __future__ import annotations
 
 import itertools
@@ -8,34 +9,48 @@ import uuid
 import shapely
 from shapely.geometry import shape
 
-from tests.data import SHARED_DISTRICT
+from tests.data import district_dir
 
 _seq = itertools.count(1)
 _KEEP = object()
+_DISTRICT = district_dir()
 
 
 def _inside() -> dict:
-    """The first in-district lead of the shared truth file: a place whose beat someone else decided.
-    Read, not hard-coded, so the suite runs on any district shaped like it."""
-    with (SHARED_DISTRICT / "leads_truth.jsonl").open(encoding="utf-8") as f:
-        for line in f:
-            t = json.loads(line)
-            if t["verdict"] == "accept" and t["in_jurisdiction"]:
-                return {"lon": t["true_lon"], "lat": t["true_lat"], "beat": t["beat_code"],
-                        "street": t["street_code"], "team": f"T{t['beat_code']}"}
-    raise LookupError("no in-district lead in the shared truth file")
+    """A place in a beat of the district the run stands on. With a truth file (the shared district):
+    its first in-district lead, a place whose beat someone else decided. Without (our own district):
+    a point well inside the first beat that is one plain polygon, away from its squad's home."""
+    truth = _DISTRICT / "leads_truth.jsonl"
+    if truth.is_file():
+        with truth.open(encoding="utf-8") as f:
+            for line in f:
+                t = json.loads(line)
+                if t["verdict"] == "accept" and t["in_jurisdiction"]:
+                    return {"lon": t["true_lon"], "lat": t["true_lat"], "beat": t["beat_code"],
+                            "street": t["street_code"], "team": f"T{t['beat_code']}"}
+        raise LookupError(f"no in-district lead in {truth}")
+    beats = json.loads((_DISTRICT / "beats.geojson").read_text(encoding="utf-8"))["features"]
+    teams = {t["beat_code"]: t["code"] for t in json.loads((_DISTRICT / "teams.json").read_text(encoding="utf-8"))}
+    for f in sorted(beats, key=lambda f: f["properties"]["code"]):
+        beat = shape(f["geometry"])
+        if beat.geom_type != "Polygon" or beat.interiors or f["properties"]["code"] not in teams:
+            continue
+        core = beat.buffer(-0.0005)  # ~50 m in from every edge: no rounding puts it in a neighbour
+        point = core.centroid if core.contains(core.centroid) else core.representative_point()
+        return {"lon": round(point.x, 7), "lat": round(point.y, 7), "beat": f["properties"]["code"],
+                "street": f["properties"]["street_code"], "team": teams[f["properties"]["code"]]}
+    raise LookupError(f"no beat of one plain polygon with a squad in {_DISTRICT}")
 
 
 def _outside() -> dict:
     """A point well beyond the district's outline."""
-    outline = json.loads((SHARED_DISTRICT / "district.geojson").read_text(encoding="utf-8"))
+    outline = json.loads((_DISTRICT / "district.geojson").read_text(encoding="utf-8"))
     minx, miny, maxx, maxy = shapely.unary_union([shape(f["geometry"]) for f in outline["features"]]).bounds
     return {"lon": maxx + (maxx - minx), "lat": maxy + (maxy - miny)}
 
 
-INSIDE = _inside() if SHARED_DISTRICT.exists() else {"lon": 0.0, "lat": 0.0, "beat": None, "street": None,
-                                                     "team": None}
-OUTSIDE = _outside() if SHARED_DISTRICT.exists() else {"lon": 0.0, "lat": 0.0}
+INSIDE = _inside()
+OUTSIDE = _outside()
 VALID_ID = "370299198904085688"  # GB 11643 check digit right
 
 

@@ -11,17 +11,14 @@ import pytest
 from dispatch.intake.validation import validate_lead
 from geo.beats import BeatIndex
 from geo.crs import to_wgs84
-from tests.data import SHARED_DISTRICT
-
-GENERATOR = SHARED_DISTRICT.parent.parent / "tools" / "gen_district.py"  # ../shared/tools beside the data
+from tests.data import shared_tool
 
 
 @pytest.fixture(scope="module")
 def other(tmp_path_factory):
-    if not GENERATOR.exists():
-        pytest.skip(f"generator not found at {GENERATOR}")
+    generator = shared_tool("gen_district.py")  # ../shared/tools, beside the shared data
     out = tmp_path_factory.mktemp("other") / "district"
-    subprocess.run([sys.executable, str(GENERATOR), str(out), "--seed", "41", "--beats", "360", "--streets", "15",
+    subprocess.run([sys.executable, str(generator), str(out), "--seed", "41", "--beats", "360", "--streets", "15",
                     "--islands", "6", "--enclaves", "5", "--leads", "2500", "--center", "118.09,24.48",
                     "--radius-km", "7", "--region", "350203", "--name", "思明区"],
                    check=True, capture_output=True, timeout=120)

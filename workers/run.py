@@ -21,6 +21,20 @@ from workers.tasks import ctx
 RESTART_AFTER_SECONDS = 2.0
 
 
+class Worker(SimpleWorker):
+    """rq's SimpleWorker whose command channel (rq's `send_shutdown_command` and the like) wakes every
+    second: rq 3.0 subscribes with `sleep_time=60`, and since redis-py 8.2 `PubSubWorkerThread.stop()`
+    joins that thread without a timeout, so a worker told to stop (SIGTERM, the end of a burst) hung
+    for up to 60 s waiting for its listener to wake."""
+
+    def subscribe(self) -> None:
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=1, daemon=True,
+                                                       exception_handler=self._pubsub_exception_handler)
+
+
 def run_worker(burst: bool = False) -> None:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -36,7 +50,7 @@ def run_worker(burst: bool = False) -> None:
         while True:
             worker = None
             try:  # rq's worker talks to Redis as soon as it is made: a Redis still down fails here too
-                worker = SimpleWorker([queue], connection=ctx.redis)
+                worker = Worker([queue], connection=ctx.redis)
                 worker.work(burst=burst, with_scheduler=False)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 log.warning("worker_redis_unavailable", error=f"{exc.__class__.__name__}: {exc}")

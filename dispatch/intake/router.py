@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Query, Request
 
 from dispatch.enums import FraudType, LeadStatus, Source, Tier
@@ -19,11 +18,12 @@ from dispatch.intake.schemas import (
     LeadPage,
     RejectionPage,
 )
-from dispatch.intake.validation import storable_body
+from dispatch.intake.storable import storable_body
 from dispatch.metrics import LEADS_PUSHED
 from service.core.auth import CenterUser, CurrentUser, LeadPusher
+from service.core.bodies import documented_body, parse_json
 from service.core.db import SessionDep
-from service.core.errors import BadRequest, ValidationFailed
+from service.core.errors import ValidationFailed
 from service.core.openapi import error_responses
 from service.core.params import Code, Id, Text, Time
 from service.core.responses import JSON
@@ -31,27 +31,19 @@ from service.core.responses import JSON
 router = APIRouter(prefix="/api/v1", tags=["leads"])
 
 
-async def _json_body(request: Request) -> tuple[object, bool]:
+async def _leads_body(request: Request) -> tuple[object, bool]:
     """→ (the parsed body, whether all its strings are storable: one scan for all its leads)."""
     body = await request.body()
-    try:
-        return orjson.loads(body), storable_body(body)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest([{"field": "", "message": f"malformed JSON: {exc}"}]) from None
+    return parse_json(body), storable_body(body)
 
 
-def _body_doc(model) -> dict:
-    return {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
-
-
-@router.post("/leads", status_code=202, openapi_extra=_body_doc(LeadIn), response_model=LeadAccepted,
-             summary="Push one lead (source API key, or admin/commander/operator)",
+@router.post("/leads", status_code=202, openapi_extra=documented_body(LeadIn, in_components=True),
+             response_model=LeadAccepted, summary="Push one lead (source API key, or admin/commander/operator)",
              responses={200: {"model": LeadDuplicate,
                               "description": "Duplicate: the same source+source_id was pushed before"},
                         **error_responses(401, 403)})
 async def push_lead(request: Request, who: LeadPusher):
-    raw, storable = await _json_body(request)
+    raw, storable = await _leads_body(request)
     try:
         taken = await service.take_lead(request.app.state.lead_writer, raw, who.actor, storable)
     except ValidationFailed:
@@ -66,11 +58,11 @@ async def push_lead(request: Request, who: LeadPusher):
                 status_code=202)
 
 
-@router.post("/leads/batch", openapi_extra=_body_doc(BatchIn), response_model=BatchOut,
+@router.post("/leads/batch", openapi_extra=documented_body(BatchIn, in_components=True), response_model=BatchOut,
              responses=error_responses(401, 403),
              summary="Push up to 1,000 leads (source API key, or admin/commander/operator)")
 async def push_batch(request: Request, who: LeadPusher):
-    raw, storable = await _json_body(request)
+    raw, storable = await _leads_body(request)
     leads = raw.get("leads") if isinstance(raw, dict) else None
     limit = request.app.state.settings.max_batch
     if not isinstance(leads, list):

@@ -20,8 +20,9 @@ from dispatch.intake import repository
 from dispatch.intake.validation import validate_lead
 from dispatch.models import Lead, LeadEvent, Rejection
 from service.core.auth import Principal
-from service.core.clock import iso as _iso
+from service.core.clock import iso
 from service.core.errors import BadRequest, NotFound, ValidationFailed, field_errors
+from service.core.money import cny
 from service.core.params import BIGINT_MAX
 
 # ---------------------------------------------------------------- intake (接收)
@@ -105,15 +106,15 @@ def _placement(lead: Lead) -> dict | None:
 
 def lead_summary(lead: Lead) -> dict:
     """The masked shape used in lists, the queue and the screen."""
-    return {"id": lead.id, "source": lead.source, "source_id": lead.source_id, "pushed_at": _iso(lead.pushed_at),
-            "received_at": _iso(lead.received_at), "warning_type": lead.warning_type,
+    return {"id": lead.id, "source": lead.source, "source_id": lead.source_id, "pushed_at": iso(lead.pushed_at),
+            "received_at": iso(lead.received_at), "warning_type": lead.warning_type,
             "fraud_type": lead.fraud_type, "risk_level": lead.risk_level, "status": lead.status,
             "tier": lead.tier, "deadlines": (lead.tier_detail or {}).get("deadlines"),
             "subject": {"phone": mask_phone(lead.phone), "name": lead.name, "id_number": mask_id(lead.id_number),
                         "residency": lead.residency},
             "beat_code": lead.beat_code, "street_code": lead.street_code, "in_jurisdiction": lead.in_jurisdiction,
             "flags": lead.flags, "outcome": lead.outcome, "assigned_team": lead.assigned_team,
-            "signed_at": _iso(lead.signed_at), "processing_failed": Flag.processing_failed in lead.flags}
+            "signed_at": iso(lead.signed_at), "processing_failed": Flag.processing_failed in lead.flags}
 
 
 def _visible_subject(lead: Lead, who: Principal) -> dict:
@@ -136,12 +137,12 @@ async def read_lead(session: AsyncSession, lead_id: int, who: Principal) -> dict
     return {
         **lead_summary(lead), "subject": _visible_subject(lead, who), "fraud_type_raw": lead.fraud_type_raw,
         "ongoing": lead.ongoing, "counterpart": lead.counterpart,
-        "amount_cny": float(lead.amount_cny) if lead.amount_cny is not None else None,
+        "amount_cny": cny(lead.amount_cny),
         "location": location, "placement": _placement(lead), "tier": lead.tier_detail,
         "transfer": {"to": lead.transfer_to, "reason": lead.transfer_reason} if lead.transfer_reason else None,
-        "signed_at": _iso(lead.signed_at), "signed_by": lead.signed_by, "closed_at": _iso(lead.closed_at),
+        "signed_at": iso(lead.signed_at), "signed_by": lead.signed_by, "closed_at": iso(lead.closed_at),
         "attempts": lead.attempts, "last_error": lead.last_error,
-        "timeline": [{"at": _iso(e.at), "actor": e.actor, "kind": e.kind, "data": e.data} for e in events],
+        "timeline": [{"at": iso(e.at), "actor": e.actor, "kind": e.kind, "data": e.data} for e in events],
     }
 
 
@@ -214,5 +215,5 @@ async def list_rejections(session: AsyncSession, source: str | None, since: date
         select(field, func.count()).select_from(Rejection).join(elements, true()).where(*where)
         .group_by(field))).all())
     return {"total": total, "by_field": by_field,
-            "items": [{"id": r.id, "at": _iso(r.at), "actor": r.actor, "source": r.source,
+            "items": [{"id": r.id, "at": iso(r.at), "actor": r.actor, "source": r.source,
                        "source_id": r.source_id, "errors": r.errors} for r in rows]}

@@ -20,8 +20,9 @@ from sqlalchemy import text
 
 from dispatch.enums import FraudType
 from dispatch.identity import mask_id, mask_phone, normalize_phone
-from dispatch.intake.validation import FieldError
-from service.core.clock import CENTER_TZ
+from service.core.clock import CENTER_TZ, iso
+from service.core.errors import FieldError
+from service.core.money import cny
 
 POST_WARNING_DAYS = 30
 MAX_CASE_ID = 128
@@ -204,9 +205,9 @@ def case_public(row, *, masked: bool = False) -> dict:
     phone, idn = row.victim_phone, row.victim_id_number
     if masked:
         phone, idn = mask_phone(phone), mask_id(idn)
-    return {"id": row.id, "case_id": row.case_id, "reported_at": row.reported_at.astimezone(CENTER_TZ).isoformat(),
+    return {"id": row.id, "case_id": row.case_id, "reported_at": iso(row.reported_at),
             "victim": {"phone": phone, "id_number": idn}, "fraud_type": row.fraud_type,
-            "loss_cny": float(row.loss_cny) if row.loss_cny is not None else None, "beat_code": row.beat_code,
+            "loss_cny": cny(row.loss_cny), "beat_code": row.beat_code,
             "post_warning_of": post_warning_of(row)}
 
 

@@ -10,8 +10,9 @@ from dispatch.identity import normalize_phone
 from dispatch.models import AccessLog
 from dispatch.outcomes.cases import case_public, normalize_id_number
 from service.core.auth import Principal
-from service.core.clock import CENTER_TZ
+from service.core.clock import iso
 from service.core.errors import ValidationFailed
+from service.core.money import cny
 
 
 def person_of(raw: object) -> tuple[str, str]:
@@ -32,17 +33,13 @@ def person_of(raw: object) -> tuple[str, str]:
     return "id_number", i
 
 
-def _iso(t: datetime | None) -> str | None:
-    return t.astimezone(CENTER_TZ).isoformat() if t else None
-
-
 def _plain(row) -> dict:
     out = {}
     for k, v in row._mapping.items():
         if isinstance(v, datetime):
-            v = _iso(v)
-        elif hasattr(v, "as_tuple"):  # Decimal
-            v = float(v)
+            v = iso(v)
+        elif hasattr(v, "as_tuple"):  # Decimal: the money columns
+            v = cny(v)
         out[k] = v
     return out
 

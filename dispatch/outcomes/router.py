@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
@@ -24,26 +23,15 @@ from dispatch.outcomes.schemas import (
 )
 from service.core import clock
 from service.core.auth import CenterUser, LeadPusher
+from service.core.bodies import documented_body, json_body
 from service.core.db import SessionDep, separate_unit
-from service.core.errors import BadRequest, NotFound, ValidationFailed, field_errors
+from service.core.errors import NotFound, ValidationFailed, field_errors
 from service.core.openapi import error_responses
 from service.core.params import Time
 from service.core.responses import JSON
 
 router = APIRouter(prefix="/api/v1", tags=["outcomes"])
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-async def _json_body(request: Request):
-    try:
-        return orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest([{"field": "", "message": f"malformed JSON: {exc}"}]) from None
-
-
-def _body_doc(model) -> dict:
-    return {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": model.model_json_schema(ref_template="#/components/schemas/{model}")}}}}
 
 
 async def _reject(session, actor: str, raw, errs: list[dict]) -> None:
@@ -53,12 +41,12 @@ async def _reject(session, actor: str, raw, errs: list[dict]) -> None:
                           errors=errs))
 
 
-@router.post("/cases", response_model=CaseAnswer, openapi_extra=_body_doc(CaseIn),
+@router.post("/cases", response_model=CaseAnswer, openapi_extra=documented_body(CaseIn),
              summary="Push one case report (source API key, or admin/commander/operator); idempotent on case_id",
              responses={201: {"model": CaseAnswer, "description": "Stored"}, **error_responses(400, 401, 403, 422)},
              status_code=200)
 async def push_case(request: Request, session: SessionDep, who: LeadPusher):
-    raw = await _json_body(request)
+    raw = await json_body(request)
     case, errs = case_service.validate_case(raw)
     if case is None:
         async with separate_unit(request) as s:  # the refusal is recorded though the request fails
@@ -70,11 +58,11 @@ async def push_case(request: Request, session: SessionDep, who: LeadPusher):
                 status_code=201 if created else 200)
 
 
-@router.post("/cases/batch", response_model=CaseBatchAnswer, openapi_extra=_body_doc(CaseBatchIn),
+@router.post("/cases/batch", response_model=CaseBatchAnswer, openapi_extra=documented_body(CaseBatchIn),
              summary="Push up to 1,000 case reports (source API key, or admin/commander/operator); "
                      "one bad case never fails the others", responses=error_responses(400, 401, 403, 422))
 async def push_cases(request: Request, session: SessionDep, who: LeadPusher):
-    raw = await _json_body(request)
+    raw = await json_body(request)
     items = raw.get("cases") if isinstance(raw, dict) else None
     limit = request.app.state.settings.max_batch
     if not isinstance(items, list) or not 1 <= len(items) <= limit:
@@ -146,12 +134,12 @@ def _check_month(month: str) -> None:
         raise ValidationFailed([{"field": "month", "message": "year out of range 1900..9998"}])
 
 
-@router.post("/people/history", response_model=PersonHistory, openapi_extra=_body_doc(PersonIn),
+@router.post("/people/history", response_model=PersonHistory, openapi_extra=documented_body(PersonIn),
              responses=error_responses(400, 401, 403, 422),
              summary="Every warning, call, SMS, visit, callback and case of one person across leads "
                      "(admin/commander/operator); the read is audited")
 async def person_history(request: Request, session: SessionDep, who: CenterUser):
-    raw = await _json_body(request)
+    raw = await json_body(request)
     person = people.person_of(raw)
     found = await people.history(session, person, who)
     await session.commit()  # the access log rows

@@ -1,6 +1,7 @@
 """Typed errors raised by services; one set of handlers turns them into {"error", "detail"}."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -54,6 +55,13 @@ class PayloadTooLarge(AppError):
 class ValidationFailed(AppError):
     """422 with detail = [{"field": "subject.phone", "message": "..."}]."""
     status, code = 422, "validation_error"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """One defect of what a client sent: the dotted path into its JSON ("" for the whole body)."""
+    field: str
+    message: str
 
 
 def field_errors(errors) -> list[dict[str, str]]:

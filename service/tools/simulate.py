@@ -2,38 +2,30 @@
 happens to them (calls, visits, callbacks, cases), seeded and reproducible.
 
 Two ways to use it:
-- `run_live`: drive a running server through the HTTP API only (the demo): push leads and cases,
-  post call results and callbacks at simulated time, `speed` times faster than the wall clock.
-- `bulk_load`: write millions of placed, tiered, worked leads straight into PostgreSQL with COPY
-  (the benchmark). No lead_event rows: the audit trail is for real work, not for fixtures.
+- `simulate_live.run_live`: drive a running server through the HTTP API only (the demo): push leads
+  and cases, post call results and callbacks at simulated time, `speed` times faster than the wall clock.
+- `simulate_bulk.bulk_load`: write millions of placed, tiered, worked leads straight into PostgreSQL
+  with COPY (the benchmark). No lead_event rows: the audit trail is for real work, not for fixtures.
 
 Proportions follow domain.md and public practice: sources, fraud types, risk and residency mixes,
 all three coordinate systems, ~3% duplicates, ~3% defects, ~6% repeat warnings of a person,
 about 40% of calls refused or unanswered, a few post-warning cases (预警后发案)."""
 from __future__ import annotations
 
-import asyncio
-import heapq
 import itertools
 import math
 import random
-import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 import orjson
 import shapely
 from shapely.geometry import Point, shape
 
 from dispatch.enums import FraudType
-from dispatch.outcomes.cases import MATCH_UNMATCHED
-from dispatch.policy import LeadFacts, Policy, load_policy
-from dispatch.triage.tiering import age_on, tier_lead
 from geo.crs import from_wgs84
-from service.core.clock import CENTER_TZ
+from service.core.clock import CENTER_TZ, iso
 
 W = dict[str, float]
 SOURCES: W = {"national_platform": 35, "provincial_center": 20, "bank_fund_monitor": 15, "hotline_96110": 20,
@@ -213,7 +205,7 @@ class Generator:
         risk = 1 if fund or (wtype == "fraud_call" and r.random() < 0.35) else (2 if r.random() < 0.55 else 3)
         wire = {
             "source": src, "source_id": f"{SOURCE_PREFIX[src]}{at.astimezone(CENTER_TZ):%Y%m%d}{n:07d}",
-            "pushed_at": at.astimezone(CENTER_TZ).isoformat(timespec="seconds"), "warning_type": wtype,
+            "pushed_at": iso(at, "seconds"), "warning_type": wtype,
             "fraud_type": pick(r, FRAUD_TYPES), "risk_level": risk,
             "subject": {"phone": person.phone, "name": person.name, "id_number": person.id_number,
                         "residency": person.residency},
@@ -286,7 +278,7 @@ class Generator:
         at = lead.at + timedelta(hours=self.rng.uniform(2, 24 * 25))
         by_id = lead.person.id_number is not None and self.rng.random() < 0.3
         return {"case_id": f"C{self.area.region}{at.astimezone(CENTER_TZ):%Y%m%d}{next(self.seq):07d}",
-                "reported_at": at.astimezone(CENTER_TZ).isoformat(timespec="seconds"),
+                "reported_at": iso(at, "seconds"),
                 "victim": {"phone": None if by_id else lead.person.phone,
                            "id_number": lead.person.id_number if by_id else None},
                 "fraud_type": lead.wire["fraud_type"] if lead.wire["fraud_type"] in FraudType.__members__ else "other",
@@ -295,242 +287,7 @@ class Generator:
 
     def unwarned_case(self, at: datetime) -> dict:
         return {"case_id": f"C{self.area.region}{at.astimezone(CENTER_TZ):%Y%m%d}9{next(self.seq):07d}",
-                "reported_at": at.astimezone(CENTER_TZ).isoformat(timespec="seconds"),
+                "reported_at": iso(at, "seconds"),
                 "victim": {"phone": self._phone(), "id_number": None}, "fraud_type": pick(self.rng, FRAUD_TYPES),
                 "loss_cny": round(self.rng.lognormvariate(9, 1.3), 2),
                 "beat_code": self.rng.choice(self.area.beats)[0]}
-
-
-# ---------------------------------------------------------------- live: drive a server over HTTP
-@dataclass
-class LiveReport:
-    leads: int = 0
-    cases: int = 0
-    signed: int = 0
-    calls: int = 0
-    callbacks: int = 0
-    answers: Counter = field(default_factory=Counter)  # "POST /leads 202" → n
-
-
-def _default_tier_response(wire: dict) -> list[str]:
-    """The simulator's guess of whether a lead gets a call (the server decides; this only drives the
-    simulated operators): everything but low risk."""
-    return ["call"] if wire.get("risk_level") in (1, 2) else []
-
-
-async def run_live(client, gen: Generator, *, leads: int, speed: float = 60.0, api_key: str,
-                   token: str | None = None, now=None, sleep=asyncio.sleep) -> LiveReport:
-    """Push `leads` leads at simulated time and, as it passes, the operator's sign-off, their call
-    results, callbacks and cases. `client` is an httpx.AsyncClient for the server's base URL;
-    `api_key` pushes leads and cases, `token` (an operator's) signs and posts calls and callbacks. The simulated clock starts at the
-    first lead and runs `speed` times the wall clock; pushed times are the simulated ones."""
-    report = LiveReport()
-    source = {"X-API-Key": api_key}
-    operator = {"Authorization": f"Bearer {token}"} if token else source
-    queue: list[tuple[datetime, int, str, object]] = []
-    tie = itertools.count()
-    pushes = gen.leads(leads)  # made one at a time, as they come due: a long run starts at once
-
-    def next_lead() -> None:
-        lead = next(pushes, None)
-        if lead is None:
-            return
-        heapq.heappush(queue, (lead.at, next(tie), "lead", lead))
-        if gen.rng.random() < 0.05:
-            heapq.heappush(queue, (lead.at + timedelta(hours=gen.rng.uniform(1, 48)), next(tie), "case",
-                                   gen.unwarned_case(lead.at)))
-
-    next_lead()
-    wall0, sim0 = time.monotonic(), queue[0][0] if queue else gen.start
-    ids: dict[int, int] = {}
-    while queue:
-        at, _, what, item = heapq.heappop(queue)
-        wait = (at - sim0).total_seconds() / speed - (time.monotonic() - wall0)
-        if wait > 0:
-            await sleep(wait)
-        if what == "lead":
-            next_lead()
-            r = await client.post("/api/v1/leads", json=item.wire, headers=source)
-            report.answers[f"POST /leads {r.status_code}"] += 1
-            if r.status_code != 202:
-                continue
-            report.leads += 1
-            lead_id = r.json()["id"]
-            ids[id(item)] = lead_id
-            # the operator signs (签收) it within a few simulated minutes
-            heapq.heappush(queue, (at + timedelta(seconds=gen.rng.uniform(20, 240)), next(tie), "sign", lead_id))
-            for t, result in gen.calls(item, _default_tier_response(item.wire)):
-                heapq.heappush(queue, (at + timedelta(seconds=t), next(tie), "call", (lead_id, result)))
-            if gen.rng.random() < 0.5:
-                heapq.heappush(queue, (at + timedelta(days=3), next(tie), "callback", lead_id))
-            case = gen.case_for(item)
-            if case:
-                heapq.heappush(queue, (datetime.fromisoformat(case["reported_at"]), next(tie), "case", case))
-        elif what == "sign":
-            r = await client.post(f"/api/v1/leads/{item}/sign", headers=operator)
-            report.answers[f"POST /leads/{{id}}/sign {r.status_code}"] += 1
-            report.signed += r.status_code < 300
-        elif what == "call":
-            lead_id, result = item
-            body = {"result": result, **({"outcome": "dissuaded"} if result == "connected" else {})}
-            r = await client.post(f"/api/v1/leads/{lead_id}/calls", json=body, headers=operator)
-            report.answers[f"POST /leads/{{id}}/calls {r.status_code}"] += 1
-            report.calls += r.status_code < 300
-        elif what == "callback":
-            body = {"result": "safe" if gen.rng.random() < 0.95 else "defrauded"}
-            if body["result"] == "defrauded":
-                body["loss_cny"] = round(gen.rng.lognormvariate(8, 1), 2)
-            r = await client.post(f"/api/v1/leads/{item}/callbacks", json=body, headers=operator)
-            report.answers[f"POST /leads/{{id}}/callbacks {r.status_code}"] += 1
-            report.callbacks += r.status_code < 300
-        else:
-            r = await client.post("/api/v1/cases", json=item, headers=source)
-            report.answers[f"POST /cases {r.status_code}"] += 1
-            report.cases += r.status_code < 300
-    return report
-
-
-# ---------------------------------------------------------------- bulk: COPY into PostgreSQL
-LEAD_COPY = ("id", "source", "source_id", "pushed_at", "received_at", "warning_type", "fraud_type", "fraud_type_raw",
-             "risk_level",
-             "ongoing", "phone", "name", "id_number", "residency", "counterpart", "amount_cny", "loc_lon", "loc_lat",
-             "loc_crs", "loc_accuracy_m", "loc_kind", "lon", "lat", "beat_code", "street_code", "in_jurisdiction",
-             "placed_by", "flags", "status", "tier", "tier_detail", "assigned_team", "signed_at", "signed_by",
-             "outcome", "closed_at", "loss_cny", "saved_cny", "attempts", "updated_at")
-
-
-@dataclass
-class BulkReport:
-    leads: int = 0
-    rows: Counter = field(default_factory=Counter)
-    seconds: float = 0.0
-
-
-def bulk_load(conn, area: Area, n: int, *, seed: int = 7, start: datetime | None = None,
-              per_day: float | None = None, policy: Policy | None = None, progress=None) -> BulkReport:
-    """Write `n` placed, tiered and worked leads (and their calls, SMS, visits, assignments,
-    callbacks, sign deadlines and cases) with COPY on a psycopg connection; the caller commits.
-    Only accepted, distinct leads are written: a bulk load has no pushes to refuse."""
-    t0 = time.perf_counter()
-    policy = policy or load_policy()
-    days = 30.0
-    gen = Generator(area, seed, start, per_day or n / days)
-    rng = gen.rng
-    first = (conn.execute("SELECT coalesce(max(id), 0) FROM lead").fetchone()[0]) + 1
-    rep = BulkReport()
-    jdump = orjson.dumps
-    buffers: dict[str, list[tuple]] = {t: [] for t in ("call_attempt", "sms_message", "visit", "assignment",
-                                                       "callback", "lead_deadline", "case_report")}
-    columns = {
-        "call_attempt": ("lead_id", "at", "actor", "result", "outcome"),
-        "sms_message": ("lead_id", "purpose", "to_phone", "body", "idempotency_key", "status", "attempts",
-                        "created_at", "sent_at"),
-        "visit": ("id", "lead_id", "reason", "requested_by", "requested_at", "status", "team_code", "done_at",
-                  "met_in_person", "outcome"),
-        "assignment": ("visit_id", "lead_id", "team_code", "attempt", "status", "offered_at", "expires_at",
-                       "accepted_at", "arrived_at", "completed_at", "met_in_person", "outcome"),
-        "callback": ("lead_id", "due_at", "done_at", "actor", "result"),
-        "lead_deadline": ("lead_id", "name", "due_at", "state", "met_at"),
-        "case_report": ("case_id", "reported_at", "victim_phone", "victim_id_number", "fraud_type", "loss_cny",
-                        "beat_code", "post_warning_lead_id"),
-    }
-    visit_id = (conn.execute("SELECT coalesce(max(id), 0) FROM visit").fetchone()[0]) + 1
-
-    def flush_children() -> None:
-        for table, rows in buffers.items():
-            if rows:
-                with conn.cursor().copy(f"COPY {table} ({', '.join(columns[table])}) FROM STDIN") as cp:
-                    for row in rows:
-                        cp.write_row(row)
-                rep.rows[table] += len(rows)
-                rows.clear()
-
-    lead_id = first
-    batch: list[tuple] = []
-
-    def flush_leads() -> None:
-        with conn.cursor().copy(f"COPY lead ({', '.join(LEAD_COPY)}) FROM STDIN") as cp:
-            for row in batch:
-                cp.write_row(row)
-        batch.clear()
-        flush_children()
-
-    seen: set[tuple[str, str]] = set()
-    for sim in gen.leads(n * 2):
-        if rep.leads >= n:
-            break
-        w = sim.wire
-        if sim.kind != "ok" or (w["source"], w["source_id"]) in seen:
-            continue
-        seen.add((w["source"], w["source_id"]))
-        s, loc = w["subject"], w["location"]
-        received = sim.at + timedelta(seconds=rng.uniform(0.05, 2))
-        beat = area.beats[sim.beat] if sim.beat is not None else None
-        inside = beat is not None
-        fraud = w["fraud_type"] if w["fraud_type"] in FraudType.__members__ else "other"
-        facts = LeadFacts(w["warning_type"], fraud, w["risk_level"], s["residency"], inside,
-                          age_on(s["id_number"], received.date()), w["ongoing"])
-        decision = tier_lead(facts, policy, received.astimezone(CENTER_TZ))
-        response = [x.value for x in decision.response]
-        status, outcome, closed = ("tiered" if inside else "transferred"), None, None
-        signed = received + timedelta(seconds=rng.lognormvariate(4, 1)) if inside and rng.random() < 0.95 else None
-        team = beat[3] if beat else None
-        lid = lead_id
-        if inside:
-            buffers["lead_deadline"].append((lid, "sign", decision.deadlines.get("sign", received + timedelta(
-                minutes=10)), "met" if signed else "pending", signed))
-            for t, result in gen.calls(sim, response):
-                buffers["call_attempt"].append((lid, received + timedelta(seconds=t), "sim", result,
-                                                "dissuaded" if result == "connected" else None))
-            if "sms" in response:
-                buffers["sms_message"].append((lid, "warning", s["phone"], "warning", f"sim-{lid}", "delivered", 1,
-                                               received, received + timedelta(seconds=5)))
-            if "visit" in response and team:
-                arrived = received + timedelta(seconds=rng.lognormvariate(7, 0.6))
-                met = rng.random() < 0.92
-                buffers["visit"].append((visit_id, lid, "policy", "sim", received, "done", team,
-                                         arrived + timedelta(minutes=20), met, "dissuaded" if met else "not_reached"))
-                buffers["assignment"].append((visit_id, lid, team, 1, "completed", received,
-                                              received + timedelta(seconds=60), received + timedelta(seconds=20),
-                                              arrived, arrived + timedelta(minutes=20), met, None))
-                visit_id += 1
-            if rng.random() < 0.85:
-                status, outcome = "closed", pick(rng, CLOSE_OUTCOMES)
-                closed = received + timedelta(hours=rng.uniform(0.5, 30))
-                if rng.random() < 0.8:
-                    due = closed + timedelta(days=3)
-                    done = due + timedelta(hours=rng.uniform(0, 20)) if rng.random() < 0.85 else None
-                    buffers["callback"].append((lid, due, done, "sim" if done else None, "safe" if done else None))
-            case = gen.case_for(sim)
-            if case:
-                v = case["victim"]
-                buffers["case_report"].append((case["case_id"], case["reported_at"], v["phone"], v["id_number"],
-                                               case["fraud_type"], Decimal(str(case["loss_cny"])), case["beat_code"],
-                                               None))
-        batch.append((
-            lid, w["source"], w["source_id"], sim.at, received, w["warning_type"], fraud,
-            w["fraud_type"] if fraud != w["fraud_type"] else None, w["risk_level"], w["ongoing"], s["phone"],
-            s["name"], s["id_number"], s["residency"], jdump(w["counterpart"]).decode(),
-            None if w["amount_cny"] is None else Decimal(str(w["amount_cny"])),
-            loc["lon"] if loc else None, loc["lat"] if loc else None, loc["crs"] if loc else None,
-            loc["accuracy_m"] if loc else None, loc["kind"] if loc else None,
-            sim.lon, sim.lat, beat[0] if beat else None, beat[1] if beat else None, inside,
-            "location" if loc else "none", "[]", status, decision.tier.value, jdump(decision.as_json()).decode(),
-            team if inside and "visit" in response else None, signed, "sim" if signed else None,
-            outcome, closed, None, None, 1, received))
-        lead_id += 1
-        rep.leads += 1
-        if len(batch) >= 20_000:
-            flush_leads()
-            if progress:
-                progress(rep.leads)
-    if batch:
-        flush_leads()
-    conn.execute("SELECT setval(pg_get_serial_sequence('lead', 'id'), (SELECT max(id) FROM lead))")
-    # the cases are matched as the API matches them (dispatch.outcomes.cases), not assumed
-    conn.execute(MATCH_UNMATCHED)
-    conn.execute("SELECT setval(pg_get_serial_sequence('visit', 'id'), greatest((SELECT max(id) FROM visit), 1))")
-    rep.rows["lead"] = rep.leads
-    rep.seconds = time.perf_counter() - t0
-    return rep
-

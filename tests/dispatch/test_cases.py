@@ -7,11 +7,11 @@ import pytest
 from sqlalchemy import text
 
 from dispatch.outcomes.cases import normalize_id_number, validate_case
-from tests.data import SHARED_DISTRICT
+from tests.data import shared_file
 
 
 def _lines(name: str) -> list[dict]:
-    with (SHARED_DISTRICT / name).open(encoding="utf-8") as f:
+    with shared_file(name).open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
 

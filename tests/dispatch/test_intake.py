@@ -13,6 +13,7 @@ from dispatch.intake.validation import validate_lead
 from dispatch.models import Lead, LeadEvent, Rejection
 from service.core.settings import plain_url
 from tests.factories import INSIDE, OUTSIDE, make_lead
+from tests.waiting import lock_waiters, until
 
 pytestmark = pytest.mark.usefixtures("district", "clean")
 
@@ -104,7 +105,9 @@ async def test_push_that_loses_the_race_on_another_connection_gets_the_winners_i
         await tx.start()
         a_id, a_created = await repository.insert_lead(a, row, "test:a")
         racing = asyncio.create_task(repository.insert_lead(b, row, "test:b"))
-        await asyncio.sleep(0.2)
+        b_pid = b.get_server_pid()
+        await until(lambda: b_pid in lock_waiters(sync_engine, a.get_server_pid()), 10,
+                    f"B (backend {b_pid}) waiting on A's uncommitted row")
         assert not racing.done()  # blocked on A's uncommitted row
         await tx.commit()
         b_id, b_created = await asyncio.wait_for(racing, 5)

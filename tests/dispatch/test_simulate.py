@@ -11,6 +11,8 @@ from sqlalchemy import text
 from service.core.db import sync_session
 from service.core.settings import plain_url
 from service.tools import simulate as sim
+from service.tools.simulate_bulk import bulk_load
+from service.tools.simulate_live import run_live
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +63,8 @@ async def test_live_run_over_http(app, source_headers, make_user, sync_engine, a
         beats = (await client.get("/api/v1/geo/beats", headers=operator)).json()
         live_area = sim.Area.from_beats_geojson(beats)
         assert live_area.region == area.region and len(live_area.beats) == len(area.beats)
-        report = await sim.run_live(client, sim.Generator(live_area, seed=2), leads=80, speed=1e12,
-                                    api_key=source_headers["X-API-Key"], token=token)
+        report = await run_live(client, sim.Generator(live_area, seed=2), leads=80, speed=1e12,
+                                api_key=source_headers["X-API-Key"], token=token)
     with sync_engine.connect() as conn:
         stored = conn.execute(text("SELECT count(*) FROM lead")).scalar()
         cases = conn.execute(text("SELECT count(*) FROM case_report")).scalar()
@@ -75,7 +77,7 @@ async def test_live_run_over_http(app, source_headers, make_user, sync_engine, a
 @pytest.mark.usefixtures("clean")
 async def test_bulk_load_is_counted_by_stats(client, commander, sync_engine, database_url, area):
     with psycopg.connect(plain_url(database_url)) as conn:
-        report = sim.bulk_load(conn, area, 3000, seed=4)
+        report = bulk_load(conn, area, 3000, seed=4)
         conn.commit()
     assert report.leads == 3000 and report.rows["call_attempt"] > 1000
     r = await client.get("/api/v1/stats", params={"group_by": "street", "from": "2026-09-01T00:00:00+08:00",

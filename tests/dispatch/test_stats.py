@@ -14,7 +14,7 @@ from openpyxl import load_workbook
 from sqlalchemy import text
 
 from dispatch.outcomes import kpi
-from tests.data import SHARED_DISTRICT
+from tests.data import shared_file
 from tests.factories import INSIDE
 
 GROUPS = ("street", "beat", "team", "tier", "fraud_type", "source", "day")
@@ -22,7 +22,7 @@ RANGE = {"from": "2026-09-01T00:00:00+08:00", "to": "2026-12-01T00:00:00+08:00"}
 
 
 def _leads(n: int) -> list[dict]:
-    with (SHARED_DISTRICT / "leads.jsonl").open(encoding="utf-8") as f:
+    with shared_file("leads.jsonl").open(encoding="utf-8") as f:
         return [json.loads(line) for line, _ in zip(f, range(n))]
 
 

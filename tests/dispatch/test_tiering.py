@@ -13,8 +13,7 @@ from dispatch.enums import Response, Tier
 from dispatch.intake.validation import validate_lead
 from dispatch.policy import LeadFacts, Policy, load_policy
 from dispatch.triage.tiering import age_on, tier_lead
-from tests.data import ROOT
-from tests.data import SHARED_DISTRICT as DISTRICT
+from tests.data import ROOT, shared_file
 
 PACKAGED = (ROOT / "dispatch/policy.toml").read_text("utf-8")
 CST = timezone(timedelta(hours=8))
@@ -223,10 +222,8 @@ def test_missing_tier(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- the sample district
 def test_tier_the_district(policy: Policy) -> None:
-    if not (DISTRICT / "leads.jsonl").exists():
-        pytest.skip(f"sample district not found at {DISTRICT}")
-    with (DISTRICT / "leads.jsonl").open(encoding="utf-8") as f, \
-            (DISTRICT / "leads_truth.jsonl").open(encoding="utf-8") as g:
+    with shared_file("leads.jsonl").open(encoding="utf-8") as f, \
+            shared_file("leads_truth.jsonl").open(encoding="utf-8") as g:
         pairs = [(json.loads(a), json.loads(b)) for a, b in zip(f, g, strict=True)]
     last_warned: dict[str, datetime] = {}
     tiers: Counter[Tier] = Counter()

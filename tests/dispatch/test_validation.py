@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
@@ -12,7 +11,7 @@ from dispatch.enums import Flag, FraudType, Residency
 from dispatch.identity import birth_date_from_id, id_number_valid, mask_id, mask_phone, normalize_phone
 from dispatch.intake.schemas import LEAD_EXAMPLE, LeadIn
 from dispatch.intake.validation import validate_lead
-from tests.data import SHARED_DISTRICT as DISTRICT
+from tests.data import shared_file
 
 VALID_ID = "11010519491231002X"  # the GB 11643 specimen: check digit X
 
@@ -46,10 +45,8 @@ def fields(obj: object) -> list[str]:
 # ---------------------------------------------------------------- the sample district
 @pytest.fixture(scope="module")
 def district() -> list[tuple[dict, dict]]:
-    if not (DISTRICT / "leads.jsonl").exists():
-        pytest.skip(f"sample district not found at {DISTRICT}")
-    with (DISTRICT / "leads.jsonl").open(encoding="utf-8") as f, \
-            (DISTRICT / "leads_truth.jsonl").open(encoding="utf-8") as g:
+    with shared_file("leads.jsonl").open(encoding="utf-8") as f, \
+            shared_file("leads_truth.jsonl").open(encoding="utf-8") as g:
         pairs = [(json.loads(a), json.loads(b)) for a, b in zip(f, g, strict=True)]
     assert pairs
     return pairs
@@ -80,17 +77,6 @@ def test_district_problems_named(district: list[tuple[dict, dict]]) -> None:
             assert Flag.id_number_invalid not in checked.flags, n
             assert Flag.fraud_type_unknown not in checked.flags, n
     assert seen == HARD.keys() | SOFT.keys()  # every kind of damage was exercised
-
-
-def test_district_timing(district: list[tuple[dict, dict]]) -> None:
-    leads = [raw for raw, _ in district]
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for raw in leads:
-            validate_lead(raw)
-        best = min(best, time.perf_counter() - t0)
-    print(f"\nvalidate_lead: {best / len(leads) * 1e6:.1f} µs/lead over {len(leads)} leads")
 
 
 # ---------------------------------------------------------------- accepted leads

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from dispatch.intake.repository import lead_row
 from dispatch.intake.schemas import LEAD_EXAMPLE
-from dispatch.intake.validation import storable_body, validate_lead
+from dispatch.intake.storable import storable_body
+from dispatch.intake.validation import validate_lead
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),

@@ -9,11 +9,7 @@ from shapely.geometry import MultiPolygon, Polygon, box, mapping
 from geo.beats import SLIVER_DEG, BeatIndex, Placement
 from geo.crs import to_wgs84
 from geo.distance import haversine_m
-from tests.data import SHARED_DISTRICT as DATA
-
-needs_data = pytest.mark.skipif(not (DATA / "leads_truth.jsonl").is_file(),
-                                reason=f"shared sample district not found at {DATA}")
-
+from tests.data import district_dir, shared_file
 
 # ---------------------------------------------------------------- own fixture
 # Unit cells of 0.01 deg near Qingdao, west to east:
@@ -132,55 +128,54 @@ def test_empty_or_non_polygonal_beats():
         BeatIndex.from_geojson(fc([({"code": "P"}, shapely.Point(120.3, 36.0))]))
 
 
-# ---------------------------------------------------------------- the shared sample district
+# ---------------------------------------------------------------- the district the run stands on
+# The shared sample district, else our own generator's (tests.data.district_dir); the tests that hold
+# placements against the shared truth file fail without it.
 def read_jsonl(path):
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f]
 
 
 @pytest.fixture(scope="module")
-def shared_index():
-    beats = json.loads((DATA / "beats.geojson").read_text(encoding="utf-8"))
-    district = json.loads((DATA / "district.geojson").read_text(encoding="utf-8"))
+def district_index():
+    beats = json.loads((district_dir() / "beats.geojson").read_text(encoding="utf-8"))
+    district = json.loads((district_dir() / "district.geojson").read_text(encoding="utf-8"))
     return BeatIndex.from_geojson(beats, district)
 
 
 @pytest.fixture(scope="module")
 def accepted_leads():
-    leads, truths = read_jsonl(DATA / "leads.jsonl"), read_jsonl(DATA / "leads_truth.jsonl")
+    leads, truths = read_jsonl(shared_file("leads.jsonl")), read_jsonl(shared_file("leads_truth.jsonl"))
     assert len(leads) == len(truths)
     rows = [(lead, t) for lead, t in zip(leads, truths) if t["verdict"] == "accept"]
     assert len(rows) > 0.9 * len(leads)
     return rows
 
 
-@needs_data
-def test_shared_district_shape(shared_index):
-    beats = json.loads((DATA / "beats.geojson").read_text(encoding="utf-8"))["features"]
+def test_shared_district_shape(district_index):
+    manifest = json.loads(shared_file("manifest.json").read_text(encoding="utf-8"))
+    beats = json.loads((district_dir() / "beats.geojson").read_text(encoding="utf-8"))["features"]
     geoms = [shapely.geometry.shape(f["geometry"]) for f in beats]
-    manifest = json.loads((DATA / "manifest.json").read_text(encoding="utf-8"))
-    assert len(shared_index) == len(beats) == manifest["beats"]
+    assert len(district_index) == len(beats) == manifest["beats"]
     # the data really exercises islands and a hole, so the fixtures above are not theory
     assert sum(g.geom_type == "MultiPolygon" for g in geoms) == manifest["multipolygon_beats"] >= 1
     assert sum(len(g.interiors) for g in geoms if g.geom_type == "Polygon") >= 1
 
 
-@needs_data
-def test_every_squad_home_lies_in_its_own_beat(shared_index):
-    teams = json.loads((DATA / "teams.json").read_text(encoding="utf-8"))
-    wrong = [(t["beat_code"], shared_index.locate(t["home"]["lon"], t["home"]["lat"]).beat_code)
-             for t in teams if shared_index.locate(t["home"]["lon"], t["home"]["lat"]).beat_code != t["beat_code"]]
+def test_every_squad_home_lies_in_its_own_beat(district_index):
+    teams = json.loads((district_dir() / "teams.json").read_text(encoding="utf-8"))
+    wrong = [(t["beat_code"], district_index.locate(t["home"]["lon"], t["home"]["lat"]).beat_code)
+             for t in teams if district_index.locate(t["home"]["lon"], t["home"]["lat"]).beat_code != t["beat_code"]]
     assert not wrong
 
 
-@needs_data
-def test_accepted_leads_are_placed_as_the_truth_says(shared_index, accepted_leads):
+def test_accepted_leads_are_placed_as_the_truth_says(district_index, accepted_leads):
     errors, mismatches = [], []
     for lineno, (lead, truth) in enumerate(accepted_leads):
         loc = lead["location"]
         lon, lat = to_wgs84(loc["lon"], loc["lat"], loc["crs"])
         errors.append((haversine_m(lon, lat, truth["true_lon"], truth["true_lat"]), loc["crs"], lead["source_id"]))
-        p = shared_index.locate(lon, lat)
+        p = district_index.locate(lon, lat)
         got = (p.beat_code, p.street_code, p.in_jurisdiction)
         want = (truth["beat_code"], truth["street_code"], truth["in_jurisdiction"])
         if got != want:
@@ -194,25 +189,23 @@ def test_accepted_leads_are_placed_as_the_truth_says(shared_index, accepted_lead
     assert sum(t["in_jurisdiction"] for _, t in accepted_leads) < n  # the set has outsiders to get right
 
 
-@needs_data
 @pytest.mark.parametrize("crs", ["gcj02", "bd09"])
-def test_offset_points_read_as_wgs84_land_in_wrong_beats(shared_index, accepted_leads, crs):
+def test_offset_points_read_as_wgs84_land_in_wrong_beats(district_index, accepted_leads, crs):
     # shows the test above has teeth: skipping the conversion misplaces most of them
     rows = [(lead["location"], t) for lead, t in accepted_leads
             if lead["location"]["crs"] == crs and t["in_jurisdiction"]]
     assert len(rows) > 100
-    wrong = sum(shared_index.locate(loc["lon"], loc["lat"]).beat_code != t["beat_code"] for loc, t in rows)
+    wrong = sum(district_index.locate(loc["lon"], loc["lat"]).beat_code != t["beat_code"] for loc, t in rows)
     print(f"\n{crs} read as WGS-84: {wrong}/{len(rows)} in the wrong beat")
     assert wrong > 0.5 * len(rows)
 
 
-@needs_data
-def test_locate_many_equals_locate_on_shared_district(shared_index):
-    beats = json.loads((DATA / "beats.geojson").read_text(encoding="utf-8"))
+def test_locate_many_equals_locate_on_the_district(district_index):
+    beats = json.loads((district_dir() / "beats.geojson").read_text(encoding="utf-8"))
     minx, miny, maxx, maxy = shapely.total_bounds([shapely.geometry.shape(f["geometry"]) for f in beats["features"]])
     rng = np.random.default_rng(11)
     lons, lats = rng.uniform(minx - 0.01, maxx + 0.01, 5000), rng.uniform(miny - 0.01, maxy + 0.01, 5000)
-    many = shared_index.locate_many(lons, lats)
-    assert many == [shared_index.locate(x, y) for x, y in zip(lons.tolist(), lats.tolist())]
+    many = district_index.locate_many(lons, lats)
+    assert many == [district_index.locate(x, y) for x, y in zip(lons.tolist(), lats.tolist())]
     inside = sum(p.in_jurisdiction for p in many)
     assert 0 < inside < len(many)

@@ -5,7 +5,7 @@ import pytest
 from shapely.geometry import Polygon, box, mapping
 
 from geo.district import DistrictData, DistrictError, load_district_dir
-from tests.data import SHARED_DISTRICT as DATA
+from tests.data import shared_file
 
 
 def feature(props, geom):
@@ -50,10 +50,10 @@ def test_loads_a_valid_directory(tmp_path):
     assert d.outline["type"] == "FeatureCollection" and len(d.streets) == len(d.stations) == 1
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared sample district not found at {DATA}")
 def test_loads_the_shared_sample_district():
-    d = load_district_dir(DATA)
-    manifest = json.loads((DATA / "manifest.json").read_text(encoding="utf-8"))
+    manifest_file = shared_file("manifest.json")
+    d = load_district_dir(manifest_file.parent)
+    manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
     assert (d.code, d.name) == (manifest["args"]["region"], manifest["args"]["name"])
     assert (len(d.streets), len(d.beats), len(d.stations), len(d.teams)) == \
            (manifest["streets"], manifest["beats"], manifest["streets"], manifest["teams"])

@@ -1,4 +1,4 @@
-"""/api/v1/geo over the imported sample district."""
+"""/api/v1/geo over the imported district; locate against the shared truth file."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 
 from geo.crs import from_wgs84
-from tests.data import SHARED_DISTRICT
+from tests.data import shared_file
 
 pytestmark = pytest.mark.usefixtures("district")
 
@@ -23,7 +23,7 @@ async def test_beats_and_streets_are_geojson(client, commander, district):
 
 
 async def test_locate_normalises_each_crs(client, commander):
-    with (SHARED_DISTRICT / "leads_truth.jsonl").open(encoding="utf-8") as f:
+    with shared_file("leads_truth.jsonl").open(encoding="utf-8") as f:
         truth = [json.loads(line) for line in f]
     sample = [t for t in truth if t["verdict"] == "accept"][:30]
     for crs in ("wgs84", "gcj02", "bd09"):

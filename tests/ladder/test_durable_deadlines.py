@@ -2,12 +2,10 @@
 deadlines are pending and due — after a restart every due deadline is acted on exactly once."""
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import timedelta
 
@@ -18,6 +16,7 @@ from sqlalchemy import func, select
 from dispatch.models import LeadDeadline, LeadEvent, Visit
 from service.core import clock
 from tests.ladder.helpers import lead_of, push
+from tests.waiting import until
 from workers.tasks import process_leads
 
 pytestmark = pytest.mark.usefixtures("district", "clean")
@@ -54,21 +53,16 @@ async def test_flush_and_kill_9_lose_no_deadline_and_act_on_none_twice(app, clie
         return subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    async def wait(cond, seconds: float = 60) -> None:
-        end = time.monotonic() + seconds
-        while not cond() and time.monotonic() < end:
-            await asyncio.sleep(0.05)
-        assert cond()
-
     worker = start()
     try:
-        await wait(lambda: count_missed(sync_engine) > 0)  # the sweep has begun ...
-        worker.send_signal(signal.SIGKILL)  # ... and dies mid-way
+        await until(lambda: count_missed(sync_engine) > 0, 60, "the worker's sweep marking a first deadline missed")
+        worker.send_signal(signal.SIGKILL)  # the sweep has begun: it dies mid-way
         worker.wait()
         acted_before = count_missed(sync_engine)
         Redis.from_url(redis_url).flushdb()
         worker = start()
-        await wait(lambda: count_due(sync_engine, later) == 0)
+        await until(lambda: count_due(sync_engine, later) == 0, 60,
+                    lambda: f"every due deadline acted on after the restart, {count_due(sync_engine, later)} still due")
     finally:
         worker.kill()
         worker.wait()

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from dispatch.models import Lead
 from service.core.clock import CENTER_TZ
-from tests.data import ROOT, SHARED_DISTRICT
+from tests.data import ROOT, shared_file
 
 pytestmark = pytest.mark.usefixtures("district")
 
@@ -30,7 +30,7 @@ async def shared_leads(app, client, source_headers, sync_engine, redis_url):
 
     with sync_engine.begin() as conn:
         conn.execute(text("TRUNCATE lead, lead_event, rejection, access_log RESTART IDENTITY CASCADE"))
-    with (SHARED_DISTRICT / "leads.jsonl").open(encoding="utf-8") as f:
+    with shared_file("leads.jsonl").open(encoding="utf-8") as f:
         leads = [json.loads(line) for line in f]
     ids = []
     for i in range(0, len(leads), 1000):

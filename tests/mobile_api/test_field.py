@@ -11,6 +11,7 @@ from dispatch.models import Assignment, Lead, LeadEvent, OfferDelivery, SmsMessa
 from service.core import clock
 from tests.factories import make_lead
 from tests.mobile_api.conftest import open_socket
+from tests.waiting import until
 from workers import tasks
 
 
@@ -260,17 +261,24 @@ async def test_an_api_process_killed_and_restarted_loses_no_offer(settings, clie
 
 
 async def test_two_processes_behave_as_one(api_a, api_b, source_headers, run_worker, make_squad, own_team,
-                                           sync_engine):
+                                           sync_engine, settings, redis_url):
+    from redis import Redis
+
+    from workers.queues import lead_queue
+
+    queue = lead_queue(Redis.from_url(redis_url), settings.queue_name)
     squad = make_squad(own_team)
     on_b = await open_socket(api_b.ws, squad.headers["police"])
     on_a = await open_socket(api_a.ws, squad.headers["auxiliary"])
     async with httpx.AsyncClient(base_url=api_a.http) as http:
         r = await http.post("/api/v1/leads", json=p0_lead(), headers=source_headers)
         assert r.status_code == 202
-        await asyncio.sleep(0.2)  # process A's enqueue linger (50 ms) before its job reaches Redis
+        lead_id = r.json()["id"]
+        await until(lambda: any(j.func_name == "workers.tasks.process_leads" and lead_id in j.args[0]
+                                for j in queue.jobs), 10, f"process A's job for lead {lead_id} in Redis")
         await run_worker()
         offer_b = await on_b.recv("offer")  # created by a worker, pushed through Redis to process B
-        assert offer_b["data"]["lead"]["id"] == r.json()["id"]
+        assert offer_b["data"]["lead"]["id"] == lead_id
         aid = offer_b["data"]["assignment_id"]
         assert (await http.post(f"/api/v1/assignments/{aid}/accept",
                                 headers=squad.headers["auxiliary"])).status_code == 200  # on process A

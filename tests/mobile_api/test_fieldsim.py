@@ -9,15 +9,7 @@ from dispatch.models import Assignment, Lead, Team
 from service.core.db import sync_session
 from service.tools.fieldsim import SimConfig, ensure_member_users, run_sim, squads_from
 from tests.mobile_api.test_field import p0_lead
-
-
-async def _until(check, timeout: float = 30.0):
-    for _ in range(int(timeout / 0.2)):
-        got = check()
-        if got:
-            return got
-        await asyncio.sleep(0.2)
-    raise AssertionError("condition not reached")
+from tests.waiting import until
 
 
 async def test_field_sim_accepts_travels_arrives_and_completes(api_a, client, source_headers, run_worker,
@@ -35,7 +27,7 @@ async def test_field_sim_accepts_travels_arrives_and_completes(api_a, client, so
     def team_status():
         with sync_session(sync_engine) as s:
             return s.get(Team, own_team).status == "on_duty" and s.get(Team, own_team).last_at is not None
-    await _until(team_status)
+    await until(team_status, 30, f"the simulated squad {own_team} on duty, its position reported", every=0.2)
     r = await client.post("/api/v1/leads", json=p0_lead(), headers=source_headers)
     lead_id = r.json()["id"]
     await run_worker()
@@ -44,7 +36,7 @@ async def test_field_sim_accepts_travels_arrives_and_completes(api_a, client, so
         with sync_session(sync_engine) as s:
             lead = s.get(Lead, lead_id)
             return lead if lead.status == "closed" else None
-    lead = await _until(closed)
+    lead = await until(closed, 30, f"lead {lead_id} closed by the simulated squad", every=0.2)
     sim.cancel()
     await asyncio.gather(sim, return_exceptions=True)
     with sync_session(sync_engine) as s:

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from dispatch.models import Assignment, Lead, SmsMessage, Visit
+from tests import waiting
 from tests.factories import make_lead
 from tests.mobile_api.conftest import open_socket
 from tests.procs import ROOT, WorkerProcess
@@ -59,18 +60,15 @@ def rows(sync_engine, model, *where):
 
 
 async def until(cond, seconds: float, what: str, worker: WorkerProcess | None = None):
-    """Poll `cond` (sync, run in a thread) until it gives something truthy; → that. Fails saying `what`."""
-    end = time.monotonic() + seconds
-    while True:
+    """Poll `cond` (sync, run in a thread) until it gives something truthy; → that. Fails saying `what`,
+    at once when the worker process died."""
+    async def check():
         got = await asyncio.to_thread(cond)
-        if got:
-            return got
-        if worker is not None:
+        if not got and worker is not None:
             assert worker.alive, f"the worker process died:\n{worker.tail()}"
-        if time.monotonic() > end:
-            log = f"\nworker log:\n{worker.tail()}" if worker else ""
-            raise AssertionError(f"{what}: not within {seconds} s{log}")
-        await asyncio.sleep(0.05)
+        return got
+
+    return await waiting.until(check, seconds, lambda: what + (f"\nworker log:\n{worker.tail()}" if worker else ""))
 
 
 async def push(http: httpx.AsyncClient, headers: dict, lead: dict) -> int:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from dispatch.models import Team, TeamMember
 from geo.models import Beat, District
-from tests.data import SHARED_DISTRICT
+from tests.data import district_dir
 from tests.factories import make_lead
 
 
@@ -58,17 +58,16 @@ def test_import_district_again_updates_in_place(district, sync_engine):
                     conn.execute(select(func.count()).select_from(TeamMember)).scalar_one())
 
     version, beats, teams, members = snapshot()
-    out = quanzu("import-district", str(SHARED_DISTRICT))
+    out = quanzu("import-district", str(district_dir()))
     assert "teams" in out.stderr
     assert snapshot() == (version + 1, beats, teams, members)  # updated, nothing doubled
     assert (beats, teams, members) == (len(district.beats), len(district.teams),
                                        sum(len(t["members"]) for t in district.teams))
 
 
-@pytest.mark.skipif(not SHARED_DISTRICT.exists(), reason=f"shared district not found at {SHARED_DISTRICT}")
 def test_import_district_names_what_is_wrong(tmp_path, settings):
     broken = tmp_path / "district"
-    shutil.copytree(SHARED_DISTRICT, broken, ignore=shutil.ignore_patterns("*.jsonl"))
+    shutil.copytree(district_dir(), broken, ignore=shutil.ignore_patterns("*.jsonl"))
     teams = json.loads((broken / "teams.json").read_text(encoding="utf-8"))
     teams[0]["beat_code"] = "NOPE-01"
     (broken / "teams.json").chmod(0o644)

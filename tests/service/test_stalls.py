@@ -14,6 +14,7 @@ from dispatch.models import Lead
 from service.core.errors import Unavailable
 from service.core.settings import plain_url
 from tests.factories import make_lead
+from tests.waiting import lock_waiters, until
 
 pytestmark = pytest.mark.usefixtures("district", "clean")
 
@@ -57,17 +58,18 @@ async def test_a_batch_blocked_behind_a_lock_is_503(client, source_headers, sett
         assert conn.execute(select(func.count()).select_from(Lead)).scalar() == 0  # the batch is one transaction
 
 
-async def test_the_group_writer_queue_is_bounded(app, settings):
+async def test_the_group_writer_queue_is_bounded(app, settings, sync_engine):
     """While a group is stuck, at most max_pending pushes wait; the next is refused at once."""
     blocked = make_lead()
     holder = await _hold_key(settings, blocked)
     writer = repository.GroupWriter(app.state.intake_pool, max_pending=3)
     try:
         first = asyncio.ensure_future(writer.insert(repository.lead_row(validate_lead(blocked).lead, []), "t"))
-        await asyncio.sleep(0.2)  # its group is in flight, waiting on the lock
+        await until(lambda: lock_waiters(sync_engine, holder.get_server_pid()), 10,
+                    "the first group in flight, waiting on the holder's lock")
         waiting = [asyncio.ensure_future(writer.insert(repository.lead_row(validate_lead(make_lead()).lead, []),
                                                        "t")) for _ in range(3)]
-        await asyncio.sleep(0.05)  # they are queued behind it
+        await until(lambda: len(writer._pending) == 3, 10, lambda: f"3 pushes queued behind it, not {len(writer._pending)}")
         with pytest.raises(Unavailable):
             await writer.insert(repository.lead_row(validate_lead(make_lead()).lead, []), "t")
         assert len(writer._pending) == 3

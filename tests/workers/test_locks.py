@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from dispatch.models import Lead
-from tests.data import SHARED_DISTRICT
+from tests.data import shared_file
 from tests.factories import make_lead
 from tests.procs import WorkerProcess
 
@@ -219,11 +219,9 @@ async def test_center_actions_and_cases_never_wait_on_workers(client, source_hea
 
 
 def _sample_feed() -> tuple[list[dict], list[dict]]:
-    if not (SHARED_DISTRICT / "leads.jsonl").exists() or not (SHARED_DISTRICT / "cases.jsonl").exists():
-        pytest.skip(f"shared leads.jsonl / cases.jsonl not found in {SHARED_DISTRICT}")
-    with (SHARED_DISTRICT / "leads.jsonl").open(encoding="utf-8") as f:
+    with shared_file("leads.jsonl").open(encoding="utf-8") as f:
         leads = [json.loads(line) for line in f]
-    with (SHARED_DISTRICT / "cases.jsonl").open(encoding="utf-8") as f:
+    with shared_file("cases.jsonl").open(encoding="utf-8") as f:
         cases = [json.loads(line) for line in f]
     return leads, cases
 

@@ -1,12 +1,10 @@
 """Nothing lost: leads pushed while no worker runs, or whose jobs Redis lost, still get worked."""
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from redis import Redis
@@ -14,6 +12,7 @@ from sqlalchemy import func, select
 
 from dispatch.models import Lead
 from tests.factories import make_lead
+from tests.waiting import until
 from workers.tasks import reconcile
 
 pytestmark = pytest.mark.usefixtures("district", "clean")
@@ -64,10 +63,8 @@ async def test_a_killed_worker_process_restarted_later_loses_nothing(app, client
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     async def wait_for(expected: dict, seconds: float = 30) -> None:
-        deadline = time.monotonic() + seconds
-        while statuses(sync_engine) != expected and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        assert statuses(sync_engine) == expected
+        await until(lambda: statuses(sync_engine) == expected, seconds,
+                    lambda: f"lead statuses {expected}, still {statuses(sync_engine)}", every=0.2)
 
     worker = start()
     try:

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from dispatch.models import Lead
 from tests.factories import make_lead
+from tests.waiting import until
 
 pytestmark = pytest.mark.usefixtures("district", "clean")
 
@@ -70,10 +71,14 @@ def _statuses(sync_engine) -> dict[str, int]:
 
 
 async def _wait_for(sync_engine, expected: dict, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while _statuses(sync_engine) != expected and time.monotonic() < deadline:
-        await asyncio.sleep(0.25)
-    assert _statuses(sync_engine) == expected
+    await until(lambda: _statuses(sync_engine) == expected, seconds,
+                lambda: f"lead statuses {expected}, still {_statuses(sync_engine)}", every=0.25)
+
+
+def _log_since(path: str, offset: int) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        f.seek(offset)
+        return f.read()
 
 
 async def test_redis_stopped_and_restarted_under_a_running_api_and_worker(settings, sync_engine, source_headers):
@@ -100,7 +105,9 @@ async def test_redis_stopped_and_restarted_under_a_running_api_and_worker(settin
 
                 await push(5)
                 await _wait_for(sync_engine, {"tiered": 5})
+                outage_at = os.path.getsize(worker_log.name)  # the worker's log from here on is the outage's
                 own.stop()
+                stopped_at = time.monotonic()
                 during = await push(10)  # Redis is down: stored all the same
                 r = await client.post("/api/v1/leads/batch", json={"leads": [make_lead() for _ in range(10)]},
                                       headers=source_headers)
@@ -108,10 +115,19 @@ async def test_redis_stopped_and_restarted_under_a_running_api_and_worker(settin
                 assert (await client.get("/readyz")).json()["redis"].startswith("error")
                 await app.state.after_commit.drain()  # its enqueue failed (logged); nothing hangs
                 assert _statuses(sync_engine) == {"tiered": 5, "received": 20}
-                # the worker and its clock meet the outage, and the worker tries to start again while
-                # Redis is still away (that once killed the process)
+                # the worker and its clock meet the outage (their logs say so), and Redis stays away long
+                # enough for the worker to try again while it is still away (that once killed the process):
+                # an outage, not a blip
+                def met_the_outage() -> bool:
+                    log = _log_since(worker_log.name, outage_at)
+                    return "reconciler_tick_failed" in log and ("worker_redis_unavailable" in log  # ours
+                                                                or "could not connect to Redis" in log)  # rq's
+
+                await until(met_the_outage, 30, lambda: "the worker and its clock meeting the outage; its log "
+                            "since:\n" + _log_since(worker_log.name, outage_at)[-4000:], every=0.1)
                 from workers.run import RESTART_AFTER_SECONDS
-                await asyncio.sleep(max(2.0, 2.5 * RESTART_AFTER_SECONDS))
+                await asyncio.sleep(max(0.0, stopped_at + max(2.0, 2.5 * RESTART_AFTER_SECONDS) - time.monotonic()))
+                assert worker.poll() is None, _log_since(worker_log.name, 0)[-4000:]
                 own.start()  # empty: every job queued before is gone
                 try:
                     await _wait_for(sync_engine, {"tiered": 25})  # the reconciler fired again, the worker ran

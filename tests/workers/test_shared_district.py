@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from dispatch.models import Lead, Rejection
-from tests.data import SHARED_DISTRICT
+from tests.data import shared_file
 
 pytestmark = pytest.mark.usefixtures("district", "clean")
 
@@ -21,11 +21,9 @@ HARD_FIELD = {"no_source_id": "source_id", "bad_phone": "subject.phone", "lat_ou
 
 
 def _feed():
-    if not (SHARED_DISTRICT / "leads.jsonl").exists():
-        pytest.skip("shared leads.jsonl not found")
-    with (SHARED_DISTRICT / "leads.jsonl").open(encoding="utf-8") as f:
+    with shared_file("leads.jsonl").open(encoding="utf-8") as f:
         leads = [json.loads(line) for line in f]
-    with (SHARED_DISTRICT / "leads_truth.jsonl").open(encoding="utf-8") as f:
+    with shared_file("leads_truth.jsonl").open(encoding="utf-8") as f:
         truth = [json.loads(line) for line in f]
     assert len(leads) == len(truth)
     return leads, truth

@@ -1,0 +1,4 @@
+"""`python -m service.cli`: the `quanzu` command."""
+from service.cli import app
+
+app()

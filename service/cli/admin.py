@@ -1,0 +1,85 @@
+"""Setting a center up: its district, its users, its upstream sources' API keys."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn
+
+from service.cli.common import console, db_session, fail, servers
+
+
+def import_district(directory: Path) -> None:
+    """Load or update the district (streets, beats, stations, squads) from DIR."""
+    from dispatch.district import import_district as do_import
+    from geo.district import DistrictError, load_district_dir
+
+    try:
+        data = load_district_dir(directory)
+    except DistrictError as exc:
+        raise fail(str(exc)) from None
+    urls = servers()
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      console=console) as bar:
+            total = 1 + len(data.streets) + len(data.stations) + len(data.beats) + len(data.teams)
+            task = bar.add_task(f"importing {data.name}", total=total)
+            with db_session(urls) as session:
+                summary = do_import(session, data, lambda what, n: bar.update(task, advance=n,
+                                                                               description=f"importing {what}"))
+                session.commit()
+        console.print(summary)
+    finally:
+        urls.stop()
+
+
+def create_user(username: str, role: Annotated[str, typer.Option()], password: Annotated[str, typer.Option()],
+                team: Annotated[str | None, typer.Option()] = None) -> None:
+    """Create or update a user (admin, commander, operator, police, auxiliary, grid_worker)."""
+    from sqlalchemy import select
+
+    from dispatch.models import Team
+    from service.core.auth import SQUAD_ROLES, Role, hash_password
+    from service.core.models import User
+
+    if role not in Role.__members__:
+        raise fail(f"unknown role {role!r}; one of {', '.join(Role)}")
+    if role in SQUAD_ROLES and not team:
+        raise fail(f"a {role} belongs to a squad: give --team TEAM_CODE")
+    urls = servers()
+    try:
+        with db_session(urls) as session:
+            if team and session.get(Team, team) is None:
+                raise fail(f"no team {team!r}: import the district first")
+            user = session.execute(select(User).where(User.username == username)).scalar()
+            if user is None:
+                user = User(username=username, password_hash="", role=role)
+                session.add(user)
+            user.password_hash, user.role, user.team_code, user.active = hash_password(password), role, team, True
+            session.commit()
+        console.print(f"user {username} ({role}{', ' + team if team else ''}) ready")
+    finally:
+        urls.stop()
+
+
+def create_api_key(name: Annotated[str, typer.Option()]) -> None:
+    """Create an API key for an upstream source; the key is printed once, alone on the last line."""
+    from sqlalchemy.exc import IntegrityError
+
+    from service.core.auth import hash_api_key, new_api_key
+    from service.core.models import ApiKey
+
+    key = new_api_key()
+    urls = servers()
+    try:
+        with db_session(urls) as session:
+            session.add(ApiKey(name=name, key_hash=hash_api_key(key), prefix=key[:8]))
+            try:
+                session.commit()
+            except IntegrityError:
+                raise fail(f"an API key named {name!r} exists already") from None
+    finally:
+        urls.stop()
+    console.print(f"API key for {name} (store it now; only its hash is kept):")
+    print(key)
