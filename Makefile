@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench clean browser-deps
+.PHONY: demo test bench clean test-deps
 
 $(BIN)/quanzu: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,18 +14,25 @@ $(BIN)/quanzu: pyproject.toml
 demo: $(BIN)/quanzu
 	$(BIN)/quanzu demo
 
-test: $(BIN)/quanzu browser-deps
+test: $(BIN)/quanzu test-deps
 	$(BIN)/ruff check service dispatch geo workers mobile_api tests bench
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
-# The browser tests drive Debian's Chromium (never `playwright install`) and need CJK fonts.
-browser-deps:
-	@if [ ! -x /usr/bin/chromium ] || ! fc-list 2>/dev/null | grep -q "Noto Sans CJK"; then \
+# What the suite starts or runs that pip cannot bring: Debian's Chromium and CJK fonts for the
+# browser tests (never `playwright install`), docker-compose to validate the compose file (no engine
+# needed). As root they are installed; otherwise make test fails saying what to install.
+TEST_DEBS := chromium fonts-noto-cjk docker-compose
+test-deps:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	fc-list 2>/dev/null | grep -q "Noto Sans CJK" || missing="$$missing fonts-noto-cjk"; \
+	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    apt-get install -y -q chromium fonts-noto-cjk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium fonts-noto-cjk >/dev/null; }; \
+	    apt-get install -y -q $$missing >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; }; \
 	  else \
-	    echo "make test: the browser tests need Chromium and CJK fonts; install them: sudo apt-get install -y chromium fonts-noto-cjk" >&2; exit 1; \
+	    echo "make test: the suite needs Debian packages:$$missing; install them: sudo apt-get install -y$$missing" >&2; exit 1; \
 	  fi; \
 	fi
 
