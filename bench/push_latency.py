@@ -123,6 +123,7 @@ async def push_latency(api: ingest.Server, api_key: str, users: list[tuple[str, 
 
     url = f"ws://127.0.0.1:{api.port}/api/v1/ws"
     got: dict[int, list[float]] = {}
+    got_wall: dict[int, float] = {}  # first offer per lead, wall clock (to set beside the rows' times)
 
     async def member(username: str, team: str):
         token = create_access_token(username, "police", team, secret, 120)
@@ -135,6 +136,7 @@ async def push_latency(api: ingest.Server, api_key: str, users: list[tuple[str, 
                 m = orjson.loads(text)
                 if m["type"] == "offer":
                     got.setdefault(m["data"]["lead"]["id"], []).append(now)
+                    got_wall.setdefault(m["data"]["lead"]["id"], time.time())
                     await ws.send(orjson.dumps({"type": "ack", "seq": m["seq"]}).decode())
         return ws, asyncio.create_task(read())
 
@@ -145,14 +147,16 @@ async def push_latency(api: ingest.Server, api_key: str, users: list[tuple[str, 
     connect_s = time.perf_counter() - t
     await asyncio.sleep(2)
     sent: dict[int, float] = {}
+    sent_wall: dict[int, float] = {}
     rng = random.Random(1)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}", headers={"X-API-Key": api_key},
                                  timeout=30) as http:
         for n in range(n_leads):
             body = p0(rng.choice(places), n)
-            t0 = time.perf_counter()
+            t0, w0 = time.perf_counter(), time.time()
             r = await http.post("/api/v1/leads", json=body)
             sent[r.json()["id"]] = t0
+            sent_wall[r.json()["id"]] = w0
             await asyncio.sleep(0.15)  # one at a time: latency, not throughput
         await asyncio.sleep(3)
     first = [(min(got[i]) - t0) * 1000 for i, t0 in sent.items() if i in got]
@@ -162,7 +166,33 @@ async def push_latency(api: ingest.Server, api_key: str, users: list[tuple[str, 
         await ws.close()
     return {"clients": len(socks), "connect_s": connect_s, "leads": len(sent), "offered": len(first),
             "first_p50": pct(first, 50), "first_p99": pct(first, 99), "every_p50": pct(every, 50),
-            "every_p99": pct(every, 99), "receipts": len(every)}
+            "every_p99": pct(every, 99), "receipts": len(every), "_sent_wall": sent_wall, "_got_wall": got_wall}
+
+
+def hops(database_url: str, sent_wall: dict[int, float], got_wall: dict[int, float]) -> dict:
+    """Where the time goes, lead by lead, from the rows' own times (wall clock, one machine): the
+    push until the lead row, until the worker placed it (enqueue, rq, the worker's transaction),
+    placing and tiering, until the offer row (ladder rows, commit, the visit offered in the same
+    worker), until the first member's socket had it (commit, publish, fan-out). → medians in ms."""
+    import psycopg
+
+    ids = [i for i in sent_wall if i in got_wall]
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("""
+            SELECT l.id, extract(epoch FROM l.received_at),
+                   (SELECT extract(epoch FROM min(e.at)) FROM lead_event e WHERE e.lead_id = l.id AND e.kind = 'placed'),
+                   (SELECT extract(epoch FROM min(e.at)) FROM lead_event e WHERE e.lead_id = l.id AND e.kind = 'tiered'),
+                   (SELECT extract(epoch FROM min(a.offered_at)) FROM assignment a WHERE a.lead_id = l.id)
+            FROM lead l WHERE l.id = ANY(%s)""", (ids,)).fetchall()
+    names = ("push_to_row", "row_to_placed", "placed_to_tiered", "tiered_to_offer_row", "offer_row_to_socket")
+    spans: dict[str, list[float]] = {n: [] for n in names}
+    for lead_id, received, placed, tiered, offered in rows:
+        if None in (received, placed, tiered, offered):
+            continue
+        marks = [sent_wall[lead_id], float(received), float(placed), float(tiered), float(offered), got_wall[lead_id]]
+        for n, a, b in zip(names, marks, marks[1:]):
+            spans[n].append((b - a) * 1000)
+    return {n: round(pct(v, 50), 2) for n, v in spans.items() if v}
 
 
 async def echo_floor(n: int, size: int) -> dict:
@@ -321,7 +351,10 @@ def main(argv=None) -> int:
             out["pg_rtt"] = asyncio.run(pg_floor(backing.database_url))
             print("pg round trip:", json.dumps(out["pg_rtt"]), flush=True)
             out["push"] = asyncio.run(push_latency(api, api_key, users, places, args.leads, secret))
+            sent_wall, got_wall = out["push"].pop("_sent_wall"), out["push"].pop("_got_wall")
             print("push:", json.dumps(out["push"], indent=1), flush=True)
+            out["hops_p50_ms"] = hops(backing.database_url, sent_wall, got_wall)
+            print("where the time goes (p50 ms):", json.dumps(out["hops_p50_ms"]), flush=True)
             e, p = out["echo"], out["push"]
             print(f"\npush p99 {p['first_p99']:.1f} ms vs echo p99 {e['p99']:.2f} ms = "
                   f"{p['first_p99'] / e['p99']:.1f}x (goal ≤ 3x and < 50 ms); p50 {p['first_p50']:.1f} ms",
