@@ -392,6 +392,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ValueError(f"{source}: nested too deeply to be a policy") from None
     try:
         return parse_policy(doc, source)
     except _Bad as exc:

@@ -143,11 +143,13 @@ class LeadPage(BaseModel):
 
 
 class LocationPublic(BaseModel):
-    lon: float
-    lat: float
-    crs: str
+    """As pushed: coordinates in their own CRS, or (kind `address`) an address and no coordinates."""
+    lon: float | None
+    lat: float | None
+    crs: str | None
     accuracy_m: float | None
     kind: str | None
+    address: str | None = None
 
 
 class PlacementPublic(BaseModel):

@@ -104,13 +104,14 @@ def _placement(lead: Lead) -> dict | None:
     return out
 
 
-def lead_summary(lead: Lead) -> dict:
-    """The masked shape used in lists, the queue and the screen."""
+def lead_summary(lead: Lead, who: Principal) -> dict:
+    """The masked shape used in lists, the queue and the screen: no ID number at all for those who
+    may not see one (auxiliary officers, grid workers), a masked one for the others."""
     return {"id": lead.id, "source": lead.source, "source_id": lead.source_id, "pushed_at": iso(lead.pushed_at),
             "received_at": iso(lead.received_at), "warning_type": lead.warning_type,
             "fraud_type": lead.fraud_type, "risk_level": lead.risk_level, "status": lead.status,
             "tier": lead.tier, "deadlines": (lead.tier_detail or {}).get("deadlines"),
-            "subject": {"phone": mask_phone(lead.phone), "name": lead.name, "id_number": mask_id(lead.id_number),
+            "subject": {"phone": mask_phone(lead.phone), "name": lead.name, "id_number": mask_id(lead.id_number) if may_see_id_number(who) else None,
                         "residency": lead.residency},
             "beat_code": lead.beat_code, "street_code": lead.street_code, "in_jurisdiction": lead.in_jurisdiction,
             "flags": lead.flags, "outcome": lead.outcome, "assigned_team": lead.assigned_team,
@@ -135,7 +136,7 @@ async def read_lead(session: AsyncSession, lead_id: int, who: Principal) -> dict
         location = {"lon": lead.loc_lon, "lat": lead.loc_lat, "crs": lead.loc_crs,
                     "accuracy_m": lead.loc_accuracy_m, "kind": lead.loc_kind, "address": lead.loc_address}
     return {
-        **lead_summary(lead), "subject": _visible_subject(lead, who), "fraud_type_raw": lead.fraud_type_raw,
+        **lead_summary(lead, who), "subject": _visible_subject(lead, who), "fraud_type_raw": lead.fraud_type_raw,
         "ongoing": lead.ongoing, "counterpart": lead.counterpart,
         "amount_cny": cny(lead.amount_cny),
         "location": location, "placement": _placement(lead), "tier": lead.tier_detail,
@@ -193,7 +194,7 @@ async def list_leads(session: AsyncSession, f: LeadFilter, who: Principal, limit
     leads = list((await session.execute(q)).scalars())
     more = len(leads) > limit
     leads = leads[:limit]
-    return {"items": [lead_summary(x) for x in leads], "next_cursor": _cursor(leads[-1].id) if more else None}
+    return {"items": [lead_summary(x, who) for x in leads], "next_cursor": _cursor(leads[-1].id) if more else None}
 
 
 async def list_rejections(session: AsyncSession, source: str | None, since: datetime | None,

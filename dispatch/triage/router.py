@@ -25,6 +25,8 @@ def candidate_policy(text: str):
         return parse_policy(tomllib.loads(text), "candidate")
     except tomllib.TOMLDecodeError as exc:
         raise ValidationFailed([{"field": "policy", "message": f"not valid TOML: {exc}"}]) from None
+    except RecursionError:  # the parser recurses per level of nested arrays and tables
+        raise ValidationFailed([{"field": "policy", "message": "nested too deeply to be a policy"}]) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ValidationFailed([{"field": "policy", "message": str(exc)}]) from None
 

@@ -308,3 +308,34 @@ async def test_a_group_write_that_fails_falls_back_to_one_lead_at_a_time(app, se
                                    return_exceptions=True)
     assert results[0][1] is True and isinstance(results[0][0], int)
     assert isinstance(results[1], Refused) and results[1].errors[0]["field"] == "pushed_at"
+
+
+async def test_squad_members_see_their_own_leads_and_auxiliaries_no_id_number(client, source_headers, make_user,
+                                                                               sync_engine):
+    lead = make_lead(subject={"phone": "13912345678", "id_number": "370299198904085688"})
+    lead_id = (await client.post("/api/v1/leads", json=lead, headers=source_headers)).json()["id"]
+    with sync_engine.begin() as conn:  # the squad's own work (as an accepted offer makes it)
+        conn.execute(text("UPDATE lead SET assigned_team = :t WHERE id = :i"), {"t": INSIDE["team"], "i": lead_id})
+    police = make_user("police", team=INSIDE["team"])
+    for role in ("auxiliary", "grid_worker"):  # not police: no ID number at all, in lists or in full
+        who = make_user(role, team=INSIDE["team"])
+        (item,) = (await client.get("/api/v1/leads", headers=who)).json()["items"]
+        assert item["id"] == lead_id and item["subject"]["id_number"] is None and "****" in item["subject"]["phone"]
+        full = (await client.get(f"/api/v1/leads/{lead_id}", headers=who)).json()
+        assert full["subject"]["id_number"] is None and full["subject"]["phone"] == "13912345678"
+    (item,) = (await client.get("/api/v1/leads", headers=police)).json()["items"]
+    assert item["subject"]["id_number"] == "3702**********5688"
+    full = (await client.get(f"/api/v1/leads/{lead_id}", headers=police)).json()
+    assert full["subject"]["id_number"] == "370299198904085688"
+
+
+async def test_an_address_only_lead_reads_back_in_its_documented_shape(client, source_headers, make_user):
+    from dispatch.intake.schemas import LeadDetail
+
+    lead = {**make_lead(), "location": {"kind": "address", "address": "滨海区海川路 17 号"}}
+    r = await client.post("/api/v1/leads", json=lead, headers=source_headers)
+    assert r.status_code == 202, r.text
+    body = (await client.get(f"/api/v1/leads/{r.json()['id']}", headers=make_user("operator"))).json()
+    assert body["location"] == {"lon": None, "lat": None, "crs": None, "accuracy_m": None, "kind": "address",
+                                "address": "滨海区海川路 17 号"}
+    assert LeadDetail.model_validate(body).location.address == "滨海区海川路 17 号"  # what a generated client reads

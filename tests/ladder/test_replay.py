@@ -118,3 +118,11 @@ async def test_bad_candidate_policies_are_422_naming_the_key(client, commander):
                           json={"policy": PACKAGED, "since": "2026-10-02T00:00:00+08:00",
                                 "until": "2026-10-01T00:00:00+08:00"})
     assert r.status_code == 422 and r.json()["detail"][0]["field"] == "until"
+
+
+async def test_a_policy_nested_past_the_parser_is_a_422_not_a_500(client, commander):
+    deep = "a = " + "[" * 3000 + "]" * 3000
+    r = await client.post("/api/v1/policy/replay", headers=commander, json={"policy": deep})
+    assert r.status_code == 422, r.text
+    (d,) = r.json()["detail"]
+    assert d["field"] == "policy" and "nested too deeply" in d["message"]
