@@ -165,15 +165,16 @@ def main() -> None:
         results = {}
         noop = [noop_rate(redis, queue, args.noop)]
         ids = asyncio.run(store(url, rows))
-        # The SMS jobs tiering queues are held back and timed on their own (sending is not tiering).
-        import workers.tasks as tasks
+        # The SMS jobs tiering queues are held back and timed on their own (sending is not tiering):
+        # the outbox's sender (workers.queues.send) enqueues them through workers.queues.enqueue_sms.
+        import workers.queues as queues
         from workers.queues import enqueue_sms
 
         held: list[int] = []
-        tasks._enqueue_sms, send_later = held.extend, tasks._enqueue_sms
+        queues.enqueue_sms = lambda _queue, ids, _intervals=None: held.extend(ids)
         enqueue_leads(queue, ids)
         took = drain(redis, queue, args.profile)
-        tasks._enqueue_sms = send_later
+        queues.enqueue_sms = enqueue_sms
         with psycopg.connect(url) as conn:
             done = conn.execute("SELECT count(*) FROM lead WHERE status <> 'received'").fetchone()[0]
             deadlines = conn.execute("SELECT count(*) FROM lead_deadline").fetchone()[0]
