@@ -5,7 +5,7 @@ workers are not police and see no ID number (domain.md, privacy). Every read of 
 written to `access_log` through `audited`."""
 from __future__ import annotations
 
-from sqlalchemy import Select, false, true
+from sqlalchemy import false, true
 from sqlmodel import Session
 
 from dispatch.models import AccessLog, Assignment, Lead
@@ -38,10 +38,6 @@ def readable_assignments(who: Principal):
     if is_squad(who) and who.team_code:
         return Assignment.team_code == who.team_code
     return false()
-
-
-def only_readable(q: Select, where) -> Select:
-    return q.where(where)
 
 
 def may_read_lead(who: Principal, lead: Lead) -> bool:
