@@ -88,6 +88,9 @@ class Lead(SQLModel, table=True):
     # The ladder wants an operator to call (in the call queue); cleared by a connected call, an
     # invalid number, the failed-call limit, close or transfer.
     needs_call: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default="false"))
+    # The operator calling it now (the desk's claim): no second operator gets it until `claimed_until`.
+    claimed_by: str | None = None
+    claimed_until: datetime | None = Field(default=None, sa_column=_ts())
     updated_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
 
 
@@ -284,8 +287,11 @@ class Assignment(SQLModel, table=True):
     accepted_by: str | None = None
     accepted_at: datetime | None = Field(default=None, sa_column=_ts())
     declined_reason: str | None = None
-    arrived_at: datetime | None = Field(default=None, sa_column=_ts())
+    arrived_at: datetime | None = Field(default=None, sa_column=_ts())  # the phone's time (made offline, sent later)
     completed_at: datetime | None = Field(default=None, sa_column=_ts())
+    arrived_received_at: datetime | None = Field(default=None, sa_column=_ts())  # when the server got it
+    completed_received_at: datetime | None = Field(default=None, sa_column=_ts())
+    checkin_at: datetime | None = Field(default=None, sa_column=_ts())  # the squad's last check-in on scene
     outcome: str | None = None
     met_in_person: bool | None = None
     note: str | None = None
@@ -324,3 +330,26 @@ class CaseReport(SQLModel, table=True):
     post_warning_lead_id: int | None = Field(default=None, sa_column=Column(
         BigInteger, ForeignKey("lead.id", ondelete="SET NULL"), index=True))
     raw: dict = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))
+
+
+# ---------------------------------------------------------------- the shift (issue 20)
+class Alarm(SQLModel, table=True):
+    """告警: a missed deadline (sign, a call, a squad not on scene, a missed check-in) that a person
+    must acknowledge. Unacknowledged past `escalate_at`, it climbs to the policy's next level."""
+    __table_args__ = (Index("ix_alarm_active", "escalate_at",
+                            postgresql_where=text("acked_at IS NULL AND resolved_at IS NULL")),)
+    id: int | None = Field(default=None, sa_column=_id())
+    lead_id: int = Field(sa_column=_lead_fk())
+    kind: str  # the step whose deadline was missed: sign, first_call, on_scene, checkin, ...
+    tier: str | None = None
+    deadline_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    assignment_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    team_code: str | None = None
+    due_at: datetime | None = Field(default=None, sa_column=_ts())  # the deadline that was missed
+    raised_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
+    level: int = Field(default=1, sa_column=Column(SmallInteger, nullable=False, server_default="1"))
+    escalate_at: datetime | None = Field(default=None, sa_column=_ts())  # None: the top level
+    acked_at: datetime | None = Field(default=None, sa_column=_ts())
+    acked_by: str | None = None
+    resolved_at: datetime | None = Field(default=None, sa_column=_ts())  # the step was done after all
+    data: dict = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))

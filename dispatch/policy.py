@@ -138,6 +138,24 @@ class Ladder:
         return self.callback_after_tier.get(Tier(tier), self.callback_after) if tier else self.callback_after
 
 
+ALARM_LEVELS = ("duty_officer", "duty_commander", "center_head")
+
+
+@dataclass(frozen=True, slots=True)
+class Shift:
+    """The shift's knobs (policy.toml `[alarms]`, `[field]`, `[desk]`)."""
+    alarm_levels: tuple[str, ...] = ALARM_LEVELS  # level 1, 2, 3 ... in order
+    escalate_after: timedelta = timedelta(minutes=5)  # unacknowledged this long → the next level
+    escalate_after_tier: dict[Tier, timedelta] = field(default_factory=lambda: {Tier.P0: timedelta(minutes=2)})
+    checkin_every: timedelta = timedelta(minutes=15)  # a squad on scene checks in this often
+    backup_when_late: bool = True  # accepted, not on scene by its deadline → the next squad offered as backup
+    claim_for: timedelta = timedelta(minutes=3)  # the desk's claim on the lead an operator is calling
+    call_retry_after: timedelta = timedelta(minutes=10)  # the next call after a failed one
+
+    def escalation_delay(self, tier: Tier | str | None) -> timedelta:
+        return self.escalate_after_tier.get(Tier(tier), self.escalate_after) if tier else self.escalate_after
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     tiers: dict[Tier, TierSpec]
@@ -148,6 +166,7 @@ class Policy:
     source: str = "<policy>"
     ladder: Ladder = field(default_factory=Ladder)
     version: str = ""  # content hash of the parsed document: comments and layout do not change it
+    shift: Shift = field(default_factory=Shift)
 
     def deadline(self, tier: Tier | str, name: str) -> timedelta | None:
         """The duration of a named deadline of a tier, conditional or not (for escalations)."""
@@ -292,7 +311,8 @@ def _rule(raw: object, i: int, switches: dict[str, bool], names: set[str]) -> Ru
 
 def parse_policy(doc: dict[str, Any], source: str = "<policy>") -> Policy:
     """A validated `Policy` from a parsed TOML document; ValueError names the bad key."""
-    _only(doc, {"version", "default_tier", "switches", "escalation", "ladder", "tiers", "rules"}, "")
+    _only(doc, {"version", "default_tier", "switches", "escalation", "ladder", "tiers", "rules", "alarms", "field",
+                "desk"}, "")
     if doc.get("version", 1) != 1:
         raise _Bad("version", "only version 1 is understood")
     switches = _table(doc.get("switches", {}), "switches")
@@ -324,7 +344,7 @@ def parse_policy(doc: dict[str, Any], source: str = "<policy>") -> Policy:
     rules = tuple(_rule(r, i, switches, names) for i, r in enumerate(raw_rules))
     default = Tier(_choice(doc.get("default_tier", "P3"), _CHOICES["tier"], "default_tier"))
     return Policy(tiers, rules, dict(switches), escalation, default, source, _ladder(doc.get("ladder", {})),
-                  policy_version(doc))
+                  policy_version(doc), _shift(doc))
 
 
 def policy_version(doc: dict[str, Any]) -> str:
@@ -379,6 +399,41 @@ def _ladder(raw: object) -> Ladder:
             raise _Bad("ladder.callback_outcomes", "must be a list of outcomes")
         kw["callback_outcomes"] = frozenset(_choice(x, frozenset(Outcome), f"ladder.callback_outcomes[{i}]")
                                             for i, x in enumerate(v))
+    return dataclasses.replace(base, **kw)
+
+
+def _per_tier(v: object, key: str, default: timedelta) -> tuple[timedelta, dict[Tier, timedelta]]:
+    """`"5m"` or `{ default = "5m", P0 = "2m" }`."""
+    if isinstance(v, dict):
+        _only(v, {"default", *Tier}, key)
+        base = parse_duration(v["default"], f"{key}.default") if "default" in v else default
+        return base, {Tier(t): parse_duration(x, f"{key}.{t}") for t, x in v.items() if t != "default"}
+    return parse_duration(v, key), {}
+
+
+def _shift(doc: dict[str, Any]) -> Shift:
+    a, f, d = (_table(doc.get(k, {}), k) for k in ("alarms", "field", "desk"))
+    _only(a, {"levels", "escalate_after"}, "alarms")
+    _only(f, {"checkin_every", "backup_when_late"}, "field")
+    _only(d, {"claim_for", "call_retry_after"}, "desk")
+    base, kw = Shift(), {}
+    if "levels" in a:
+        levels = a["levels"]
+        if not isinstance(levels, list) or not levels or not all(
+                isinstance(x, str) and re.fullmatch(r"[a-z][a-z0-9_]*", x) for x in levels):
+            raise _Bad("alarms.levels", "must be a non-empty list of lower_snake_case names (level 1 first)")
+        kw["alarm_levels"] = tuple(levels)
+    if "escalate_after" in a:
+        kw["escalate_after"], kw["escalate_after_tier"] = _per_tier(a["escalate_after"], "alarms.escalate_after",
+                                                                    base.escalate_after)
+    for name, table, key in (("checkin_every", f, "field"), ("claim_for", d, "desk"),
+                             ("call_retry_after", d, "desk")):
+        if name in table:
+            kw[name] = parse_duration(table[name], f"{key}.{name}")
+    if "backup_when_late" in f:
+        if type(f["backup_when_late"]) is not bool:
+            raise _Bad("field.backup_when_late", "must be true or false")
+        kw["backup_when_late"] = f["backup_when_late"]
     return dataclasses.replace(base, **kw)
 
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, func
+from sqlalchemy import Column, DateTime, SmallInteger, func
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 
@@ -31,3 +32,16 @@ class ApiKey(SQLModel, table=True):
     prefix: str
     created_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
     revoked_at: datetime | None = Field(default=None, sa_column=_ts())
+
+
+class IdempotentRequest(SQLModel, table=True):
+    """An action sent with an `Idempotency-Key` (the field page resends what it made offline): the
+    first answer is kept and given again to every resend of the same key by the same user."""
+    __tablename__ = "idempotent_request"
+    actor: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    method: str
+    path: str
+    status_code: int = Field(sa_column=Column(SmallInteger, nullable=False))
+    body: dict | list | None = Field(default=None, sa_column=Column(JSONB))
+    created_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))

@@ -82,14 +82,21 @@ def _socket_opens(base: str, path: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def live(settings, district):
+def live(request, settings, district, tmp_path_factory):
+    """A module may set `LIVE_ENV` (extra environment: sweeps every second, ...) and `LIVE_POLICY`
+    (the text of a policy file with short deadlines) for its own server and worker."""
     from service.tools.demo import die_with_parent
 
     port = _free_port()
+    extra = dict(getattr(request.module, "LIVE_ENV", {}))
+    if policy := getattr(request.module, "LIVE_POLICY", None):
+        path = tmp_path_factory.mktemp("policy") / "policy.toml"
+        path.write_text(policy, encoding="utf-8")
+        extra["POLICY_FILE"] = str(path)
     # Few connections: the machine's PostgreSQL is shared by parallel test runs.
     # A queue of their own: the rest of the suite's jobs are never taken by this worker.
     env = {**os.environ, "LOG_LEVEL": "WARNING", "PYTHONUNBUFFERED": "1", "INTAKE_POOL_SIZE": "2", "DB_POOL_SIZE": "3",
-           "QUEUE_NAME": f"e2e-{uuid.uuid4().hex[:6]}"}
+           "QUEUE_NAME": f"e2e-{uuid.uuid4().hex[:6]}", **extra}
     procs = [subprocess.Popen([sys.executable, "-m", "service.cli", *args], env=env, preexec_fn=die_with_parent)
              for args in (["serve", "--port", str(port)], ["worker"])]
     base = f"http://127.0.0.1:{port}"
