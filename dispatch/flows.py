@@ -8,6 +8,8 @@ records, and these flows put their steps in order, in the caller's one transacti
     close_lead       closed with an outcome → callback scheduled, the lead's field work ended
     transfer_lead    transferred → deadlines cancelled, the lead's field work ended
     arrive / complete_visit   the squad on scene / done → the ladder's deadlines met, the lead closed
+    sweep_deadlines  missed deadlines → the ladder's steps, an alarm each, a late squad chased
+    checkin          the squad on scene is safe → the next check-in's deadline
 """
 from __future__ import annotations
 
@@ -18,7 +20,16 @@ from sqlmodel import Session
 
 from dispatch.enums import CallbackResult, CallResult, LeadStatus, Outcome, Response, SmsStatus, Tier
 from dispatch.field import service as field
-from dispatch.field.offers import assignment_public, board_lead, updated
+from dispatch.field.offers import (
+    assignment_public,
+    board_lead,
+    chase,
+    end_other_offers,
+    late_squad,
+    on_scene_squad,
+    updated,
+)
+from dispatch.field.squads import FieldConfig
 from dispatch.field.visits import end_field_work, open_visit, request_visit, required_visit, visit_still_required
 from dispatch.ladder import callbacks, calls, deadlines, sms
 from dispatch.ladder import service as ladder
@@ -26,6 +37,7 @@ from dispatch.ladder.rules import Step, plan_deadlines, visit_deadline
 from dispatch.models import CallAttempt, Callback, Lead
 from dispatch.outcomes.cases import rematch_person
 from dispatch.policy import Policy, TierDecision
+from dispatch.shift import alarms
 from dispatch.states import ACTIVE_LEAD, LEAD
 from dispatch.timeline import record
 from dispatch.triage import service as triage
@@ -103,6 +115,7 @@ def close_lead(session: Session, lead: Lead, outcome: Outcome | str, *, actor: s
     ladder.close_lead(session, lead, outcome, actor=actor, policy=policy, note=note, loss_cny=loss_cny,
                       saved_cny=saved_cny, met_in_person=met_in_person, rule=rule)
     end_field_work(session, lead, actor, "lead_closed")
+    alarms.resolve(session, lead.id, None, policy, "lead_closed")
     return lead
 
 
@@ -113,11 +126,19 @@ def close(session: Session, lead_id: int, outcome: Outcome, who: Principal, poli
                       saved_cny=saved_cny, rule="center")
 
 
-def transfer_lead(session: Session, lead_id: int, to: str, reason: str, who: Principal) -> Lead:
+def transfer_lead(session: Session, lead_id: int, to: str, reason: str, who: Principal, policy: Policy) -> Lead:
     """移交 to another unit: no more work here, and none in the field."""
     lead = ladder.lock_lead(session, lead_id)
     ladder.transfer_lead(session, lead, to, reason, who.actor)
     end_field_work(session, lead, who.actor, "lead_transferred")
+    alarms.resolve(session, lead.id, None, policy, "lead_transferred")
+    return lead
+
+
+def sign(session: Session, lead_id: int, who: Principal, policy: Policy) -> Lead:
+    """签收 — a missed sign-off's alarm ends with it."""
+    lead = ladder.sign_lead(session, lead_id, who)
+    alarms.resolve(session, lead_id, ("sign",), policy, "signed")
     return lead
 
 
@@ -133,6 +154,8 @@ def record_call(session: Session, lead_id: int, result: CallResult, outcome: Out
                 who: Principal, policy: Policy) -> tuple[Lead, CallAttempt, list[Step]]:
     lead, attempt, steps = calls.record_call(session, lead_id, result, outcome, note, who, policy,
                                              lambda i: visit_still_required(session, i))
+    alarms.resolve(session, lead_id, ("first_call",) + (("connected_call",) if result == CallResult.connected else ()),
+                   policy, "called")
     apply_steps(session, lead, steps, policy, who.actor, note)
     return lead, attempt, steps
 
@@ -140,6 +163,7 @@ def record_call(session: Session, lead_id: int, result: CallResult, outcome: Out
 def record_callback(session: Session, lead_id: int, result: CallbackResult, loss_cny: Decimal | None,
                     note: str | None, who: Principal, policy: Policy) -> tuple[Lead, Callback]:
     lead, cb, reopened = callbacks.record_callback(session, lead_id, result, loss_cny, note, who)
+    alarms.resolve(session, lead_id, ("callback",), policy, "callback_done")
     if reopened:
         escalate_to_visit(session, lead, "callback_defrauded", policy, who.actor)
     return lead, cb
@@ -158,19 +182,54 @@ def deliver_sms(session: Session, message_id: int, gateway, policy: Policy, max_
     return result
 
 
-def sweep_deadlines(session: Session, now: datetime, policy: Policy, limit: int) -> int:
-    """Act on up to `limit` due deadlines → how many were missed."""
+LATE = ("on_scene", "visit")
+
+
+def sweep_deadlines(session: Session, now: datetime, policy: Policy, limit: int, cfg: FieldConfig | None = None,
+                    online=None) -> int:
+    """Act on up to `limit` due deadlines → how many were missed. Each miss raises an alarm; a squad
+    that accepted and is not on scene by its deadline is chased (its alarm names it, and the next
+    squad is offered the visit as backup); a missed check-in names the squad on scene."""
     missed = deadlines.claim_missed(session, now, policy, limit)
     apply_lead_steps(session, missed.steps, policy, "sweep")
+    misses = []
+    for m in missed.rows:
+        squad, data = None, {}
+        if m.name in LATE:
+            squad = late_squad(session, m.lead_id)
+            if squad is not None and policy.shift.backup_when_late and cfg is not None:
+                backup = chase(session, squad.visit_id, cfg, online)
+                data = {"chased": True, "backup_assignment_id": backup.id if backup else None,
+                        "backup_team_code": backup.team_code if backup else None}
+        elif m.name == "checkin":
+            squad = on_scene_squad(session, m.lead_id)
+        misses.append(alarms.Miss(m.lead_id, m.name, m.due_at, m.id, squad.team_code if squad else None,
+                                  squad.id if squad else None, data))
+    alarms.raise_alarms(session, misses, policy, now)
     return missed.count
 
 
+def escalate_alarms(session: Session, now: datetime, policy: Policy) -> int:
+    return alarms.escalate_due(session, policy, now)
+
+
 # ---------------------------------------------------------------- the squad's visit
-def arrive(session: Session, assignment_id: int, who: Principal) -> dict:
-    """到场: the squad is with the person — the on-scene (or visit) deadline is met."""
-    a, lead = field.arrive(session, assignment_id, who)
-    for name in ("on_scene", "visit"):
+def arrive(session: Session, assignment_id: int, who: Principal, policy: Policy, at: datetime | None = None) -> dict:
+    """到场: the squad is with the person — the on-scene (or visit) deadline is met (at the phone's
+    time), its alarms end, and the first check-in is due."""
+    a, lead = field.arrive(session, assignment_id, who, at, policy.shift.checkin_every)
+    for name in LATE:
         deadlines.mark_met(session, lead.id, name, a.arrived_at)
+    deadlines.reset_deadline(session, lead.id, "checkin", a.checkin_due_at)
+    alarms.resolve(session, lead.id, LATE, policy, "arrived")
+    return assignment_public(a, lead)
+
+
+def checkin(session: Session, assignment_id: int, who: Principal, policy: Policy, at: datetime | None = None) -> dict:
+    """报平安: the next check-in is due `field.checkin_every` later; a missed one's alarm ends."""
+    a, lead = field.checkin(session, assignment_id, who, at, policy.shift.checkin_every)
+    deadlines.reset_deadline(session, lead.id, "checkin", a.checkin_due_at)
+    alarms.resolve(session, lead.id, ("checkin",), policy, "checked_in")
     return assignment_public(a, lead)
 
 
@@ -179,6 +238,9 @@ def complete_visit(session: Session, assignment_id: int, who: Principal, c: fiel
     """见面劝阻 done: the lead closed with the visit's outcome (a lead the center closed or transferred
     meanwhile keeps that; the outcome stays on the visit)."""
     a, lead = field.complete(session, assignment_id, who, c)
+    deadlines.cancel_deadlines(session, lead.id, ("checkin",))
+    end_other_offers(session, a, lead, who.actor)
+    alarms.resolve(session, lead.id, LATE + ("checkin",), policy, "visit_completed")
     if LEAD.can(lead.status, LeadStatus.closed):
         close_lead(session, lead, c.outcome, actor=who.actor, policy=policy, note=c.note, loss_cny=c.loss_cny,
                    saved_cny=c.saved_cny, met_in_person=c.met_in_person, rule="visit_completed")

@@ -292,6 +292,7 @@ class Assignment(SQLModel, table=True):
     arrived_received_at: datetime | None = Field(default=None, sa_column=_ts())  # when the server got it
     completed_received_at: datetime | None = Field(default=None, sa_column=_ts())
     checkin_at: datetime | None = Field(default=None, sa_column=_ts())  # the squad's last check-in on scene
+    checkin_due_at: datetime | None = Field(default=None, sa_column=_ts())  # the next one (policy field.checkin_every)
     outcome: str | None = None
     met_in_person: bool | None = None
     note: str | None = None

@@ -5,7 +5,7 @@ performs the actions, and the unit tests drive this class directly.
 Server → client envelope: `{"type", "seq", "ts", "data"}`. Stream messages (offer, offer.withdrawn,
 assignment.updated, lead.updated; on the board lead.created, lead.updated, team.updated, stats)
 carry the stream's seq; `result` and `ping` are not part of the stream (`seq` null, never replayed).
-Client → server: `hello`, `ack`, `accept|decline|arrive|complete`, `location`, `status`."""
+Client → server: `hello`, `ack`, `accept|decline|arrive|checkin|complete`, `location`, `status`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-COMMANDS = frozenset({"accept", "decline", "arrive", "complete", "location", "status"})
-ASSIGNMENT_COMMANDS = frozenset({"accept", "decline", "arrive", "complete"})
+COMMANDS = frozenset({"accept", "decline", "arrive", "checkin", "complete", "location", "status"})
+ASSIGNMENT_COMMANDS = frozenset({"accept", "decline", "arrive", "checkin", "complete"})
 MAX_MESSAGE = 64 * 1024
 
 # Close codes (4xxx: application): the client should fix its credentials, or just resume.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from dispatch import flows
 from dispatch.field import service as svc
@@ -18,6 +18,7 @@ from dispatch.field.schemas import (
     DeclineIn,
     LocationIn,
     LocationPublic,
+    PhoneTimeIn,
     StatusIn,
     StatusPublic,
     TeamList,
@@ -28,6 +29,7 @@ from dispatch.field.squads import FieldCfg, Presence
 from dispatch.policy import PolicyDep
 from service.core.auth import ALL_ROLES, SQUAD_ROLES, Principal, RequireRole
 from service.core.db import SessionDep
+from service.core.idempotency import idempotent
 from service.core.openapi import error_responses
 from service.core.params import Code, Id
 
@@ -42,20 +44,28 @@ async def run(session, fn, *args):
     return await session.run_sync(lambda s: fn(s, *args))
 
 
+async def once(request: Request, session, who: Principal, fn, *args):
+    """A squad's action, applied once per `Idempotency-Key` (the field page resends what it made offline)."""
+    return await idempotent(request, session, who.name, lambda: run(session, fn, *args))
+
+
+IDEMPOTENT = "Send an `Idempotency-Key` header to make a resend safe: the same key by the same user gets the first answer again."
+
+
 # ---------------------------------------------------------------- squads
 
 
 @router.put("/teams/me/status", response_model=StatusPublic, responses=error_responses(401, 403, 404, 422),
             summary="Set my squad's duty status (police, auxiliary, grid_worker)")
-async def put_status(body: StatusIn, session: SessionDep, who: Squad):
-    return await run(session, squads.set_status, who, body.status)
+async def put_status(body: StatusIn, request: Request, session: SessionDep, who: Squad):
+    return await once(request, session, who, squads.set_status, who, body.status)
 
 
 @router.post("/teams/me/location", response_model=LocationPublic, responses=error_responses(401, 403, 404, 422),
              summary="Report my squad's location (police, auxiliary, grid_worker)")
-async def post_location(body: LocationIn, session: SessionDep, who: Squad):
-    return await run(session, squads.set_location, who, body.lon, body.lat, body.crs.value, body.accuracy_m,
-                     body.at)
+async def post_location(body: LocationIn, request: Request, session: SessionDep, who: Squad):
+    return await once(request, session, who, squads.set_location, who, body.lon, body.lat, body.crs.value,
+                      body.accuracy_m, body.at)
 
 
 @router.get("/teams", response_model=TeamList, responses=error_responses(401, 403, 422),
@@ -94,27 +104,43 @@ async def get_assignment(assignment_id: Id, session: SessionDep, who: Anyone):
 
 @router.post("/assignments/{assignment_id}/accept", response_model=AssignmentPublic,
              responses=error_responses(401, 403, 404, 409, 422),
-             summary="Accept an offer for my squad; the first accept wins, another gets 409 (squad members)")
-async def post_accept(assignment_id: Id, session: SessionDep, who: Squad):
-    return await run(session, svc.accept, assignment_id, who)
+             summary="Accept an offer for my squad; the first accept wins, another gets 409 (squad members)",
+             description=IDEMPOTENT)
+async def post_accept(assignment_id: Id, request: Request, session: SessionDep, who: Squad,
+                      body: PhoneTimeIn | None = None):
+    return await once(request, session, who, svc.accept, assignment_id, who, body.at if body else None)
 
 
 @router.post("/assignments/{assignment_id}/decline", response_model=AssignmentPublic,
              responses=error_responses(401, 403, 404, 409, 422),
-             summary="Decline an offer: it goes to the next squad (squad members)")
-async def post_decline(assignment_id: Id, session: SessionDep, who: Squad, cfg: FieldCfg, online: Presence,
-                       body: DeclineIn | None = None):
-    return await run(session, svc.decline, assignment_id, who, body.reason if body else None, cfg, online)
+             summary="Decline an offer: it goes to the next squad (squad members)", description=IDEMPOTENT)
+async def post_decline(assignment_id: Id, request: Request, session: SessionDep, who: Squad, cfg: FieldCfg,
+                       online: Presence, body: DeclineIn | None = None):
+    return await once(request, session, who, svc.decline, assignment_id, who, body.reason if body else None, cfg,
+                      online)
 
 
 @router.post("/assignments/{assignment_id}/arrive", response_model=AssignmentPublic,
-             responses=error_responses(401, 403, 404, 409, 422), summary="On scene (squad members)")
-async def post_arrive(assignment_id: Id, session: SessionDep, who: Squad):
-    return await run(session, flows.arrive, assignment_id, who)
+             responses=error_responses(401, 403, 404, 409, 422),
+             summary="On scene (squad members); `at` = when, by the phone (made offline, sent later)",
+             description=IDEMPOTENT)
+async def post_arrive(assignment_id: Id, request: Request, session: SessionDep, who: Squad, policy: PolicyDep,
+                      body: PhoneTimeIn | None = None):
+    return await once(request, session, who, flows.arrive, assignment_id, who, policy, body.at if body else None)
+
+
+@router.post("/assignments/{assignment_id}/checkin", response_model=AssignmentPublic,
+             responses=error_responses(401, 403, 404, 409, 422),
+             summary="报平安: the squad on scene is safe; the next check-in is due the policy's field.checkin_every "
+                     "later, a missed one is an alarm at the center (squad members)", description=IDEMPOTENT)
+async def post_checkin(assignment_id: Id, request: Request, session: SessionDep, who: Squad, policy: PolicyDep,
+                       body: PhoneTimeIn | None = None):
+    return await once(request, session, who, flows.checkin, assignment_id, who, policy, body.at if body else None)
 
 
 @router.post("/assignments/{assignment_id}/complete", response_model=AssignmentPublic,
              responses=error_responses(401, 403, 404, 409, 422),
-             summary="Visit done with its outcome; the lead is closed (squad members)")
-async def post_complete(assignment_id: Id, body: CompleteIn, session: SessionDep, who: Squad, policy: PolicyDep):
-    return await run(session, flows.complete_visit, assignment_id, who, body.completion(), policy)
+             summary="Visit done with its outcome; the lead is closed (squad members)", description=IDEMPOTENT)
+async def post_complete(assignment_id: Id, body: CompleteIn, request: Request, session: SessionDep, who: Squad,
+                        policy: PolicyDep):
+    return await once(request, session, who, flows.complete_visit, assignment_id, who, body.completion(), policy)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from dispatch import flows, outbox
 from dispatch.field import service as svc
 from dispatch.field import squads
-from dispatch.field.schemas import CompleteIn, DeclineIn, LocationIn, StatusIn
+from dispatch.field.schemas import CompleteIn, DeclineIn, LocationIn, PhoneTimeIn, StatusIn
 from mobile_api import protocol as p
 from mobile_api.connections import RESYNC, Connection
 from service.core import clock
@@ -177,19 +177,25 @@ def _bookkeep(app, fn, username: str, ids: list[int]) -> None:
     t.add_done_callback(_background.discard)
 
 
+def _at(d: dict) -> dict:
+    return {"at": d["at"]} if d.get("at") is not None else {}
+
+
 async def _command(app, who, proto: p.ServerProtocol, c: p.Command):
-    """The socket's accept / decline / arrive / complete / location / status: the same use cases as REST."""
+    """The socket's accept / decline / arrive / checkin / complete / location / status: the same use cases as REST."""
     cfg, policy = app.state.field_config, app.state.policy
     redis = app.state.redis
     online = (lambda names: outbox.online(redis, names))
     d = c.data
     try:
         if c.kind == "accept":
-            fn, args = svc.accept, (d["assignment_id"], who)
+            fn, args = svc.accept, (d["assignment_id"], who, PhoneTimeIn.model_validate(_at(d)).at)
         elif c.kind == "decline":
             fn, args = svc.decline, (d["assignment_id"], who, DeclineIn.model_validate(d).reason, cfg, online)
         elif c.kind == "arrive":
-            fn, args = flows.arrive, (d["assignment_id"], who)
+            fn, args = flows.arrive, (d["assignment_id"], who, policy, PhoneTimeIn.model_validate(_at(d)).at)
+        elif c.kind == "checkin":
+            fn, args = flows.checkin, (d["assignment_id"], who, policy, PhoneTimeIn.model_validate(_at(d)).at)
         elif c.kind == "complete":
             fn, args = flows.complete_visit, (d["assignment_id"], who, CompleteIn.model_validate(d).completion(), policy)
         elif c.kind == "location":

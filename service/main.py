@@ -17,6 +17,7 @@ from dispatch.intake.schemas import BatchIn, LeadIn
 from dispatch.ladder.router import router as ladder_router
 from dispatch.outcomes.router import router as outcomes_router
 from dispatch.policy import load_policy
+from dispatch.shift.router import router as shift_router
 from dispatch.triage.router import router as triage_router
 from geo.router import router as geo_router
 from geo.store import IndexCache
@@ -101,7 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     for router in (health_router, auth_router, leads_router, triage_router, ladder_router, field_router, geo_router,
-                   squads_router, ws_router, outcomes_router):
+                   squads_router, ws_router, outcomes_router, shift_router):
         app.include_router(router)
     install_docs(app)  # /docs and /redoc from vendored assets: nothing loaded from outside
     mount_ui(app)  # last: the pages and /ui assets; every API route above keeps its path

@@ -226,10 +226,14 @@ def sweep_deadlines(batch: int | None = None) -> int:
     total = 0
     while True:
         with unit() as session:
-            n = flows.sweep_deadlines(session, clock.now(), ctx.policy, batch)
+            n = flows.sweep_deadlines(session, clock.now(), ctx.policy, batch, ctx.field, ctx.online)
         total += n
         if n < batch:
             break
+    with unit() as session:  # alarms nobody acknowledged in time climb a level
+        escalated = flows.escalate_alarms(session, clock.now(), ctx.policy)
+    if escalated:
+        log.info("alarms_escalated", alarms=escalated)
     if total:
         log.info("deadlines_swept", missed=total)
     return total

@@ -41,6 +41,9 @@ def assignment_public(a: Assignment, lead: Lead | None = None, deliveries: list[
            "status": a.status, "offered_at": iso(a.offered_at), "expires_at": iso(a.expires_at),
            "accepted_by": a.accepted_by, "accepted_at": iso(a.accepted_at), "declined_reason": a.declined_reason,
            "arrived_at": iso(a.arrived_at), "completed_at": iso(a.completed_at), "outcome": a.outcome,
+           "arrived_received_at": iso(a.arrived_received_at), "completed_received_at": iso(a.completed_received_at),
+           "checkin_at": iso(a.checkin_at), "checkin_due_at": iso(a.checkin_due_at),
+           "backup": bool(a.choice.get("backup")),
            "met_in_person": a.met_in_person, "note": a.note, "loss_cny": cny(a.loss_cny),
            "saved_cny": cny(a.saved_cny), "checklist": a.checklist, "choice": a.choice}
     if lead is not None:
@@ -144,9 +147,10 @@ def dispatch_visits(session: Session, visit_ids: list[int], cfg: FieldConfig, on
 
 def offer_next(session: Session, visit: Visit, cfg: FieldConfig, online, actor: str,
                team_code: str | None = None, why: dict | None = None, squads: Squads | None = None,
-               lead: Lead | None = None, tried: list[str] | None = None) -> Assignment | None:
+               lead: Lead | None = None, tried: list[str] | None = None, backup: bool = False) -> Assignment | None:
     """The visit (waiting) → offered to `team_code`, or to the best squad not asked yet; a visit of a
-    lead that ended is cancelled; with no squad left, back to the center."""
+    lead that ended is cancelled; with no squad left, back to the center. A `backup` offer (the squad
+    that accepted is late) leaves the visit with that squad and adds the next one; none left → none."""
     lead = lead or session.get(Lead, visit.lead_id)
     tried = _tried(session, visit.id) if tried is None else tried
     if team_code is None:
@@ -154,20 +158,21 @@ def offer_next(session: Session, visit: Visit, cfg: FieldConfig, online, actor: 
             VISIT.move(visit, V.cancelled)
             record(session, lead.id, actor, "visit_cancelled", {"visit_id": visit.id, "reason": f"lead {lead.status}"})
             return None
-        if len(tried) >= cfg.max_squads:
+        if len(tried) >= cfg.max_squads and not backup:
             return _back_to_center(session, visit, lead, actor, "max_squads", tried)
         squads = squads or Squads(session, cfg)
         choice: Choice = choose_squad(lead.beat_code, lead.lon, lead.lat, squads.squads, squads.adjacency,
                                       limit=cfg.workload_limit, tried=frozenset(tried))
         if choice.team_code is None:
-            return _back_to_center(session, visit, lead, actor, "none_available", tried)
-        team_code, why = choice.team_code, choice.as_json()
+            return None if backup else _back_to_center(session, visit, lead, actor, "none_available", tried)
+        team_code, why = choice.team_code, choice.as_json() | ({"backup": True} if backup else {})
     now = clock.now()
     a = Assignment(visit_id=visit.id, lead_id=lead.id, team_code=team_code, attempt=len(tried) + 1, choice=why,
                    offered_at=now, expires_at=now + timedelta(seconds=cfg.offer_timeout_s), status=A.offered.value)
     session.add(a)
-    VISIT.move(visit, V.offered)
-    visit.team_code = team_code
+    if not backup:
+        VISIT.move(visit, V.offered)
+        visit.team_code = team_code
     session.flush()
     if squads is not None:
         squads.took(team_code)
@@ -175,18 +180,29 @@ def offer_next(session: Session, visit: Visit, cfg: FieldConfig, online, actor: 
     for u in people:
         session.add(OfferDelivery(assignment_id=a.id, username=u.username))
     record(session, lead.id, actor, "offered", {"assignment_id": a.id, "team_code": team_code, "attempt": a.attempt,
-                                                "reason": why.get("reason"), "expires_at": clock.iso(a.expires_at)})
+                                                "reason": why.get("reason"), "expires_at": clock.iso(a.expires_at),
+                                                "backup": backup})
     offer = {"assignment_id": a.id, "lead": lead_brief(lead), "expires_at": clock.iso(a.expires_at),
-             "attempt": a.attempt, "reason": why.get("reason")}
+             "attempt": a.attempt, "reason": why.get("reason"), "backup": backup}
     for u in people:
         outbox.push(session, u.username, "offer", offer)
     live = online([u.username for u in people]) if online is not None else set()
     if not live:  # nobody could get it on a socket: SMS now, the timeout still runs
         sms_fallback(session, a, lead, cfg, people, "no_live_socket")
-    board_lead(session, lead, visit={"id": visit.id, "status": visit.status, "team_code": team_code},
-               assignment_id=a.id)
+    board_lead(session, lead, visit={"id": visit.id, "status": visit.status, "team_code": visit.team_code},
+               assignment_id=a.id, backup=backup or None)
     board_team(session, team_code, open_assignments_delta=1)
     return a
+
+
+def chase(session: Session, visit_id: int, cfg: FieldConfig, online, actor: str = "sweep") -> Assignment | None:
+    """追: the squad that accepted is not on scene by the deadline — the next squad is offered the
+    visit as backup (the first keeps it: whoever gets there first). → the backup offer, if any squad
+    is free."""
+    visit = lock_visit(session, visit_id)
+    if visit is None or visit.status != V.assigned:
+        return None
+    return offer_next(session, visit, cfg, online, actor, backup=True)
 
 
 def _back_to_center(session: Session, visit: Visit, lead: Lead, actor: str, reason: str, tried: list[str]) -> None:
@@ -229,8 +245,11 @@ def sms_fallback(session: Session, a: Assignment, lead: Lead, cfg: FieldConfig, 
 
 def reoffer(session: Session, a: Assignment, lead: Lead, cfg: FieldConfig, online, why: str,
             status: AssignmentStatus) -> None:
-    """The squad declined or let the offer expire: withdrawn from it, offered to the next squad."""
+    """The squad declined or let the offer expire: withdrawn from it, offered to the next squad (a
+    backup offer just ends: the visit stays with the squad that has it)."""
     withdraw(session, a, lead, "dispatch", why, status)
+    if a.choice.get("backup"):
+        return
     visit = lock_visit(session, a.visit_id)
     VISIT.move(visit, V.waiting)
     offer_next(session, visit, cfg, online, "dispatch")
@@ -269,3 +288,26 @@ def unacked_fallbacks(session: Session, cfg: FieldConfig, limit: int = 500) -> i
     for a in rows:
         sms_fallback(session, a, session.get(Lead, a.lead_id), cfg, members(session, a.team_code), "no_ack")
     return len(rows)
+
+
+def end_other_offers(session: Session, a: Assignment, lead: Lead, actor: str) -> int:
+    """The visit is done by `a`'s squad: any other squad still on it (a backup, or the late one) is
+    withdrawn and told at once."""
+    others = session.execute(select(Assignment).where(
+        Assignment.visit_id == a.visit_id, Assignment.id != a.id,
+        Assignment.status.in_((A.offered, A.accepted, A.arrived))).with_for_update(key_share=True)).scalars().all()
+    for o in others:
+        withdraw(session, o, lead, actor, "visit_done")
+    return len(others)
+
+
+def late_squad(session: Session, lead_id: int) -> Assignment | None:
+    """The squad that accepted the lead's visit and is not on scene (for a missed on-scene deadline)."""
+    return session.execute(select(Assignment).join(Visit, Visit.id == Assignment.visit_id).where(
+        Assignment.lead_id == lead_id, Assignment.status == A.accepted, Visit.status == V.assigned)
+        .order_by(Assignment.id)).scalars().first()
+
+
+def on_scene_squad(session: Session, lead_id: int) -> Assignment | None:
+    return session.execute(select(Assignment).where(Assignment.lead_id == lead_id, Assignment.status == A.arrived)
+                           .order_by(Assignment.arrived_at.desc())).scalars().first()

@@ -99,6 +99,13 @@ CHECKLIST_EXAMPLE = {"look": {"call_sms_logs": True, "chat_apps": True, "fraud_a
                      "protect": {"payment_stopped": True, "app_uninstalled": True, "family_informed": False}}
 
 
+class PhoneTimeIn(BaseModel):
+    """When it happened on the phone: an action made offline keeps its time (≤ 60 s ahead of the
+    server's clock, not before the step it follows); the server's receipt time is kept beside it."""
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"at": "2026-12-06T10:05:00+08:00"}]})
+    at: AwareDatetime | None = None
+
+
 class CompleteIn(BaseModel):
     """见面劝阻 outcome, with the visit check list (`Checklist`) when the squad filled it in."""
     model_config = ConfigDict(allow_inf_nan=False, json_schema_extra={"examples": [{
@@ -110,12 +117,13 @@ class CompleteIn(BaseModel):
     loss_cny: float | None = Field(None, ge=0, lt=MONEY)
     saved_cny: float | None = Field(None, ge=0, lt=MONEY)
     checklist: Checklist | None = None
+    at: AwareDatetime | None = Field(None, description="When, by the phone (made offline, sent later)")
 
     def completion(self) -> Completion:
         def money(x):
             return None if x is None else Decimal(str(round(x, 2)))
         return Completion(self.outcome, self.met_in_person, self.note, money(self.loss_cny), money(self.saved_cny),
-                          self.checklist.model_dump() if self.checklist else None)
+                          self.checklist.model_dump() if self.checklist else None, self.at)
 
 
 class AssignIn(BaseModel):
@@ -161,6 +169,11 @@ class AssignmentPublic(BaseModel):
     declined_reason: str | None
     arrived_at: str | None
     completed_at: str | None
+    arrived_received_at: str | None = Field(None, description="When the server got the arrival (arrived_at is the phone's)")
+    completed_received_at: str | None = None
+    checkin_at: str | None = None
+    checkin_due_at: str | None = Field(None, description="The next 报平安 due while on scene")
+    backup: bool = Field(False, description="Offered as backup to a squad that is late")
     outcome: str | None
     met_in_person: bool | None
     note: str | None

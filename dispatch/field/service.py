@@ -5,6 +5,7 @@ means for the ladder is in `dispatch.flows`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import func, select, update
@@ -43,6 +44,7 @@ class Completion:
     loss_cny: Decimal | None = None
     saved_cny: Decimal | None = None
     checklist: dict | None = None
+    at: datetime | None = None  # when, by the phone (made offline)
 
 
 def _lock_assignment(session: Session, assignment_id: int, who: Principal) -> Assignment:
@@ -62,20 +64,41 @@ def _lead(session: Session, lead_id: int) -> Lead:
     return session.execute(select(Lead).where(Lead.id == lead_id).with_for_update(key_share=True)).scalar_one()
 
 
-def accept(session: Session, assignment_id: int, who: Principal) -> dict:
-    """接单: the first member's accept wins for the squad; another at the same time gets 409."""
+PHONE_CLOCK_AHEAD_S = 60  # a phone's clock may run this far ahead of the server's
+
+
+def phone_time(at: datetime | None, now: datetime, not_before: datetime | None, what: str) -> datetime:
+    """When a squad did something, by the phone (an action made offline and sent later): not in the
+    future beyond the phone's clock drift, not before the step it follows. None → now."""
+    if at is None:
+        return now
+    if at.tzinfo is None:
+        raise ValidationFailed([{"field": "at", "message": "needs a time zone (e.g. +08:00 or Z)"}])
+    if at > now + timedelta(seconds=PHONE_CLOCK_AHEAD_S):
+        raise ValidationFailed([{"field": "at", "message": f"{clock.iso(at)} is in the future"}])
+    if not_before is not None and at < not_before:
+        raise ValidationFailed([{"field": "at", "message": f"{clock.iso(at)} is before {what} "
+                                                           f"({clock.iso(not_before)})"}])
+    return min(at, now)
+
+
+def accept(session: Session, assignment_id: int, who: Principal, at: datetime | None = None) -> dict:
+    """接单: the first member's accept wins for the squad; another at the same time gets 409. A backup
+    offer accepted leaves the visit with the squad that has it (both go; the first there counts)."""
     a = _lock_assignment(session, assignment_id, who)
     _need(a, A.offered)
     now = clock.now()
-    if now >= a.expires_at:
+    when = phone_time(at, now, a.offered_at, "the offer")
+    if when >= a.expires_at:
         raise Conflict(f"assignment {a.id} expired at {clock.iso(a.expires_at)}")
     ASSIGNMENT.move(a, A.accepted)
-    a.accepted_by, a.accepted_at = who.name, now
+    a.accepted_by, a.accepted_at = who.name, when
     visit = lock_visit(session, a.visit_id)
-    VISIT.move(visit, V.assigned)
-    visit.team_code = a.team_code
+    if visit.status == V.offered:
+        VISIT.move(visit, V.assigned)
+        visit.team_code = a.team_code
     lead = _lead(session, a.lead_id)
-    lead.assigned_team = a.team_code
+    lead.assigned_team = visit.team_code
     if lead.status == LeadStatus.tiered:
         LEAD.move(lead, LeadStatus.working)
     lead.updated_at = now
@@ -102,18 +125,41 @@ def decline(session: Session, assignment_id: int, who: Principal, reason: str | 
     return assignment_public(a, lead)
 
 
-def arrive(session: Session, assignment_id: int, who: Principal) -> tuple[Assignment, Lead]:
-    """到场 (the flow meets the on-scene deadline)."""
+def arrive(session: Session, assignment_id: int, who: Principal, at: datetime | None = None,
+           checkin_every: timedelta | None = None) -> tuple[Assignment, Lead]:
+    """到场 at the phone's time (the flow meets the on-scene deadline and sets the first check-in)."""
     a = _lock_assignment(session, assignment_id, who)
     _need(a, A.accepted)
+    now = clock.now()
     ASSIGNMENT.move(a, A.arrived)
-    a.arrived_at = clock.now()
+    a.arrived_at, a.arrived_received_at = phone_time(at, now, a.accepted_at, "the accept"), now
+    if checkin_every is not None:
+        a.checkin_due_at = a.arrived_at + checkin_every
     visit = lock_visit(session, a.visit_id)
-    VISIT.move(visit, V.arrived)
+    if visit.status == V.assigned:  # a backup squad may get there first
+        VISIT.move(visit, V.arrived)
+        visit.team_code = a.team_code
     lead = session.get(Lead, a.lead_id)
-    record(session, lead.id, who.actor, "arrived", {"assignment_id": a.id, "team_code": a.team_code})
+    record(session, lead.id, who.actor, "arrived", {"assignment_id": a.id, "team_code": a.team_code,
+                                                    "at": clock.iso(a.arrived_at), "received_at": clock.iso(now)})
     updated(session, a, lead)
     board_lead(session, lead, visit={"id": visit.id, "status": visit.status, "team_code": a.team_code})
+    return a, lead
+
+
+def checkin(session: Session, assignment_id: int, who: Principal, at: datetime | None,
+            every: timedelta) -> tuple[Assignment, Lead]:
+    """报平安: the squad on scene is safe; the next check-in is due `every` later (the flow moves its deadline)."""
+    a = _lock_assignment(session, assignment_id, who)
+    _need(a, A.arrived)
+    now = clock.now()
+    a.checkin_at = phone_time(at, now, a.arrived_at, "the arrival")
+    a.checkin_due_at = a.checkin_at + every
+    lead = session.get(Lead, a.lead_id)
+    record(session, lead.id, who.actor, "checkin", {"assignment_id": a.id, "team_code": a.team_code,
+                                                    "at": clock.iso(a.checkin_at), "next_due_at": clock.iso(a.checkin_due_at)})
+    updated(session, a, lead)
+    board_lead(session, lead, checkin={"assignment_id": a.id, "at": clock.iso(a.checkin_at)})
     return a, lead
 
 
@@ -123,13 +169,16 @@ def complete(session: Session, assignment_id: int, who: Principal, c: Completion
     _need(a, A.arrived, A.accepted)
     now = clock.now()
     ASSIGNMENT.move(a, A.completed)
-    a.completed_at, a.outcome, a.met_in_person = now, c.outcome, c.met_in_person
+    done_at = phone_time(c.at, now, a.arrived_at or a.accepted_at, "the arrival")
+    a.completed_at, a.completed_received_at, a.outcome, a.met_in_person = done_at, now, c.outcome, c.met_in_person
     a.note, a.loss_cny, a.saved_cny, a.checklist = c.note, c.loss_cny, c.saved_cny, c.checklist
+    a.checkin_due_at = None
     if a.arrived_at is None:
-        a.arrived_at = now
+        a.arrived_at = done_at
     visit = lock_visit(session, a.visit_id)
     VISIT.move(visit, V.done)
-    visit.done_at, visit.met_in_person, visit.outcome = now, c.met_in_person, c.outcome
+    visit.done_at, visit.met_in_person, visit.outcome = done_at, c.met_in_person, c.outcome
+    visit.team_code = a.team_code
     lead = _lead(session, a.lead_id)
     record(session, lead.id, who.actor, "visit_completed",
            {"assignment_id": a.id, "team_code": a.team_code, "outcome": c.outcome, "met_in_person": c.met_in_person,

@@ -1,9 +1,10 @@
 """电话劝阻: operators' calls, their results, and the call queue."""
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlmodel import Session
 
+from dispatch import outbox
 from dispatch.access import audited
 from dispatch.enums import CallResult, Outcome
 from dispatch.identity import mask_phone
@@ -16,7 +17,7 @@ from dispatch.states import ACTIVE_LEAD, require
 from dispatch.timeline import record
 from service.core import clock
 from service.core.auth import Principal
-from service.core.errors import ValidationFailed
+from service.core.errors import Conflict, ValidationFailed
 
 
 def record_call(session: Session, lead_id: int, result: CallResult, outcome: Outcome | None, note: str | None,
@@ -43,6 +44,7 @@ def record_call(session: Session, lead_id: int, result: CallResult, outcome: Out
                                      failed_calls=failed, placed=placed, visit_required=visit_required(lead_id))
     start_working(lead)
     lead.needs_call = keep_calling
+    lead.claimed_by = lead.claimed_until = None  # the desk's claim ends with the call
     if not keep_calling:
         deadlines.cancel_deadlines(session, lead_id, ("connected_call",))
     touch(lead)
@@ -52,15 +54,25 @@ def record_call(session: Session, lead_id: int, result: CallResult, outcome: Out
     return lead, attempt, steps
 
 
-def call_queue(session: Session, who: Principal, limit: int) -> list[dict]:
+def _next_due():
+    return (select(func.min(LeadDeadline.due_at)).where(LeadDeadline.lead_id == Lead.id,
+                                                        LeadDeadline.state == deadlines.PENDING)
+            .correlate(Lead).scalar_subquery())
+
+
+def _waiting_for_call():
+    return (Lead.needs_call, Lead.status.in_([s.value for s in ACTIVE_LEAD]))
+
+
+def call_queue(session: Session, who: Principal, limit: int, policy: Policy, lead_ids: list[int] | None = None
+               ) -> list[dict]:
     """Leads waiting for a call, most urgent pending deadline first. Operators dial, so the full
     phone is shown (center roles only) and each listed lead's read is written to access_log."""
-    next_due = (select(func.min(LeadDeadline.due_at)).where(LeadDeadline.lead_id == Lead.id,
-                                                            LeadDeadline.state == deadlines.PENDING)
-                .correlate(Lead).scalar_subquery())
-    rows = session.execute(select(Lead, next_due.label("next_due"))
-                           .where(Lead.needs_call, Lead.status.in_([s.value for s in ACTIVE_LEAD]))
-                           .order_by(next_due.asc().nulls_last(), Lead.id).limit(limit)).all()
+    next_due = _next_due()
+    q = select(Lead, next_due.label("next_due")).where(*_waiting_for_call())
+    if lead_ids is not None:
+        q = q.where(Lead.id.in_(lead_ids))
+    rows = session.execute(q.order_by(next_due.asc().nulls_last(), Lead.id).limit(limit)).all()
     ids = [lead.id for lead, _ in rows]
     soonest: dict[int, LeadDeadline] = {}
     for d in session.execute(select(LeadDeadline).where(LeadDeadline.lead_id.in_(ids),
@@ -70,19 +82,65 @@ def call_queue(session: Session, who: Principal, limit: int) -> list[dict]:
     stats = {r.lead_id: r for r in session.execute(
         select(CallAttempt.lead_id, func.count().label("calls"),
                func.count().filter(CallAttempt.result != CallResult.connected).label("failed"),
-               func.max(CallAttempt.at).label("last_at"))
+               func.max(CallAttempt.at).label("last_at"),
+               func.max(CallAttempt.at).filter(CallAttempt.result != CallResult.connected).label("last_failed"))
         .where(CallAttempt.lead_id.in_(ids)).group_by(CallAttempt.lead_id))}
+    now, retry = clock.now(), policy.shift.call_retry_after
     items = []
     for lead, _due in rows:
         d, s = soonest.get(lead.id), stats.get(lead.id)
+        claimed = lead.claimed_until is not None and lead.claimed_until > now
         items.append({
             "id": lead.id, "tier": lead.tier, "status": lead.status, "warning_type": lead.warning_type,
             "fraud_type": lead.fraud_type, "risk_level": lead.risk_level, "received_at": clock.iso(lead.received_at),
+            "amount_cny": float(lead.amount_cny) if lead.amount_cny is not None else None,
             "subject": {"phone": lead.phone, "phone_masked": mask_phone(lead.phone), "name": lead.name,
                         "residency": lead.residency},
             "beat_code": lead.beat_code, "street_code": lead.street_code, "flags": list(lead.flags),
             "next_deadline": {"name": d.name, "due_at": clock.iso(d.due_at)} if d else None,
             "calls": s.calls if s else 0, "failed_calls": s.failed if s else 0,
-            "last_call_at": clock.iso(s.last_at) if s else None})
+            "last_call_at": clock.iso(s.last_at) if s else None,
+            "next_call_at": clock.iso(s.last_failed + retry) if s and s.last_failed else None,
+            "claimed_by": lead.claimed_by if claimed else None,
+            "claimed_until": clock.iso(lead.claimed_until) if claimed else None})
         audited(session, who, lead.id, "calls.queue")
     return items
+
+
+def claim_next(session: Session, who: Principal, policy: Policy) -> dict:
+    """The desk's 下一条: the operator's own claim if it still runs, else the most urgent lead in the
+    call queue that nobody else holds and whose retry is due — claimed for `desk.claim_for` (a second
+    operator never gets it meanwhile; SKIP LOCKED: two operators pressing at once get two leads)."""
+    now, shift = clock.now(), policy.shift
+    recent_fail = (select(CallAttempt.id).where(CallAttempt.lead_id == Lead.id, CallAttempt.result != CallResult.connected,
+                                                CallAttempt.at > now - shift.call_retry_after)
+                   .correlate(Lead).exists())
+    mine = func.coalesce(and_(Lead.claimed_by == who.name, Lead.claimed_until > now), False)
+    free = or_(Lead.claimed_until.is_(None), Lead.claimed_until <= now, Lead.claimed_by == who.name)
+    lead = session.execute(select(Lead).where(*_waiting_for_call(), free, or_(mine, ~recent_fail))
+                           .order_by(mine.desc(), _next_due().asc().nulls_last(), Lead.id)
+                           .limit(1).with_for_update(skip_locked=True, key_share=True)).scalar()
+    if lead is None:
+        return {"item": None, "claimed_until": None}
+    lead.claimed_by, lead.claimed_until = who.name, now + shift.claim_for
+    record(session, lead.id, who.actor, "claimed", {"until": clock.iso(lead.claimed_until)})
+    outbox.board(session, "lead.updated", {"lead_id": lead.id, "status": lead.status, "tier": lead.tier,
+                                           "claimed_by": who.name})
+    session.flush()
+    item = call_queue(session, who, 1, policy, [lead.id])
+    return {"item": item[0] if item else None, "claimed_until": clock.iso(lead.claimed_until)}
+
+
+def release_claim(session: Session, lead_id: int, who: Principal) -> dict:
+    """The operator gives the lead back to the queue (only their own claim; a commander may free any)."""
+    lead = lock_lead(session, lead_id)
+    now = clock.now()
+    held = lead.claimed_until is not None and lead.claimed_until > now
+    if held and lead.claimed_by != who.name and who.role not in ("admin", "commander"):
+        raise Conflict(f"lead {lead_id} is claimed by {lead.claimed_by}")
+    if held:
+        record(session, lead.id, who.actor, "claim_released", {"claimed_by": lead.claimed_by})
+        outbox.board(session, "lead.updated", {"lead_id": lead.id, "status": lead.status, "tier": lead.tier,
+                                               "claimed_by": None})
+    lead.claimed_by = lead.claimed_until = None
+    return {"lead_id": lead_id, "claimed_by": None, "claimed_until": None}

@@ -88,9 +88,18 @@ def deadlines_of(session: Session, lead_id: int) -> list[LeadDeadline]:
 
 
 @dataclass(frozen=True, slots=True)
+class MissedRow:
+    id: int
+    lead_id: int
+    name: str
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Missed:
     count: int  # deadlines marked missed
     steps: list[tuple[int, Step]]  # (lead id, the step the ladder takes), for the caller's flow
+    rows: list[MissedRow] = ()  # what was missed (the flow raises an alarm for each)
 
 
 def claim_missed(session: Session, now: datetime, policy: Policy, limit: int) -> Missed:
@@ -101,7 +110,8 @@ def claim_missed(session: Session, now: datetime, policy: Policy, limit: int) ->
              .order_by(LeadDeadline.due_at).limit(limit).with_for_update(skip_locked=True))
     missed = session.execute(update(LeadDeadline).where(LeadDeadline.id.in_(claim.scalar_subquery()))
                              .values(state=DeadlineState.missed.value, acted_at=now)
-                             .returning(LeadDeadline.lead_id, LeadDeadline.name, LeadDeadline.due_at)).all()
+                             .returning(LeadDeadline.id, LeadDeadline.lead_id, LeadDeadline.name,
+                                        LeadDeadline.due_at)).all()
     if not missed:
         return Missed(0, [])
     tiers = dict(session.execute(select(Lead.id, Lead.tier).where(Lead.id.in_({m.lead_id for m in missed}))).all())
@@ -111,4 +121,5 @@ def claim_missed(session: Session, now: datetime, policy: Policy, limit: int) ->
          "data": {"name": m.name, "due_at": clock.iso(m.due_at),
                   "rule": s.rule if (s := steps[(m.lead_id, m.name)]) else None,
                   "step": s.kind if s else None}} for m in missed])
-    return Missed(len(missed), [(lead_id, step) for (lead_id, _n), step in sorted(steps.items()) if step])
+    return Missed(len(missed), [(lead_id, step) for (lead_id, _n), step in sorted(steps.items()) if step],
+                  [MissedRow(m.id, m.lead_id, m.name, m.due_at) for m in missed])

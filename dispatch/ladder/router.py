@@ -19,10 +19,12 @@ from dispatch.ladder.schemas import (
     CallIn,
     CallPublic,
     CallQueuePublic,
+    ClaimPublic,
     CloseIn,
     LeadStatePublic,
     ReceiptIn,
     ReceiptPublic,
+    ReleasePublic,
     TierIn,
     TransferIn,
 )
@@ -49,8 +51,8 @@ async def _act(session, fn) -> dict:
 
 @router.post("/leads/{lead_id}/sign", response_model=LeadStatePublic, responses=error_responses(401, 403, 404, 409, 422),
              summary="签收: sign the lead off (admin, commander, operator)")
-async def sign(lead_id: Id, session: SessionDep, who: Center):
-    return await _act(session, lambda s: ladder.sign_lead(s, lead_id, who))
+async def sign(lead_id: Id, session: SessionDep, who: Center, policy: PolicyDep):
+    return await _act(session, lambda s: flows.sign(s, lead_id, who, policy))
 
 
 @router.post("/leads/{lead_id}/tier", response_model=LeadStatePublic, responses=error_responses(401, 403, 404, 409, 422),
@@ -61,8 +63,8 @@ async def override(lead_id: Id, body: TierIn, session: SessionDep, who: Command,
 
 @router.post("/leads/{lead_id}/transfer", response_model=LeadStatePublic, responses=error_responses(401, 403, 404, 409, 422),
              summary="移交: transfer the lead to another unit with a reason (admin, commander)")
-async def transfer(lead_id: Id, body: TransferIn, session: SessionDep, who: Command):
-    return await _act(session, lambda s: flows.transfer_lead(s, lead_id, body.to, body.reason, who))
+async def transfer(lead_id: Id, body: TransferIn, session: SessionDep, who: Command, policy: PolicyDep):
+    return await _act(session, lambda s: flows.transfer_lead(s, lead_id, body.to, body.reason, who, policy))
 
 
 @router.post("/leads/{lead_id}/close", response_model=LeadStatePublic, responses=error_responses(401, 403, 404, 409, 422),
@@ -76,8 +78,21 @@ async def close(lead_id: Id, body: CloseIn, session: SessionDep, who: Center, po
 @router.get("/calls/queue", response_model=CallQueuePublic, responses=error_responses(401, 403, 422),
             summary="Leads waiting for a call, most urgent deadline first; full phones, audited "
                     "(admin, commander, operator)")
-async def call_queue(session: SessionDep, who: Center, limit: Limit = 50):
-    return {"items": await session.run_sync(lambda s: calls.call_queue(s, who, limit))}
+async def call_queue(session: SessionDep, who: Center, policy: PolicyDep, limit: Limit = 50):
+    return {"items": await session.run_sync(lambda s: calls.call_queue(s, who, limit, policy))}
+
+
+@router.post("/calls/next", response_model=ClaimPublic, responses=error_responses(401, 403),
+             summary="The desk's 下一条: claim the most urgent lead waiting for a call that nobody else holds "
+                     "(for the policy's desk.claim_for); full phone, audited (admin, commander, operator)")
+async def call_next(session: SessionDep, who: Center, policy: PolicyDep):
+    return await session.run_sync(lambda s: calls.claim_next(s, who, policy))
+
+
+@router.delete("/leads/{lead_id}/claim", response_model=ReleasePublic, responses=error_responses(401, 403, 404, 409),
+               summary="Give a claimed lead back to the call queue (the operator's own; a commander's any)")
+async def release_claim(lead_id: Id, session: SessionDep, who: Center):
+    return await session.run_sync(lambda s: calls.release_claim(s, lead_id, who))
 
 
 @router.post("/leads/{lead_id}/calls", response_model=CallPublic, status_code=201, responses=error_responses(401, 403, 404, 409, 422),

@@ -106,10 +106,26 @@ class CallQueueItem(BaseModel):
     calls: int
     failed_calls: int
     last_call_at: datetime | None
+    amount_cny: float | None = None
+    next_call_at: datetime | None = Field(None, description="The retry timer: the last failed call + desk.call_retry_after")
+    claimed_by: str | None = Field(None, description="The operator calling it now (the desk's claim), if any")
+    claimed_until: datetime | None = None
 
 
 class CallQueuePublic(BaseModel):
     items: list[CallQueueItem]
+
+
+class ClaimPublic(BaseModel):
+    """The desk's next lead: `item` null when nobody is waiting for a call (or all are held or not due)."""
+    item: CallQueueItem | None
+    claimed_until: datetime | None
+
+
+class ReleasePublic(BaseModel):
+    lead_id: int
+    claimed_by: None
+    claimed_until: None
 
 
 class CallbackIn(BaseModel):

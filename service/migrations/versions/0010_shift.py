@@ -19,7 +19,7 @@ TS = sa.DateTime(timezone=True)
 def upgrade() -> None:
     op.add_column("lead", sa.Column("claimed_by", sa.String(), nullable=True))
     op.add_column("lead", sa.Column("claimed_until", TS, nullable=True))
-    for name in ("arrived_received_at", "completed_received_at", "checkin_at"):
+    for name in ("arrived_received_at", "completed_received_at", "checkin_at", "checkin_due_at"):
         op.add_column("assignment", sa.Column(name, TS, nullable=True))
     op.create_table(
         "alarm",
@@ -60,7 +60,7 @@ def downgrade() -> None:
     op.drop_index("ix_alarm_active", table_name="alarm")
     op.drop_index("ix_alarm_lead_id", table_name="alarm")
     op.drop_table("alarm")
-    for name in ("arrived_received_at", "completed_received_at", "checkin_at"):
+    for name in ("arrived_received_at", "completed_received_at", "checkin_at", "checkin_due_at"):
         op.drop_column("assignment", name)
     op.drop_column("lead", "claimed_until")
     op.drop_column("lead", "claimed_by")
