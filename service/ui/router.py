@@ -18,6 +18,12 @@ async def screen() -> FileResponse:
     return FileResponse(UI_DIR / "index.html", headers=_NO_STORE)
 
 
+@router.get("/desk")
+async def desk() -> FileResponse:
+    """操作员工作台: the operators' page (calls, callbacks, alarms)."""
+    return FileResponse(UI_DIR / "desk.html", headers=_NO_STORE)
+
+
 @router.get("/m")
 async def field_redirect() -> RedirectResponse:
     return RedirectResponse("/m/")
