@@ -1,10 +1,19 @@
-// 处置队手机页: duty, location, the current offer, the assigned lead, arrive and complete.
-// Arrive and complete go through an outbox in localStorage: kept while offline, sent when the
-// connection returns, each with an Idempotency-Key; a 409 (already arrived / completed) counts as done.
+// 处置队手机页: duty, location, the current offer, the assigned lead, arrive, check in and complete.
+// Works in basements and lifts: a service worker (/m/sw.js) serves the page when offline; the squad's
+// answers (accept, decline, arrive, check-in, complete) go through an outbox in localStorage, each with
+// the phone's time of the tap ("at") and an Idempotency-Key, sent in order when the connection returns
+// (a resend with the same key is applied once); a 409 on arrive / check-in / complete counts as done.
+// The last list of assignments and the lead on hand are kept so the page shows them offline.
+// While on duty the phone's position follows the squad (watchPosition, throttled).
 "use strict";
 
 const api = new Api(localStorage, "quanzu.field");
 const OUTBOX = "quanzu.field.outbox";
+const KEPT = "quanzu.field.kept";        // {username, assignments, lead}: what the page shows offline
+const ACTION_LABEL = {accept: "接受", decline: "拒绝", arrive: "到场", checkin: "报平安", complete: "提交结果"};
+const AT_ACTIONS = new Set(["arrive", "checkin", "complete"]);  // the server takes the phone's "at" for these
+const DONE_ON_409 = new Set(["arrive", "checkin", "complete"]);  // 409: it was done already (by a teammate)
+const LOCATION_EVERY_MS = 30000, LOCATION_MOVED_M = 50;
 const CHECKLIST = [  // domain.md: 四查看·三询问·一保护
   {key: "look", title: "四查看", items: [
     {key: "call_sms_logs", label: "通话和短信记录"}, {key: "chat_apps", label: "聊天软件"},
@@ -26,33 +35,63 @@ const store = PetiteVue.reactive({
   session: api.session, form: {username: "", password: ""}, error: "",
   live: "disconnected", online: navigator.onLine !== false, duty: localStorage.getItem("quanzu.field.duty") || "off_duty",
   position: null, manual: false, manualLon: null, manualLat: null,
-  assignments: [], wsOffer: null, lead: null, now: Date.now(),
+  assignments: [], wsOffer: null, lead: null, now: Date.now(), geoState: "",
   outbox: JSON.parse(localStorage.getItem(OUTBOX) || "[]"),
-  done: freshDone(), OUTCOME_LABEL, CHECKLIST,
+  done: freshDone(), OUTCOME_LABEL, CHECKLIST, timeText,
 
   get offer() {
     const ws = this.wsOffer && !this.assignments.some(a => a.id === this.wsOffer.id && a.status !== "offered")
       ? this.wsOffer : null;  // an offer pushed before the list was read, unless the list says it is over
     const o = this.assignments.find(a => a.status === "offered") || ws;
+    if (o && this.outbox.some(x => x.assignment_id === o.id)) return null;  // answered, waiting to be sent
     return o && Date.parse(o.expires_at) > this.now ? o : null;
   },
   get offerLeft() { return this.offer ? Math.max(0, Math.round((Date.parse(this.offer.expires_at) - this.now) / 1000)) : 0; },
   // The task on hand: accepted or arrived, or with actions still in the outbox (shown until the server has them).
   get current() {
-    return this.assignments.find(a => ACTIVE.has(this.localStatus(a)) || this.outbox.some(x => x.assignment_id === a.id))
-      || null;
+    return this.assignments.find(a => ACTIVE.has(this.localStatus(a))
+      || this.outbox.some(x => x.assignment_id === a.id && x.action !== "decline")) || null;
   },
   get canArrive() { return !!this.current && this.localStatus(this.current) === "accepted"; },
   get canComplete() { return !!this.current && this.localStatus(this.current) === "arrived"; },
+  get pendingText() {
+    return this.outbox.map(x => `${ACTION_LABEL[x.action] || x.action} ${timeText(x.at, true)}`).join("、");
+  },
+  // 报平安: the last check-in on this phone (sent or waiting) and when the next one is due.
+  get lastCheckin() {
+    const queued = this.current && this.outbox.filter(x => x.assignment_id === this.current.id && x.action === "checkin");
+    if (queued && queued.length) return {at: queued[queued.length - 1].at, pending: true};
+    return this.current && this.current.checkin_at ? {at: this.current.checkin_at, pending: false} : null;
+  },
+  get checkinDue() {
+    const due = this.current && this.current.checkin_due_at;
+    const last = this.lastCheckin;
+    // A check-in still in the outbox moved the due time on: the server's interval, counted from its tap.
+    if (due && last && last.pending && this.current.checkin_at) {
+      const every = Date.parse(due) - Date.parse(this.current.checkin_at);
+      if (every > 0) return Date.parse(last.at) + every;
+    }
+    return due ? Date.parse(due) : null;
+  },
+  get checkinText() {
+    const due = this.checkinDue;
+    if (due == null) return "下次报平安：—";
+    const left = due - this.now;
+    return `下次报平安 ${timeText(due)}（${left >= 0 ? "还有 " + clockText(left) : "已超时 " + clockText(left)}）`;
+  },
+  get checkinLate() { return this.checkinDue != null && this.checkinDue < this.now; },
   get locText() {
-    if (!this.position) return "位置未上报";
-    return `${this.position.lon.toFixed(5)}, ${this.position.lat.toFixed(5)} · ${ageText((this.now - this.position.at) / 1000)}`;
+    if (!this.position) return this.geoState || "位置未上报";
+    return `${this.position.lon.toFixed(5)}, ${this.position.lat.toFixed(5)} · ${ageText((this.now - this.position.at) / 1000)}`
+      + (this.position.sent ? " · 已上报" : " · 待上报");
   },
   // What the phone knows: the server's status, moved on by actions still in the outbox.
   localStatus(a) {
     const queued = this.outbox.filter(x => x.assignment_id === a.id).map(x => x.action);
     if (queued.includes("complete")) return "completed";
-    if (queued.includes("arrive") && a.status === "accepted") return "arrived";
+    if (a.status === "offered" && queued.includes("decline")) return "declined";
+    if (queued.includes("arrive") && ["offered", "accepted"].includes(a.status)) return "arrived";
+    if (queued.includes("accept") && a.status === "offered") return "accepted";
     return a.status;
   },
   stateText(a) {
@@ -73,11 +112,15 @@ const store = PetiteVue.reactive({
     try { this.session = await api.login(this.form.username, this.form.password); start(); }
     catch (e) { this.error = e.message; }
   },
-  logout() { api.logout(); location.reload(); },
+  logout() {
+    if (this.outbox.length && !confirm(`还有 ${this.outbox.length} 项操作未发送，退出将丢弃，确定退出？`)) return;
+    api.logout(); forget(); localStorage.removeItem(OUTBOX); location.reload();
+  },
   async setDuty(on) {
     dutyChanges += 1;
     const status = on ? "on_duty" : "off_duty";
     this.duty = status; localStorage.setItem("quanzu.field.duty", status);
+    followLocation();
     try { await api.put("/api/v1/teams/me/status", {status}); this.error = ""; }
     catch (e) { this.error = "状态未能上报：" + e.message; }
   },
@@ -93,22 +136,15 @@ const store = PetiteVue.reactive({
     this.report(lon, lat, null);
   },
   async report(lon, lat, accuracy) {
-    this.position = {lon, lat, at: Date.now()};
-    drawMini();
-    try {
-      await api.post("/api/v1/teams/me/location", {lon, lat, crs: "wgs84", accuracy_m: accuracy, at: new Date().toISOString()});
-      this.error = "";
-    } catch (e) { this.error = "位置未能上报：" + e.message; }
+    const fix = {lon, lat, accuracy, at: Date.now()};
+    showFix(fix);
+    try { await sendFix(fix); this.error = ""; }
+    catch (e) { this.error = "位置未能上报：" + (e instanceof ApiError ? e.message : "网络不可用"); }
   },
-  accept() { return this.respond("accept"); },
-  decline() { return this.respond("decline", {reason: "busy"}); },
-  async respond(action, body) {
-    const id = this.offer.id;
-    try { await api.post(`/api/v1/assignments/${id}/${action}`, body); this.wsOffer = null; this.error = ""; }
-    catch (e) { this.error = e.message; }
-    await refresh();
-  },
+  accept() { queue(this.offer.id, "accept", undefined); this.wsOffer = null; },
+  decline() { queue(this.offer.id, "decline", {reason: "busy"}); this.wsOffer = null; },
   arrive() { queue(this.current.id, "arrive", undefined); },
+  checkin() { queue(this.current.id, "checkin", undefined); },
   complete() {
     const d = this.done;
     queue(this.current.id, "complete", {outcome: d.outcome, met_in_person: !!d.met_in_person, note: d.note || null,
@@ -119,11 +155,28 @@ const store = PetiteVue.reactive({
 });
 
 // ---------------------------------------------------------------- the outbox
+function timeText(t, seconds = false) {
+  return new Date(t).toLocaleTimeString("zh-CN", {hour12: false, hour: "2-digit", minute: "2-digit",
+                                                  ...(seconds ? {second: "2-digit"} : {})});
+}
 function saveOutbox() { localStorage.setItem(OUTBOX, JSON.stringify(store.outbox)); }
+// crypto.randomUUID exists only in a secure context (https, localhost); getRandomValues everywhere.
+function newKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40; b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map(x => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
 function queue(assignmentId, action, body) {
-  store.outbox.push({key: crypto.randomUUID(), assignment_id: assignmentId, action, body, at: new Date().toISOString()});
+  store.outbox.push({key: newKey(), assignment_id: assignmentId, action, body, at: new Date().toISOString(),
+                     user: store.session && store.session.username});
   saveOutbox();
   flush();
+}
+// What is sent: the body with the phone's time of the tap for the actions the server dates by it.
+function bodyOf(item) {
+  return AT_ACTIONS.has(item.action) && !item.noAt ? {...(item.body || {}), at: item.at} : item.body;
 }
 let flushing = false;
 async function flush() {
@@ -132,11 +185,21 @@ async function flush() {
   try {
     while (store.outbox.length) {
       const item = store.outbox[0];
+      if (item.user && store.session && item.user !== store.session.username) {  // another member's, left on this phone
+        store.outbox.shift(); saveOutbox(); continue;
+      }
       try {
-        await api.post(`/api/v1/assignments/${item.assignment_id}/${item.action}`, item.body, {"Idempotency-Key": item.key});
+        await api.post(`/api/v1/assignments/${item.assignment_id}/${item.action}`, bodyOf(item), {"Idempotency-Key": item.key});
       } catch (e) {
         if (!(e instanceof ApiError) || e.status >= 500 || e.status === 401) break;  // offline or server trouble: later
-        if (e.status !== 409) store.error = "操作未被接受：" + e.message;          // 409: it was done already
+        if (e.status === 422 && !item.noAt && refusedAt(e)) {
+          // The server does not believe the phone's clock (ahead of it, or before the offer): send the action
+          // as received now rather than lose it. Another request, so another key.
+          Object.assign(item, {noAt: true, key: newKey()});
+          saveOutbox();
+          continue;
+        }
+        if (!(e.status === 409 && DONE_ON_409.has(item.action))) store.error = `“${ACTION_LABEL[item.action]}”未成功：${e.message}`;
       }
       store.outbox.shift();
       saveOutbox();
@@ -144,20 +207,39 @@ async function flush() {
   } finally { flushing = false; }
   await refresh();
 }
+function refusedAt(e) {
+  const detail = e.body && e.body.detail;
+  return Array.isArray(detail) && detail.some(d => String(d.field || "").split(".").pop() === "at");
+}
 
 // ---------------------------------------------------------------- data and live
 async function refresh() {
   try {
     store.assignments = (await api.get("/api/v1/assignments?limit=20")).items;  // a squad sees its own
-  } catch { return; }
+  } catch { return; }  // offline: what the page kept stays on screen
   const cur = store.current;
-  const leadId = cur && cur.lead_id;
+  const leadId = cur && cur.status !== "offered" && cur.lead_id;  // readable once the squad's accept is in
   if (leadId && (!store.lead || store.lead.id !== leadId)) {
     try { store.lead = await api.get(`/api/v1/leads/${leadId}`); } catch { store.lead = null; }
   }
   if (!cur) store.lead = null;
+  keep();
   setTimeout(drawMini);
 }
+// The squad's own task stays on its phone (it holds the full record anyway) until logout.
+function keep() {
+  const s = store.session;
+  if (s) localStorage.setItem(KEPT, JSON.stringify({username: s.username, assignments: store.assignments, lead: store.lead}));
+}
+function restore() {
+  try {
+    const k = JSON.parse(localStorage.getItem(KEPT) || "null");
+    if (k && store.session && k.username === store.session.username) {
+      store.assignments = k.assignments || []; store.lead = k.lead || null;
+    }
+  } catch { /* nothing kept */ }
+}
+function forget() { localStorage.removeItem(KEPT); }
 function drawMini() {
   const el = document.getElementById("minimap");
   if (!el) { if (view.map) { view.map.remove(); view.map = null; } return; }
@@ -212,7 +294,7 @@ function onMessage(msg) {
   if (["offer", "offer.withdrawn", "assignment.updated", "lead.updated"].includes(msg.type)) refresh();
 }
 function onLive(state) {
-  if (state === "connected" && store.live !== "connected") flush();
+  if (state === "connected" && store.live !== "connected") { flush(); retryFix(); }
   store.live = state;
 }
 // Without the socket: poll, and retry the outbox.
@@ -227,20 +309,89 @@ async function loadDuty() {  // the squad's stored duty status wins over what th
     if (asked !== dutyChanges) return;  // the member switched meanwhile: that wins
     store.duty = t.status; localStorage.setItem("quanzu.field.duty", t.status);
   } catch { /* offline: keep what the phone knows */ }
+  followLocation();
 }
 window.addEventListener("offline", () => { store.online = false; });
 window.addEventListener("online", () => { store.online = true; });
 
+// ---------------------------------------------------------------- location follows the phone on duty
+// A fix is sent when LOCATION_EVERY_MS have passed since the last one sent, or the phone moved
+// LOCATION_MOVED_M from it; between those the newest fix waits (and goes when its time comes).
+const geo = {watch: null, tried: 0, sent: null, pending: null, timer: null, failed: false};
+function followLocation() {
+  const want = !!store.session && store.duty !== "off_duty" && !!navigator.geolocation;
+  if (want && geo.watch == null) {
+    geo.watch = navigator.geolocation.watchPosition(onFix, onFixError, {enableHighAccuracy: true, maximumAge: 15000});
+  } else if (!want && geo.watch != null) {
+    navigator.geolocation.clearWatch(geo.watch);
+    clearTimeout(geo.timer);
+    Object.assign(geo, {watch: null, pending: null, timer: null});
+  }
+}
+function onFix(p) {
+  const fix = {lon: p.coords.longitude, lat: p.coords.latitude, accuracy: p.coords.accuracy, at: p.timestamp || Date.now()};
+  store.geoState = "";
+  showFix(fix);
+  geo.pending = fix;
+  sendPending();
+}
+function onFixError(e) {
+  if (e.code === 1) store.geoState = "定位未授权，请手动上报";  // PERMISSION_DENIED; timeouts: the watch goes on
+}
+function showFix(fix) {
+  store.position = {lon: fix.lon, lat: fix.lat, at: fix.at, sent: false};
+  drawMini();
+}
+function metres(a, b) {  // haversine: right for the distances a squad moves
+  const r = Math.PI / 180, dLat = (b.lat - a.lat) * r, dLon = (b.lon - a.lon) * r;
+  const h = Math.sin(dLat / 2) ** 2 + Math.cos(a.lat * r) * Math.cos(b.lat * r) * Math.sin(dLon / 2) ** 2;
+  return 2 * 6371000 * Math.asin(Math.sqrt(h));
+}
+function waitBeforeSending(fix, now) {
+  if (!geo.sent || geo.failed || metres(geo.sent, fix) >= LOCATION_MOVED_M) return 0;
+  return Math.max(0, geo.tried + LOCATION_EVERY_MS - now);
+}
+function sendPending() {
+  const fix = geo.pending;
+  clearTimeout(geo.timer);
+  geo.timer = null;
+  if (!fix) return;
+  const wait = waitBeforeSending(fix, Date.now());
+  if (wait > 0) { geo.timer = setTimeout(sendPending, wait); return; }
+  geo.pending = null;
+  sendFix(fix).catch(() => {
+    if (!geo.pending) geo.pending = fix;                            // not sent: the newest fix goes next time
+    geo.timer = setTimeout(sendPending, LOCATION_EVERY_MS);
+  });
+}
+function retryFix() { if (geo.pending && geo.failed) sendPending(); }
+async function sendFix(fix) {
+  geo.tried = Date.now();
+  try {
+    await api.post("/api/v1/teams/me/location",
+                   {lon: fix.lon, lat: fix.lat, crs: "wgs84", accuracy_m: fix.accuracy, at: new Date(fix.at).toISOString()});
+  } catch (e) { geo.failed = true; throw e; }
+  geo.failed = false;
+  geo.sent = fix;
+  if (store.position && store.position.at === fix.at) store.position = {...store.position, sent: true};
+}
+
 async function start() {
   await new Promise(r => setTimeout(r));
-  await api.loadPaths().catch(() => {});
+  restore();
+  followLocation();
   await loadDuty();
   await flush();
   new Live("/api/v1/ws", api, {onMessage, onState: onLive, seqKey: "quanzu.field.seq"}).start();
-  window.addEventListener("online", flush);
+  window.addEventListener("online", () => { flush(); retryFix(); });
 }
 
-api.onUnauthorized = () => { api.logout(); store.session = null; };
+// The page itself loads offline: the service worker keeps it (registered while online; an offline
+// load would only fail the worker's update check).
+if ("serviceWorker" in navigator && navigator.onLine !== false) {
+  navigator.serviceWorker.register("/m/sw.js", {scope: "/m/"}).catch(() => {});
+}
+api.onUnauthorized = () => { api.logout(); forget(); store.session = null; };
 setInterval(() => { store.now = Date.now(); }, 1000);
 PetiteVue.createApp(store).mount("#app");
 if (store.session) start();

@@ -34,6 +34,12 @@ async def field_page() -> FileResponse:
     return FileResponse(UI_DIR / "m" / "index.html", headers=_NO_STORE)
 
 
+@router.get("/m/sw.js")
+async def field_service_worker() -> FileResponse:
+    """The field page's service worker; served under /m/ so its scope is the page (offline loads)."""
+    return FileResponse(UI_DIR / "m" / "sw.js", media_type="text/javascript", headers=_NO_STORE)
+
+
 @router.get("/ui/config.js")
 async def config(request: Request) -> Response:
     """What the pages need from the settings: the optional tile server (none by default)."""
