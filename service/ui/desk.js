@@ -72,6 +72,11 @@ const store = PetiteVue.reactive({
   get liveText() { return {connected: "● 实时", connecting: "○ 连接中", disconnected: "✕ 已断开"}[this.live]; },
   get canNext() { return this.paths && api.has("post", "/api/v1/calls/next"); },
   get canRelease() { return this.paths && api.has("delete", "/api/v1/leads/{}/claim"); },
+  get resumeId() {  // a lead this operator still holds (a reload, another tab): 下一条 gives it back first
+    if (this.current || !this.session) return null;
+    const q = this.queue.find(x => x.claimed_by === this.session.username);
+    return q ? q.id : null;
+  },
   get earlierLeads() { return ((this.history || {}).leads || []).filter(l => l.id !== this.focusId).slice(-8).reverse(); },
   get earlierCalls() { return ((this.history || {}).calls || []).slice(-8).reverse(); },
   get historyTotals() {

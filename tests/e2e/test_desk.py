@@ -247,3 +247,46 @@ def test_operator_takes_leads_and_three_failed_calls_send_a_squad(browser, live,
     small.screenshot(path=str(SCREENSHOTS / "desk-390x844.png"), full_page=True)
     watch.check()
     context.close()
+
+
+def test_operator_dissuades_by_key_and_records_the_callback_when_due(browser, live, watch, clean, make_user,
+                                                                     source_headers, sync_engine):
+    assert live.missing(*DESK_NEEDS) == []
+    op = make_user("operator")
+    context = browser.new_context(viewport=WALL, locale="zh-CN")
+    watch.attach(context)
+    page = context.new_page()
+    page.goto(live.base + "/desk")
+    login(page, op["X-Username"])
+    page.locator("#live-state.connected").wait_for(timeout=10000)
+    page.keyboard.press("n")
+    page.locator("#next-empty").wait_for(timeout=15000)  # nobody waiting for a call
+
+    lead_id, _ = push(live, source_headers)
+    page.locator(f'#queue tr[data-lead="{lead_id}"]').wait_for(timeout=15000)
+    page.keyboard.press("n")
+    page.locator(f'#current[data-lead="{lead_id}"]').wait_for(timeout=15000)
+    page.fill("#call-note", "已停止转账")
+    page.locator("#call-note").blur()  # out of the note field: keys act again
+    page.keyboard.press("1")  # 接通-已劝阻: a P1 with no visit required closes
+    page.locator(f'#last[data-lead="{lead_id}"] li[data-rule="dissuaded_by_phone"]').wait_for(timeout=15000)
+    assert page.locator("#last-status").inner_text() == "已结案"
+    with sync_engine.begin() as conn:
+        call = conn.execute(text("SELECT result, outcome, note FROM call_attempt WHERE lead_id = :l"),
+                            {"l": lead_id}).one()
+        assert tuple(call) == ("connected", "dissuaded", "已停止转账")
+        # the callback the close scheduled (days ahead) falls due now
+        n = conn.execute(text("UPDATE callback SET due_at = now() - interval '1 minute' WHERE lead_id = :l "
+                              "AND done_at IS NULL"), {"l": lead_id}).rowcount
+    assert n == 1
+
+    page.reload()  # the token stays with the tab
+    item = page.locator(f'#callbacks li[data-lead="{lead_id}"]')
+    item.wait_for(timeout=15000)
+    item.locator("button", has_text="安全").click()
+    item.wait_for(state="detached", timeout=15000)
+    with sync_engine.connect() as conn:
+        cb = conn.execute(text("SELECT result, actor, done_at FROM callback WHERE lead_id = :l"), {"l": lead_id}).one()
+    assert cb.result == "safe" and cb.actor.endswith(op["X-Username"]) and cb.done_at is not None
+    watch.check()
+    context.close()
