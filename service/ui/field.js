@@ -37,7 +37,7 @@ const store = PetiteVue.reactive({
   position: null, manual: false, manualLon: null, manualLat: null,
   assignments: [], wsOffer: null, lead: null, now: Date.now(), geoState: "",
   outbox: JSON.parse(localStorage.getItem(OUTBOX) || "[]"),
-  done: freshDone(), OUTCOME_LABEL, CHECKLIST, timeText,
+  done: freshDone(), OUTCOME_LABEL, CHECKLIST,
 
   get offer() {
     const ws = this.wsOffer && !this.assignments.some(a => a.id === this.wsOffer.id && a.status !== "offered")
@@ -62,6 +62,10 @@ const store = PetiteVue.reactive({
     const queued = this.current && this.outbox.filter(x => x.assignment_id === this.current.id && x.action === "checkin");
     if (queued && queued.length) return {at: queued[queued.length - 1].at, pending: true};
     return this.current && this.current.checkin_at ? {at: this.current.checkin_at, pending: false} : null;
+  },
+  get lastCheckinText() {
+    const last = this.lastCheckin;
+    return last ? `上次 ${timeText(last.at)}${last.pending ? "（待发送）" : ""}` : "";
   },
   get checkinDue() {
     const due = this.current && this.current.checkin_due_at;
@@ -236,6 +240,7 @@ function restore() {
     const k = JSON.parse(localStorage.getItem(KEPT) || "null");
     if (k && store.session && k.username === store.session.username) {
       store.assignments = k.assignments || []; store.lead = k.lead || null;
+      setTimeout(drawMini);
     }
   } catch { /* nothing kept */ }
 }
@@ -391,7 +396,7 @@ async function start() {
 if ("serviceWorker" in navigator && navigator.onLine !== false) {
   navigator.serviceWorker.register("/m/sw.js", {scope: "/m/"}).catch(() => {});
 }
-api.onUnauthorized = () => { api.logout(); forget(); store.session = null; };
+api.onUnauthorized = () => { api.logout(); forget(); store.session = null; followLocation(); };
 setInterval(() => { store.now = Date.now(); }, 1000);
 PetiteVue.createApp(store).mount("#app");
 if (store.session) start();

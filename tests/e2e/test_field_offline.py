@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 
 from tests.e2e.conftest import PHONE, SCREENSHOTS, login
 from tests.factories import INSIDE, make_lead
 
+CST = ZoneInfo("Asia/Shanghai")
+
 
 def phone(browser, **kw):
-    return browser.new_context(viewport=PHONE, locale="zh-CN", is_mobile=True, has_touch=True, **kw)
+    return browser.new_context(viewport=PHONE, locale="zh-CN", timezone_id="Asia/Shanghai", is_mobile=True,
+                               has_touch=True, **kw)
 
 
 def offer_to(live, source_headers, commander, team: str) -> tuple[int, int]:
@@ -93,8 +97,16 @@ def test_the_page_loads_offline_and_an_offline_arrival_keeps_the_phones_time(
     assert got["status"] == "arrived"
     assert abs(when(got["arrived_at"]) - when(item["at"])) < 1
     assert when(got["arrived_received_at"]) - when(got["arrived_at"]) > 2  # received after the wait
-    page.locator("#checkin").wait_for(timeout=15000)  # on scene: 报平安, with the next one due
-    page.locator("#checkin-due", has_text="下次报平安").wait_for()
+    # on scene: 报平安, with the time the next one is due
+    due = datetime.fromtimestamp(when(got["checkin_due_at"]), CST).strftime("%H:%M")
+    page.locator("#checkin-due", has_text=f"下次报平安 {due}").wait_for(timeout=15000)
+    page.click("#btn-checkin")
+    page.locator("#outbox").wait_for(state="detached", timeout=15000)
+    checked = httpx.get(f"{live.base}/api/v1/assignments/{assignment_id}", headers=member).json()
+    assert checked["checkin_at"] and when(checked["checkin_at"]) > when(got["arrived_at"])
+    assert when(checked["checkin_due_at"]) - when(checked["checkin_at"]) == 15 * 60  # the policy's field.checkin_every
+    due = datetime.fromtimestamp(when(checked["checkin_due_at"]), CST).strftime("%H:%M")
+    page.locator("#checkin-due", has_text=f"下次报平安 {due}").wait_for(timeout=15000)
 
     # the same request with the same key: the same answer, applied once
     again = httpx.post(f"{live.base}/api/v1/assignments/{assignment_id}/arrive", json={"at": item["at"]},
