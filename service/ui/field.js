@@ -353,7 +353,7 @@ function metres(a, b) {  // haversine: right for the distances a squad moves
   return 2 * 6371000 * Math.asin(Math.sqrt(h));
 }
 function waitBeforeSending(fix, now) {
-  if (!geo.sent || geo.failed || metres(geo.sent, fix) >= LOCATION_MOVED_M) return 0;
+  if (!geo.sent || metres(geo.sent, fix) >= LOCATION_MOVED_M) return 0;
   return Math.max(0, geo.tried + LOCATION_EVERY_MS - now);
 }
 function sendPending() {
@@ -365,11 +365,14 @@ function sendPending() {
   if (wait > 0) { geo.timer = setTimeout(sendPending, wait); return; }
   geo.pending = null;
   sendFix(fix).catch(() => {
+    if (geo.watch == null) return;                                  // off duty meanwhile
     if (!geo.pending) geo.pending = fix;                            // not sent: the newest fix goes next time
+    clearTimeout(geo.timer);
     geo.timer = setTimeout(sendPending, LOCATION_EVERY_MS);
   });
 }
-function retryFix() { if (geo.pending && geo.failed) sendPending(); }
+// Back online: the fix that could not be sent goes now, not at the end of its 30 s.
+function retryFix() { if (geo.pending && geo.failed) { geo.tried = 0; sendPending(); } }
 async function sendFix(fix) {
   geo.tried = Date.now();
   try {
