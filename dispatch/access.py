@@ -5,7 +5,7 @@ workers are not police and see no ID number (domain.md, privacy). Every read of 
 written to `access_log` through `audited`."""
 from __future__ import annotations
 
-from sqlalchemy import false, true
+from sqlalchemy import exists, false, or_, true
 from sqlmodel import Session
 
 from dispatch.models import AccessLog, Assignment, Lead
@@ -23,12 +23,18 @@ def is_squad(who: Principal) -> bool:
     return who.role in SQUAD_ROLES
 
 
+WORKING_ON_IT = ("accepted", "arrived", "completed")
+
+
 def readable_leads(who: Principal):
-    """The WHERE clause of the leads `who` may read."""
+    """The WHERE clause of the leads `who` may read: a squad, those assigned to it and those it took
+    on (a backup squad that accepted a late squad's visit goes there too)."""
     if is_center(who):
         return true()
     if is_squad(who) and who.team_code:
-        return Lead.assigned_team == who.team_code
+        took = exists().where(Assignment.lead_id == Lead.id, Assignment.team_code == who.team_code,
+                              Assignment.status.in_(WORKING_ON_IT))
+        return or_(Lead.assigned_team == who.team_code, took)
     return false()
 
 
@@ -38,10 +44,6 @@ def readable_assignments(who: Principal):
     if is_squad(who) and who.team_code:
         return Assignment.team_code == who.team_code
     return false()
-
-
-def may_read_lead(who: Principal, lead: Lead) -> bool:
-    return is_center(who) or (is_squad(who) and bool(who.team_code) and lead.assigned_team == who.team_code)
 
 
 def may_read_assignment(who: Principal, a: Assignment) -> bool:

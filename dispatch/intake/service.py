@@ -13,7 +13,7 @@ from sqlalchemy import column, func, select, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.access import audited, may_read_lead, may_see_id_number, readable_leads
+from dispatch.access import audited, may_see_id_number, readable_leads
 from dispatch.enums import Flag
 from dispatch.identity import mask_id, mask_phone
 from dispatch.intake import repository
@@ -125,8 +125,8 @@ def _visible_subject(lead: Lead, who: Principal) -> dict:
 
 async def read_lead(session: AsyncSession, lead_id: int, who: Principal) -> dict:
     """The full record for center roles and the squad assigned to it; every such read is audited."""
-    lead = await session.get(Lead, lead_id)
-    if lead is None or not may_read_lead(who, lead):
+    lead = (await session.execute(select(Lead).where(Lead.id == lead_id, readable_leads(who)))).scalar()
+    if lead is None:  # another squad's lead does not exist for you
         raise NotFound(f"lead {lead_id} not found")
     events = (await session.execute(select(LeadEvent).where(LeadEvent.lead_id == lead_id)
                                     .order_by(LeadEvent.id))).scalars()

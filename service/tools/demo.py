@@ -192,7 +192,8 @@ class Demo:
         self.say(f"simulating {self.per_day:g} leads a day at {self.speed:g}× (operators call, squads answer)")
 
     def banner(self, accounts: list[tuple[str, str, str]]) -> None:
-        self.say(f"\n[bold green]quanzu is up[/]\n  指挥中心大屏  {self.base}/\n  处置队手机页  {self.base}/m/\n"
+        self.say(f"\n[bold green]quanzu is up[/]\n  指挥中心大屏  {self.base}/\n  操作员工作台  {self.base}/desk\n"
+                 f"  处置队手机页  {self.base}/m/\n"
                  f"  API docs      {self.base}/docs")
         self.say("  demo accounts (user / password / squad):")
         for user, password, team in accounts:
