@@ -46,6 +46,7 @@ bench: $(BIN)/quanzu
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/stats.py
 	$(BIN)/python bench/validation.py
+	$(BIN)/python bench/screen.py
 
 clean:
 	@# as root the embedded PostgreSQL may live under /var/tmp (service/core/embedded.py)
