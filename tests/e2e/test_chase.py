@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import text
 
-from tests.e2e.conftest import PHONE, SCREENSHOTS, login
+from tests.e2e.conftest import PHONE, SCREENSHOTS, WALL, login
 from tests.factories import INSIDE, make_lead
 from tests.mobile_api.test_field import neighbours
 
@@ -74,5 +74,7 @@ def test_a_squad_late_to_the_scene_is_chased_and_the_backup_takes_it_on_the_phon
         assert http.get(f"/api/v1/assignments/{offer['id']}", headers=backup).json()["status"] == "arrived"
         alarms = http.get("/api/v1/alarms", headers=commander).json()["items"]
         assert not [a for a in alarms if a["lead_id"] == lead_id and a["kind"] == "on_scene"]  # resolved
+    page.set_viewport_size(WALL)  # the same page on a desktop (a station's PC)
+    page.screenshot(path=str(SCREENSHOTS / "field-1920x1080.png"))
     watch.check()
     context.close()
