@@ -167,3 +167,55 @@ def test_two_thousand_open_leads_every_p0_in_view(browser, live, watch, clean, s
     small.screenshot(path=str(SCREENSHOTS / "wall-390x844.png"))
     watch.check()
     context.close()
+
+
+def test_commander_panels_rejections_person_history_report_and_replay(
+        browser, live, watch, clean, source_headers, commander, sync_engine):
+    lead = make_lead(risk_level=2, fraud_type="other")  # P2 by the policy (rule risk2)
+    r = httpx.post(live.base + "/api/v1/leads", json=lead, headers=source_headers, timeout=10)
+    assert r.status_code == 202, r.text
+    lead_id = r.json()["id"]
+    bad = make_lead(risk_level=7)
+    r = httpx.post(live.base + "/api/v1/leads", json=bad, headers=source_headers, timeout=10)
+    assert r.status_code == 422
+    context, page = open_wall(browser, live, watch, commander)
+    assert page.locator("#link-desk").get_attribute("href") == "/desk"
+
+    # 退回记录: what the source sent that was refused, by field
+    page.click("#tab-rejections")
+    row = page.locator("#panel-rejections tr", has_text=bad["source_id"])
+    row.wait_for(timeout=10000)
+    assert "risk_level" in row.inner_text()
+    assert "risk_level" in page.locator("#panel-rejections .by-field").inner_text()
+
+    # 个人历史: by phone; the answer is masked on the screen and the read is written down
+    page.click("#tab-people")
+    with sync_engine.connect() as conn:
+        before = conn.execute(text("SELECT count(*) FROM access_log")).scalar()
+    page.fill("#person-q", lead["subject"]["phone"])
+    page.click("#person-form button[type=submit]")
+    page.locator(f'#person-result tr[data-lead="{lead_id}"]').wait_for(timeout=10000)
+    assert lead["subject"]["phone"] not in page.locator("#person-result").inner_text()
+    with sync_engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM access_log")).scalar() > before
+
+    # 月通报: the ranking of the month, and the workbook downloads
+    page.click("#tab-report")
+    page.locator("#ranking").wait_for(timeout=10000)
+    with page.expect_download() as dl:
+        page.click("#report-download")
+    assert Path(dl.value.path()).read_bytes()[:2] == b"PK"  # an xlsx is a zip
+
+    # 策略回放: a candidate policy file → what would change (once the lead is tiered)
+    page.locator(f'#queue tr[data-lead="{lead_id}"][data-tier="P2"]').wait_for(timeout=15000)
+    page.click("#tab-replay")
+    candidate = LIVE_POLICY.replace('name = "risk2"\ntier = "P2"', 'name = "risk2"\ntier = "P1"')
+    assert candidate != LIVE_POLICY
+    page.set_input_files("#replay-file", files=[{"name": "candidate.toml", "mimeType": "text/plain",
+                                                 "buffer": candidate.encode()}])
+    page.click("#replay-run")
+    page.locator("#replay-result").wait_for(timeout=20000)
+    assert "P2→P1" in page.locator("#replay-result").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "wall-replay-1920x1080.png"))
+    watch.check()
+    context.close()
