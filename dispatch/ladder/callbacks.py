@@ -50,7 +50,7 @@ def record_callback(session: Session, lead_id: int, result: CallbackResult, loss
             lead.loss_cny = loss_cny
         reopen(session, lead, "callback_defrauded", who.actor, loss_cny)
         stop_payment(session, lead, "callback_defrauded", who.actor)
-    touch(lead)
+    touch(session, lead)
     return lead, cb, reopened
 
 

@@ -47,7 +47,7 @@ def record_call(session: Session, lead_id: int, result: CallResult, outcome: Out
     lead.claimed_by = lead.claimed_until = None  # the desk's claim ends with the call
     if not keep_calling:
         deadlines.cancel_deadlines(session, lead_id, ("connected_call",))
-    touch(lead)
+    touch(session, lead)
     record(session, lead_id, who.actor, "call", {"call_id": attempt.id, "result": result.value,
                                                  "outcome": attempt.outcome, "note": note, "failed_calls": failed,
                                                  "rules": [s.rule for s in steps], "policy_version": policy.version})

@@ -11,6 +11,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlmodel import Session
 
+from dispatch import outbox
 from dispatch.enums import TIER_ORDER, CallResult, Flag, LeadStatus, Outcome, Response, Tier
 from dispatch.ladder import deadlines
 from dispatch.ladder.rules import CALL_DEADLINES, plan_deadlines
@@ -35,8 +36,11 @@ def lock_lead(session: Session, lead_id: int) -> Lead:
     return lead
 
 
-def touch(lead: Lead) -> None:
+def touch(session: Session, lead: Lead) -> None:
+    """The lead changed: its time, and a `lead.updated` on every screen's board (after the commit)."""
     lead.updated_at = clock.now()
+    outbox.board(session, "lead.updated", {"lead_id": lead.id, "status": lead.status, "tier": lead.tier,
+                                           "assigned_team": lead.assigned_team})
 
 
 def start_ladder(session: Session, lead: Lead, decision: TierDecision, policy: Policy, actor: str = "worker",
@@ -59,7 +63,7 @@ def sign_lead(session: Session, lead_id: int, who: Principal) -> Lead:
         raise Conflict(f"lead {lead_id} was signed already by {lead.signed_by}")
     lead.signed_at, lead.signed_by = clock.now(), who.name
     in_time = deadlines.mark_met(session, lead_id, "sign", lead.signed_at)
-    touch(lead)
+    touch(session, lead)
     record(session, lead_id, who.actor, "signed", {"in_time": in_time})
     return lead
 
@@ -94,8 +98,9 @@ def override_tier(session: Session, lead: Lead, tier: Tier, reason: str, who: Pr
                   deadlines={k: clock.iso(v) for k, v in plan.items()}, policy_version=policy.version,
                   override={"from": old, "to": tier.value, "reason": reason, "by": who.name, "at": clock.iso(now)})
     lead.tier, lead.tier_detail = tier.value, detail
+    touch(session, lead)
     lead.needs_call = Response.call in response and not connected
-    touch(lead)
+    touch(session, lead)
     record(session, lead.id, who.actor, "tier_overridden",
            {"from": old, "to": tier.value, "reason": reason, "deadlines": detail["deadlines"], "cancelled": stale})
     return Response.visit in spec.response and not visit_open
@@ -106,7 +111,7 @@ def transfer_lead(session: Session, lead: Lead, to: str | None, reason: str, act
     LEAD.move(lead, LeadStatus.transferred)
     lead.transfer_to, lead.transfer_reason, lead.needs_call = to, reason, False
     cancelled = deadlines.cancel_deadlines(session, lead.id)
-    touch(lead)
+    touch(session, lead)
     record(session, lead.id, actor, "transferred", {"to": to, "reason": reason, "cancelled": cancelled})
     return cancelled
 
@@ -131,7 +136,7 @@ def close_lead(session: Session, lead: Lead, outcome: Outcome | str, *, actor: s
         callback_due = now + policy.ladder.callback_delay(lead.tier)
         session.add(Callback(lead_id=lead.id, due_at=callback_due))
         deadlines.reset_deadline(session, lead.id, "callback", callback_due)
-    touch(lead)
+    touch(session, lead)
     record(session, lead.id, actor, "closed", {
         "outcome": outcome.value, "note": note, "loss_cny": cny(loss_cny), "saved_cny": cny(saved_cny),
         "met_in_person": met_in_person, "rule": rule, "callback_due": clock.iso(callback_due),
@@ -146,6 +151,7 @@ def reopen(session: Session, lead: Lead, rule: str, actor: str, loss_cny: Decima
     lead.outcome, lead.closed_at = None, None
     record(session, lead.id, actor, "reopened", {"rule": rule, "previous_outcome": previous,
                                                   "loss_cny": cny(loss_cny)})
+    touch(session, lead)
 
 
 def start_working(lead: Lead) -> None:
@@ -164,6 +170,7 @@ def raise_tier(session: Session, lead: Lead, tier: Tier, rule: str, actor: str, 
     record(session, lead.id, actor, "tier_raised", {"from": lead.tier, "to": tier.value, "rule": rule,
                                                     "policy_version": policy.version})
     lead.tier, lead.tier_detail = tier.value, detail
+    touch(session, lead)
 
 
 def stop_payment(session: Session, lead: Lead, rule: str, actor: str) -> None:
@@ -178,12 +185,14 @@ def return_to_center(session: Session, lead: Lead, rule: str, actor: str, policy
     lead.needs_call = False
     deadlines.cancel_deadlines(session, lead.id, CALL_DEADLINES)
     record(session, lead.id, actor, "returned_to_center", {"rule": rule, "policy_version": policy.version})
+    touch(session, lead)
 
 
 def add_call(session: Session, lead: Lead, rule: str, policy: Policy, actor: str) -> None:
     lead.needs_call = True
     deadlines.write_deadlines(session, lead.id, {"first_call": clock.now() + policy.ladder.sms_failed_call_within})
     record(session, lead.id, actor, "escalated", {"rule": rule, "to": "call", "policy_version": policy.version})
+    touch(session, lead)
 
 
 def lead_state(session: Session, lead: Lead) -> dict:

@@ -134,3 +134,30 @@ async def test_the_desk_gives_each_operator_a_different_lead_until_the_call(clie
     assert r.status_code == 409
     assert (await client.delete(f"/api/v1/leads/{b}/claim", headers=two)).status_code == 200
     assert (await client.delete("/api/v1/leads/999999999/claim", headers=two)).status_code == 404
+
+
+async def test_every_center_action_tells_the_screens(client, source_headers, make_user, run_worker, redis_url):
+    """A call, a sign-off, a close: each a `lead.updated` on the board stream, so every other screen's
+    queue row follows at once (not at its next full read)."""
+    import orjson
+    from redis import Redis
+
+    from dispatch.outbox import BOARD, stream_key
+
+    operator = make_user("operator")
+    lead_id = await tiered(client, source_headers, run_worker, "P1")
+    redis = Redis.from_url(redis_url)
+
+    def board_updates() -> list[dict]:
+        msgs = [orjson.loads(m[b"m"]) for _id, m in redis.xrange(stream_key(BOARD))]
+        return [m["data"] for m in msgs if m["type"] == "lead.updated" and m["data"].get("lead_id") == lead_id]
+
+    seen = len(board_updates())
+    for path, body in ((f"/api/v1/leads/{lead_id}/sign", None), (f"/api/v1/leads/{lead_id}/calls", {"result": "busy"}),
+                       (f"/api/v1/leads/{lead_id}/close", {"outcome": "false_alarm"})):
+        r = await client.post(path, headers=operator, json=body)
+        assert r.status_code in (200, 201), r.text
+        updates = board_updates()
+        assert len(updates) > seen, path
+        seen = len(updates)
+    assert updates[-1]["status"] == "closed"
