@@ -54,6 +54,7 @@ def test_a_squad_late_to_the_scene_is_chased_and_the_backup_takes_it_on_the_phon
 
         # 20 s on: nobody on scene → the backup offer reaches the other squad's phone
         page.locator("#btn-accept").wait_for(timeout=60000)
+        page.locator("#offer .backup", has_text="增援").wait_for(timeout=5000)  # marked as a backup
         mine = http.get("/api/v1/assignments", headers=backup).json()["items"]
         (offer,) = [a for a in mine if a["lead_id"] == lead_id]
         assert offer["backup"] is True and offer["status"] == "offered" and offer["team_code"] == near
