@@ -21,13 +21,17 @@ test: $(BIN)/quanzu test-deps
 
 # What the suite starts or runs that pip cannot bring: Debian's Chromium and CJK fonts for the
 # browser tests (never `playwright install`), docker-compose to validate the compose file (no engine
-# needed). As root they are installed; otherwise make test fails saying what to install.
-TEST_DEBS := chromium fonts-noto-cjk docker-compose
+# needed), Kannel with its fake SMSC and baresip for the real SMS and SIP channels. As root they
+# are installed; otherwise make test fails saying what to install.
+TEST_DEBS := chromium fonts-noto-cjk docker-compose kannel kannel-extras baresip-core
 test-deps:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	fc-list 2>/dev/null | grep -q "Noto Sans CJK" || missing="$$missing fonts-noto-cjk"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	[ -x /usr/sbin/bearerbox ] || missing="$$missing kannel"; \
+	[ -x /usr/lib/kannel/test/fakesmsc ] || missing="$$missing kannel-extras"; \
+	command -v baresip >/dev/null || missing="$$missing baresip-core"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get install -y -q $$missing >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; }; \
