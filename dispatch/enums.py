@@ -116,6 +116,7 @@ class CallbackResult(StrEnum):
 class SmsPurpose(StrEnum):
     warning = "warning"  # 短信劝阻 to the subject
     offer = "offer"  # a squad offer that reached no phone (field dispatch's fallback)
+    family = "family"  # 保护圈: a relative told the person may be being defrauded
 
 
 class SmsStatus(StrEnum):
@@ -169,3 +170,20 @@ class TeamStatus(StrEnum):
     on_duty = "on_duty"
     off_duty = "off_duty"
     busy = "busy"
+
+
+class CallChannel(StrEnum):
+    """How a call's result reached quanzu."""
+    operator = "operator"  # typed in at the desk
+    sip = "sip"  # the phone network's answer to a dial (baresip)
+    robot = "robot"  # a robot caller's report (AI 外呼)
+
+
+class DialState(StrEnum):
+    """A dial through the desk's SIP line: queued → dialling → done (a call recorded), or failed
+    (the line did not carry it: no call was made), or unknown (the worker vanished mid-call)."""
+    queued = "queued"
+    dialling = "dialling"
+    done = "done"
+    failed = "failed"
+    unknown = "unknown"

@@ -31,7 +31,7 @@ from dispatch.field.offers import (
 )
 from dispatch.field.squads import FieldConfig
 from dispatch.field.visits import end_field_work, open_visit, request_visit, required_visit, visit_still_required
-from dispatch.ladder import callbacks, calls, deadlines, sms
+from dispatch.ladder import callbacks, calls, deadlines, phone, robot, sms
 from dispatch.ladder import service as ladder
 from dispatch.ladder.rules import Step, plan_deadlines, visit_deadline
 from dispatch.models import CallAttempt, Callback, Lead
@@ -158,6 +158,53 @@ def record_call(session: Session, lead_id: int, result: CallResult, outcome: Out
                    policy, "called")
     apply_steps(session, lead, steps, policy, who.actor, note)
     return lead, attempt, steps
+
+
+# ---------------------------------------------------------------- calls from the phone network, robot callers
+def record_dial(session: Session, dial_id: int, heard: phone.Heard, policy: Policy) -> str | None:
+    """The phone network's answer to a desk's dial (SIP via baresip), recorded as that operator's
+    call through `record_call`: the ladder escalates as for a typed-in result (a busy line on an
+    urgent lead sends a squad at once). No call is recorded when the line did not carry it, nor
+    when the lead was closed while it rang. → the dial's state (None: the sweep gave it up first)."""
+    dial, result = phone.finish_dial(session, dial_id, heard)
+    if dial is None or result is None:
+        return dial.state if dial is not None else None
+    attempt = None
+    if phone.callable_lead(session, dial.lead_id):
+        _lead, attempt, _steps = record_call(session, dial.lead_id, result, None, None,
+                                             Principal(dial.actor, dial.actor_role), policy)
+    phone.close_dial(session, dial, heard, attempt)
+    return dial.state
+
+
+def record_call_outcome(session: Session, call_id: int, outcome: Outcome, note: str | None, who: Principal,
+                        policy: Policy) -> tuple[Lead, CallAttempt, list[Step]]:
+    """What the person said on a call the phone network connected: one call, its outcome, the ladder's steps."""
+    lead, attempt, steps = calls.record_outcome(session, call_id, outcome, note, who, policy,
+                                                lambda i: visit_still_required(session, i))
+    apply_steps(session, lead, steps, policy, who.actor, note)
+    return lead, attempt, steps
+
+
+def record_robot_call(session: Session, report: robot.Report, tags: robot.TagMap, who: Principal,
+                      policy: Policy) -> tuple[Lead, CallAttempt, list[Step], bool]:
+    """A robot caller's result (AI 外呼), its labels mapped to quanzu's result and outcome, recorded
+    through `record_call` (已转账 raises the lead to P0 as an operator's `already_defrauded` does).
+    A robot that reached the person but brought back no outcome hands the lead to a person: one
+    more call in the desk's queue. Resent with the same `call_id` → the call recorded before.
+    → (lead, call, steps, duplicate)."""
+    lead_id = robot.find_lead(session, report.lead_id, report.source, report.source_id)
+    seen = robot.already_recorded(session, who.name, lead_id, report.call_id)
+    if seen is not None:
+        return ladder.lock_lead(session, lead_id), seen, [], True
+    result, outcome, _unmapped = tags.apply(report.result, list(report.tags))
+    lead, attempt, steps = record_call(session, lead_id, result, outcome, report.note, who, policy)
+    robot.describe(attempt, report)
+    if result == CallResult.connected and outcome is None and lead.status in ACTIVE_LEAD:
+        more = [Step("call", "robot_no_outcome")]
+        apply_steps(session, lead, more, policy, who.actor)
+        steps = [*steps, *more]
+    return lead, attempt, steps, False
 
 
 def record_callback(session: Session, lead_id: int, result: CallbackResult, loss_cny: Decimal | None,

@@ -207,6 +207,8 @@ class LeadDeadline(SQLModel, table=True):
 class CallAttempt(SQLModel, table=True):
     """电话劝阻: one call by a center operator and its result (contract: Calls)."""
     __tablename__ = "call_attempt"
+    __table_args__ = (Index("uq_call_external", "actor", "external_id", unique=True,
+                            postgresql_where=text("external_id IS NOT NULL")),)
     id: int | None = Field(default=None, sa_column=_id())
     lead_id: int = Field(sa_column=_lead_fk())
     at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
@@ -214,6 +216,13 @@ class CallAttempt(SQLModel, table=True):
     result: str  # connected | no_answer | busy | powered_off | rejected | invalid_number
     outcome: str | None = None  # when connected: an Outcome
     note: str | None = None
+    # How the result came (dispatch/ladder/phone.py, robot.py): typed in by the operator, the phone
+    # network's answer to a dial (SIP status, seconds connected), or a robot caller's report.
+    channel: str = Field(default="operator", sa_column=Column(String, nullable=False, server_default="operator"))
+    duration_s: int | None = None
+    sip_status: int | None = Field(default=None, sa_column=Column(SmallInteger))
+    tags: list | None = Field(default=None, sa_column=Column(JSONB))  # a robot caller's own labels, as sent
+    external_id: str | None = None  # the robot platform's call id: a resent result is a no-op
 
 
 class SmsMessage(SQLModel, table=True):
@@ -354,3 +363,32 @@ class Alarm(SQLModel, table=True):
     acked_by: str | None = None
     resolved_at: datetime | None = Field(default=None, sa_column=_ts())  # the step was done after all
     data: dict = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))
+
+
+# ---------------------------------------------------------------- dialling through the phone network
+class Dial(SQLModel, table=True):
+    """拨号: the desk asked its SIP line (baresip) to call the person; the phone network's answer
+    becomes a `call_attempt` (`call_id`). One open dial per line and per lead (partial unique
+    indexes): a line carries one call at a time."""
+    __tablename__ = "dial"
+    __table_args__ = (
+        Index("uq_dial_open_line", "line", unique=True, postgresql_where=text("state IN ('queued', 'dialling')")),
+        Index("uq_dial_open_lead", "lead_id", unique=True, postgresql_where=text("state IN ('queued', 'dialling')")),
+    )
+    id: int | None = Field(default=None, sa_column=_id())
+    lead_id: int = Field(sa_column=_lead_fk())
+    line: str
+    actor: str  # the operator who dialled (username) ...
+    actor_role: str  # ... and their role: the call is recorded as theirs
+    state: str = Field(default="queued", sa_column=Column(String, nullable=False, server_default="queued"))
+    requested_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
+    started_at: datetime | None = Field(default=None, sa_column=_ts())
+    answered_at: datetime | None = Field(default=None, sa_column=_ts())
+    ended_at: datetime | None = Field(default=None, sa_column=_ts())
+    sip_status: int | None = Field(default=None, sa_column=Column(SmallInteger))
+    sip_reason: str | None = None
+    result: str | None = None  # the CallResult, when the network gave one
+    call_id: int | None = Field(default=None, sa_column=Column(BigInteger, ForeignKey("call_attempt.id",
+                                                                                      ondelete="SET NULL")))
+    sends: int = Field(default=1, sa_column=Column(SmallInteger, nullable=False, server_default="1"))
+    error: str | None = None

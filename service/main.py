@@ -14,6 +14,7 @@ from dispatch.field.squads import FieldConfig
 from dispatch.intake.repository import GroupWriter
 from dispatch.intake.router import router as leads_router
 from dispatch.intake.schemas import BatchIn, LeadIn
+from dispatch.ladder.phone_router import router as phone_router
 from dispatch.ladder.router import router as ladder_router
 from dispatch.outcomes.router import router as outcomes_router
 from dispatch.policy import load_policy
@@ -102,7 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     for router in (health_router, auth_router, leads_router, triage_router, ladder_router, field_router, geo_router,
-                   squads_router, ws_router, outcomes_router, shift_router):
+                   squads_router, ws_router, outcomes_router, shift_router,
+                   phone_router):
         app.include_router(router)
     install_docs(app)  # /docs and /redoc from vendored assets: nothing loaded from outside
     mount_ui(app)  # last: the pages and /ui assets; every API route above keeps its path

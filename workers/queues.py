@@ -12,6 +12,7 @@ from rq import Queue, Retry
 from dispatch import outbox
 from dispatch.field.squads import GEO_AT, GEO_KEY
 from service.core.logging import log
+from service.core.settings import get_settings
 
 CHUNK = 500
 # Lead id → when the reconciler last resent it (a sorted set). It skips leads it resent lately, so
@@ -68,6 +69,21 @@ def enqueue_sms(queue: Queue, ids: list[int], retry_intervals: list[int] | None 
                         for i in range(0, len(ids), CHUNK)])
 
 
+def dial_queue(redis: Redis) -> Queue:
+    """Dials have a queue of their own: a dial holds its worker for the whole call (ringing, then the
+    conversation), and must never hold up placing and tiering."""
+    return Queue(get_settings().dial_queue_name, connection=redis)
+
+
+def enqueue_dials(redis: Redis, dial_ids: list[int]) -> None:
+    """One job per dial (`workers.tasks.dial`), after commit; the dial sweep finds a lost one."""
+    settings = get_settings()
+    timeout = int(settings.sip_ring_timeout_seconds + settings.sip_call_limit_seconds + 120)
+    q = dial_queue(redis)
+    q.enqueue_many([Queue.prepare_data("workers.tasks.dial", args=(i,), result_ttl=0, failure_ttl=7 * 86400,
+                                       timeout=timeout) for i in dial_ids])
+
+
 def send(box: outbox.Outbox, redis: Redis, queue: Queue, sms_retry_intervals: list[int] | None = None,
          visits=None) -> None:
     """Everything a committed unit of work queued, sent once: socket and board pushes, squads'
@@ -90,6 +106,11 @@ def send(box: outbox.Outbox, redis: Redis, queue: Queue, sms_retry_intervals: li
         enqueue_sms(queue, box.sms_ids(), sms_retry_intervals)
     except Exception as exc:
         log.warning("sms_enqueue_failed", messages=len(box.sms), error=str(exc))
+    if box.dials:
+        try:
+            enqueue_dials(redis, list(box.dials))
+        except Exception as exc:
+            log.warning("dial_enqueue_failed", dials=len(box.dials), error=str(exc))
     if box.visits:
         try:
             if visits is not None:

@@ -19,7 +19,7 @@ from rq.scheduler import RQScheduler
 
 from service.core.logging import log
 from service.core.settings import get_settings
-from workers.tasks import field_sweep, reconcile, seal_audit, sweep_deadlines, sweep_sms
+from workers.tasks import field_sweep, reconcile, seal_audit, sweep_deadlines, sweep_dials, sweep_sms
 
 LOCK = "quanzu:reconcile:lock"
 MAX_BACKOFF = 30.0
@@ -46,6 +46,7 @@ def run_reconciler(redis: Redis, queue_name: str, every: int, stop: threading.Ev
     cron.register(sweep_sms, queue_name, interval=max(every, settings.deadline_sweep_every_seconds),
                   result_ttl=0, job_timeout=120)
     cron.register(field_sweep, queue_name, interval=sweep_every, result_ttl=0, job_timeout=120)
+    cron.register(sweep_dials, queue_name, interval=max(every, 15), result_ttl=0, job_timeout=120)
     retries = RQScheduler([queue_name], connection=redis)
     period = max(1, min(every, settings.deadline_sweep_every_seconds, sweep_every))
     wait = float(period)

@@ -17,6 +17,7 @@ from dispatch.enums import Flag, LeadStatus, SmsStatus
 from dispatch.field import offers
 from dispatch.field.service import field_stats
 from dispatch.field.squads import FieldConfig
+from dispatch.ladder import phone
 from dispatch.ladder.sms import Gateway, make_gateway
 from dispatch.models import Lead, SmsMessage
 from dispatch.policy import Policy, load_policy
@@ -249,3 +250,33 @@ def sweep_sms(older_than_seconds: float | None = None) -> int:
         enqueue_sms(lead_queue(ctx.redis, settings.queue_name), ids, settings.sms_retry_intervals)
         log.warning("sms_resent", messages=len(ids))
     return len(ids)
+
+
+# ---------------------------------------------------------------- dialling (the dial queue)
+def dial(dial_id: int) -> str | None:
+    """Place one dial on its SIP line and record what the phone network answered: taken (committed
+    `dialling`, so a second copy of this job never dials again), the call followed to its end with
+    no transaction open, then the result recorded as the operator's call in one transaction."""
+    settings = get_settings()
+    with unit() as session:
+        taken = phone.start_dial(session, dial_id, settings.sip_lines)
+    if taken is None:
+        return None
+    line, uri = taken
+    heard = phone.place_call(line, uri, f"dial-{dial_id}", settings.sip_ring_timeout_seconds,
+                             settings.sip_call_limit_seconds, settings.sip_connect_timeout_seconds)
+    with unit() as session:
+        return flows.record_dial(session, dial_id, heard, ctx.policy)
+
+
+def sweep_dials() -> dict:
+    """Dials no worker took are sent once more; dials whose worker vanished (past the ring timeout,
+    the call limit and a margin) are recorded failed or unknown — never as a call result."""
+    settings = get_settings()
+    lost_after = settings.sip_ring_timeout_seconds + settings.sip_call_limit_seconds + 120
+    with unit() as session:
+        resent, lost = phone.stale_dials(session, clock.now(), settings.dial_resend_after_seconds, lost_after)
+        phone.give_up(session, lost)
+    if resent or lost:
+        log.warning("dials_swept", resent=len(resent), given_up=len(lost))
+    return {"resent": len(resent), "given_up": len(lost)}

@@ -6,7 +6,7 @@ from sqlmodel import Session
 
 from dispatch import outbox
 from dispatch.access import audited
-from dispatch.enums import CallResult, Outcome
+from dispatch.enums import CallChannel, CallResult, Outcome
 from dispatch.identity import mask_phone
 from dispatch.ladder import deadlines
 from dispatch.ladder.rules import Step, after_call
@@ -17,7 +17,7 @@ from dispatch.states import ACTIVE_LEAD, require
 from dispatch.timeline import record
 from service.core import clock
 from service.core.auth import Principal
-from service.core.errors import Conflict, ValidationFailed
+from service.core.errors import Conflict, NotFound, ValidationFailed
 
 
 def record_call(session: Session, lead_id: int, result: CallResult, outcome: Outcome | None, note: str | None,
@@ -144,3 +144,47 @@ def release_claim(session: Session, lead_id: int, who: Principal) -> dict:
                                                "claimed_by": None})
     lead.claimed_by = lead.claimed_until = None
     return {"lead_id": lead_id, "claimed_by": None, "claimed_until": None}
+
+
+# ---------------------------------------------------------------- calls whose result came from elsewhere
+def describe_call(attempt: CallAttempt, channel: CallChannel, *, duration_s: int | None = None,
+                  sip_status: int | None = None, at=None, tags: list[str] | None = None,
+                  external_id: str | None = None) -> CallAttempt:
+    """How a recorded call's result came: the phone network (a dial: SIP status, seconds connected)
+    or a robot caller (when it called, its labels, its own call id)."""
+    attempt.channel, attempt.duration_s, attempt.sip_status = channel.value, duration_s, sip_status
+    if at is not None:
+        attempt.at = at
+    attempt.tags, attempt.external_id = tags, external_id
+    return attempt
+
+
+def record_outcome(session: Session, call_id: int, outcome: Outcome, note: str | None, who: Principal,
+                   policy: Policy, visit_required) -> tuple[Lead, CallAttempt, list[Step]]:
+    """What the person said on a connected call whose result came from the phone network: the same
+    call gets its outcome (the ladder sees one call, not two) and the ladder's steps after it."""
+    found = session.get(CallAttempt, call_id)
+    if found is None:
+        raise NotFound(f"call {call_id} not found")
+    lead = lock_lead(session, found.lead_id)
+    attempt = session.execute(select(CallAttempt).where(CallAttempt.id == call_id).with_for_update()
+                              .execution_options(populate_existing=True)).scalar_one()
+    require(lead, "call")
+    if attempt.result != CallResult.connected:
+        raise Conflict(f"call {call_id} was {attempt.result}: only a connected call has an outcome")
+    if attempt.outcome is not None:
+        raise Conflict(f"call {call_id} already has the outcome {attempt.outcome}")
+    attempt.outcome = outcome.value
+    if note is not None:
+        attempt.note = note
+    failed = session.execute(select(func.count()).select_from(CallAttempt).where(
+        CallAttempt.lead_id == lead.id, CallAttempt.result.in_(policy.ladder.failed_results))).scalar_one()
+    placed = lead.in_jurisdiction is True and lead.placed_by in ("location", "residence")
+    steps, _ = after_call(policy, tier=lead.tier or policy.default_tier, result=CallResult.connected,
+                          outcome=outcome, failed_calls=failed, placed=placed, visit_required=visit_required(lead.id))
+    start_working(lead)
+    touch(session, lead)
+    record(session, lead.id, who.actor, "call_outcome", {"call_id": call_id, "outcome": outcome.value, "note": note,
+                                                        "rules": [s.rule for s in steps],
+                                                        "policy_version": policy.version})
+    return lead, attempt, steps

@@ -84,6 +84,18 @@ class Settings(BaseSettings):
     sms_resend_after_seconds: float = 60.0  # a pending SMS older than this is re-enqueued by the sweep
     sms_templates_file: Path | None = None  # unset: dispatch/sms_templates.toml
     sms_hotline: str = "96110"
+    # Calls through the phone network (dispatch/ladder/phone.py; README "Connect your phones"): each
+    # line is a baresip user agent driven through its ctrl_tcp module, e.g.
+    # SIP_LINES='{"default": {"ctrl": "127.0.0.1:4441", "dial": "sip:{number}@127.0.0.1:5071"}}'
+    # (`dial`: how the person's number becomes a SIP URI on this PBX or trunk). A desk dials on the
+    # line it names, else the line named after the operator, else `default`.
+    sip_lines: dict[str, dict[str, str]] = {}
+    sip_ring_timeout_seconds: float = Field(default=45.0, gt=0)  # unanswered this long → no_answer
+    sip_call_limit_seconds: float = Field(default=1800.0, gt=0)  # a call still up this long is ended
+    sip_connect_timeout_seconds: float = Field(default=3.0, gt=0)  # reaching the line's ctrl_tcp
+    dial_queue_name: str = "quanzu-dial"  # its own queue: a dial holds its worker for the whole call
+    dial_resend_after_seconds: float = 30.0  # a dial no worker picked up is sent once more, then failed
+    robot_tags_file: Path | None = None  # unset: dispatch/ladder/robot_tags.toml
     log_level: str = "INFO"
     # The screens draw the district's own polygons as the base map; a center with an intranet tile
     # server may set e.g. http://tiles.local/{z}/{x}/{y}.png (never a server outside the network).
