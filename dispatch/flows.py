@@ -31,7 +31,7 @@ from dispatch.field.offers import (
 )
 from dispatch.field.squads import FieldConfig
 from dispatch.field.visits import end_field_work, open_visit, request_visit, required_visit, visit_still_required
-from dispatch.ladder import callbacks, calls, deadlines, phone, robot, sms
+from dispatch.ladder import callbacks, calls, deadlines, phone, replies, robot, sms
 from dispatch.ladder import service as ladder
 from dispatch.ladder.rules import Step, plan_deadlines, visit_deadline
 from dispatch.models import CallAttempt, Callback, Lead
@@ -43,6 +43,7 @@ from dispatch.timeline import record
 from dispatch.triage import service as triage
 from service.core import clock
 from service.core.auth import Principal
+from service.core.errors import Conflict, Forbidden, NotFound
 
 
 # ---------------------------------------------------------------- a new lead (workers)
@@ -227,6 +228,33 @@ def deliver_sms(session: Session, message_id: int, gateway, policy: Policy, max_
     result, steps = sms.deliver_sms(session, message_id, gateway, policy, max_attempts)
     apply_lead_steps(session, steps, policy, "worker")
     return result
+
+
+def sms_reply(session: Session, phone: str, to: str | None, text: str, cfg: FieldConfig, online=None) -> str:
+    """A reply by SMS (MO) → what it became. A squad member's `1` / `2` to an offer SMS is the app's
+    accept / decline, as that member (an offer gone meanwhile is recorded as refused); a warned
+    person's reply goes on the lead's timeline and the board; an unknown sender's is only kept."""
+    phone = replies.normalize_phone(phone)
+    match = replies.match_reply(session, phone, text)
+    if isinstance(match, replies.OfferReply):
+        kind = "offer_accept" if match.accept else "offer_decline"
+        try:
+            with session.begin_nested():
+                if match.accept:
+                    field.accept(session, match.assignment_id, match.member)
+                else:
+                    field.decline(session, match.assignment_id, match.member, "sms_reply", cfg, online)
+        except (Conflict, Forbidden, NotFound) as exc:
+            replies.keep(session, phone, to, text, "offer_refused", match, str(exc)[:200])
+            return "offer_refused"
+        replies.keep(session, phone, to, text, kind, match)
+        return kind
+    if isinstance(match, replies.PersonReply):
+        replies.person_replied(session, match, phone, text)
+        replies.keep(session, phone, to, text, "reply", match)
+        return "reply"
+    replies.keep(session, phone, to, text, "unknown")
+    return "unknown"
 
 
 LATE = ("on_scene", "visit")

@@ -229,12 +229,13 @@ class SmsMessage(SQLModel, table=True):
     """短信: a warning SMS to the subject, or an offer SMS to a squad member. `idempotency_key`
     makes a retried send a no-op at the gateway and here."""
     __tablename__ = "sms_message"
-    __table_args__ = (UniqueConstraint("idempotency_key", name="uq_sms_idempotency"),)
+    __table_args__ = (UniqueConstraint("idempotency_key", name="uq_sms_idempotency"),
+                      Index("ix_sms_message_unfinished", "sent_at", postgresql_where=text("status = 'sent'")))
     id: int | None = Field(default=None, sa_column=_id())
     lead_id: int | None = Field(default=None, sa_column=_lead_fk(nullable=True))
     assignment_id: int | None = Field(default=None, sa_column=Column(BigInteger, index=True))
-    purpose: str  # warning | offer
-    to_phone: str
+    purpose: str  # warning | offer | family
+    to_phone: str = Field(index=True)  # a reply (MO) is matched to the newest SMS to its sender
     body: str
     idempotency_key: str
     status: str = Field(default="pending", sa_column=Column(String, nullable=False, server_default="pending"))
@@ -244,6 +245,11 @@ class SmsMessage(SQLModel, table=True):
     created_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
     sent_at: datetime | None = Field(default=None, sa_column=_ts())
     receipt_at: datetime | None = Field(default=None, sa_column=_ts())
+    # SMS channels (issue 21): a flash SMS (闪信, class 0); the gateway's last word on it (Kannel's DLR
+    # code, Aliyun's SendStatus/ErrCode) even when not final; the template's parameters (Aliyun).
+    flash: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=text("false")))
+    gateway_status: str | None = None
+    params: dict | None = Field(default=None, sa_column=Column(JSONB))
 
 
 class Callback(SQLModel, table=True):
@@ -391,4 +397,20 @@ class Dial(SQLModel, table=True):
     call_id: int | None = Field(default=None, sa_column=Column(BigInteger, ForeignKey("call_attempt.id",
                                                                                       ondelete="SET NULL")))
     sends: int = Field(default=1, sa_column=Column(SmallInteger, nullable=False, server_default="1"))
+    error: str | None = None
+
+# ---------------------------------------------------------------- SMS replies (issue 21)
+class SmsInbound(SQLModel, table=True):
+    """短信回复 (MO): every message the gateway passed on, and what it became — an offer accepted or
+    declined by a squad member, a warned person's reply on the lead's timeline, or nothing (unknown)."""
+    __tablename__ = "sms_inbound"
+    id: int | None = Field(default=None, sa_column=_id())
+    received_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
+    from_phone: str = Field(index=True)
+    to_number: str | None = None
+    text: str
+    kind: str  # offer_accept | offer_decline | offer_refused | reply | unknown
+    sms_message_id: int | None = Field(default=None, sa_column=Column(BigInteger))  # the SMS it answers
+    lead_id: int | None = Field(default=None, sa_column=_lead_fk(nullable=True))
+    assignment_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     error: str | None = None

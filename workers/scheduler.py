@@ -17,9 +17,18 @@ from redis import Redis
 from rq.cron import CronScheduler
 from rq.scheduler import RQScheduler
 
+from dispatch.ladder.gateways import gateway_kind
 from service.core.logging import log
 from service.core.settings import get_settings
-from workers.tasks import field_sweep, reconcile, seal_audit, sweep_deadlines, sweep_dials, sweep_sms
+from workers.tasks import (
+    field_sweep,
+    poll_sms_receipts,
+    reconcile,
+    seal_audit,
+    sweep_deadlines,
+    sweep_dials,
+    sweep_sms,
+)
 
 LOCK = "quanzu:reconcile:lock"
 MAX_BACKOFF = 30.0
@@ -47,6 +56,9 @@ def run_reconciler(redis: Redis, queue_name: str, every: int, stop: threading.Ev
                   result_ttl=0, job_timeout=120)
     cron.register(field_sweep, queue_name, interval=sweep_every, result_ttl=0, job_timeout=120)
     cron.register(sweep_dials, queue_name, interval=max(every, 15), result_ttl=0, job_timeout=120)
+    if gateway_kind(settings) == "aliyun":  # its receipts are asked for (QuerySendDetails), not called back
+        cron.register(poll_sms_receipts, queue_name, interval=settings.aliyun_receipts_every_seconds, result_ttl=0,
+                      job_timeout=300)
     retries = RQScheduler([queue_name], connection=redis)
     period = max(1, min(every, settings.deadline_sweep_every_seconds, sweep_every))
     wait = float(period)

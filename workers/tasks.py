@@ -17,7 +17,7 @@ from dispatch.enums import Flag, LeadStatus, SmsStatus
 from dispatch.field import offers
 from dispatch.field.service import field_stats
 from dispatch.field.squads import FieldConfig
-from dispatch.ladder import phone
+from dispatch.ladder import phone, sms
 from dispatch.ladder.sms import Gateway, make_gateway
 from dispatch.models import Lead, SmsMessage
 from dispatch.policy import Policy, load_policy
@@ -219,6 +219,27 @@ def send_sms(message_ids: list[int] | int) -> dict:
     if results["retry"]:
         raise SmsNotSent(f"{results['retry']} of {len(ids)} SMS not taken by the gateway; rq retries")
     return dict(results)
+
+
+def poll_sms_receipts(limit: int = 500) -> dict:
+    """Receipts of a gateway that does not call back (Aliyun's QuerySendDetails): ask about the
+    messages sent and not final, then apply what came back, one transaction. Nothing for the others."""
+    if not isinstance(ctx.gateway, sms.PolledReceipts):
+        return {}
+    with unit() as session:
+        sent = sms.awaiting_receipts(session, clock.now(), limit)
+    receipts = ctx.gateway.poll(sent) if sent else []  # no transaction open while the provider answers
+    counts: Counter[str] = Counter()
+    with unit() as session:
+        for r in receipts:
+            sms.note_receipt(session, r)
+            if r.status is None:
+                counts["waiting"] += 1
+            elif flows.sms_receipt(session, r.gateway_message_id, r.status, ctx.policy)[0]:
+                counts[r.status.value] += 1
+    if counts:
+        log.info("sms_receipts_polled", asked=len(sent), **counts)
+    return dict(counts)
 
 
 def sweep_deadlines(batch: int | None = None) -> int:

@@ -1,27 +1,42 @@
-"""短信: warning texts, the gateway interface, sending and receipts.
+"""短信: warning texts, sending, receipts; the gateways themselves are in `gateways.py`.
 
 Every SMS is a `sms_message` row first (`queue_sms`, in the caller's unit of work), and goes on that
 unit of work's outbox: a worker hands it to the gateway right after the commit
 (`workers.tasks.send_sms`); a periodic sweep resends anything a crash lost. The row's
-`idempotency_key` goes to the gateway with every try, so a retry never sends twice."""
+`idempotency_key` goes to the gateway with every try, so a retry never sends twice. A flash warning
+(闪信, `flash`) goes out as class 0: shown on the screen at once, not stored by the phone."""
 from __future__ import annotations
 
 import string
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Protocol
 
-import httpx
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session
 
 from dispatch import outbox
 from dispatch.enums import FraudType, SmsPurpose, SmsStatus
 from dispatch.identity import mask_phone
 from dispatch.ladder.deadlines import mark_met
+from dispatch.ladder.gateways import (  # noqa: F401  (re-exported: the gateways' names as before)
+    KANNEL_DLR,
+    Gateway,
+    GatewayError,
+    GatewayRejected,
+    HttpGateway,
+    LoggingGateway,
+    Outgoing,
+    PolledReceipts,
+    Receipt,
+    Sent,
+    kannel_id,
+    make_gateway,
+)
 from dispatch.ladder.rules import Step, after_sms_failed
 from dispatch.messages import queue_sms
 from dispatch.models import Lead, SmsMessage
@@ -30,18 +45,51 @@ from dispatch.states import ACTIVE_LEAD, SMS
 from dispatch.timeline import record
 from service.core import clock
 from service.core.errors import NotFound
-from service.core.logging import log
-
 
 # ---------------------------------------------------------------- templates
+# Sections of sms_templates.toml and the placeholders each may use.
+SECTIONS: dict[str, set[str]] = {
+    "templates": {"name", "hotline"},  # the warning, per fraud type (短信劝阻)
+    "flash": {"name", "hotline"},  # the flash warning (闪信), per fraud type
+    "offer": {"text"},  # wraps field dispatch's offer text: how to reply
+    "family": {"name", "hotline"},  # 保护圈: a relative told
+}
+REPLY_HINT = "回复1接单"
+
+
 @dataclass(frozen=True, slots=True)
 class Templates:
     texts: dict[str, str]
     hotline: str = "96110"
+    flash: dict[str, str] = field(default_factory=dict)
+    offer: str = "{text} 回复1接单，回复2拒单"
+    family: str = "【反诈中心】您的亲属{name}可能正在遭遇电信网络诈骗，请尽快联系劝阻，切勿转账。咨询请拨{hotline}。"
 
     def render(self, fraud_type: str | None, name: str | None) -> str:
         text = self.texts.get(fraud_type or "", self.texts["default"])
         return text.format(name=name or "市民", hotline=self.hotline)
+
+    def render_flash(self, fraud_type: str | None, name: str | None) -> str:
+        text = self.flash.get(fraud_type or "") or self.flash.get("default")
+        if text is None:
+            return self.render(fraud_type, name)
+        return text.format(name=name or "市民", hotline=self.hotline)
+
+    def render_offer(self, text: str) -> str:
+        return text if REPLY_HINT in text else self.offer.format(text=text)
+
+    def render_family(self, name: str | None) -> str:
+        return self.family.format(name=name or "", hotline=self.hotline)
+
+
+def _check(source: str, key: str, value, allowed: set[str]) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{source}: key '{key}': must be a non-empty string")
+    fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+    if not fields <= allowed:
+        raise ValueError(f"{source}: key '{key}': unknown placeholder(s) {sorted(fields - allowed)}; "
+                         f"use {', '.join('{' + a + '}' for a in sorted(allowed))}")
+    return value
 
 
 def parse_templates(text: str, source: str, hotline: str = "96110") -> Templates:
@@ -53,16 +101,28 @@ def parse_templates(text: str, source: str, hotline: str = "96110") -> Templates
     texts = doc.get("templates")
     if not isinstance(texts, dict) or not isinstance(texts.get("default"), str):
         raise ValueError(f"{source}: key 'templates.default' is required (the text for any fraud type)")
-    for key, value in texts.items():
-        if key != "default" and key not in FraudType.__members__:
-            raise ValueError(f"{source}: key 'templates.{key}': not a fraud type")
-        if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{source}: key 'templates.{key}': must be a non-empty string")
-        fields = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
-        if not fields <= {"name", "hotline"}:
-            raise ValueError(f"{source}: key 'templates.{key}': unknown placeholder(s) {sorted(fields)}; "
-                             "use {name} and {hotline}")
-    return Templates(dict(texts), hotline)
+    for section in doc:
+        if section not in SECTIONS:
+            raise ValueError(f"{source}: section [{section}]: unknown; sections are {sorted(SECTIONS)}")
+    per_type: dict[str, dict[str, str]] = {}
+    for section in ("templates", "flash"):
+        table = doc.get(section, {})
+        if not isinstance(table, dict):
+            raise ValueError(f"{source}: key '{section}': must be a table")
+        for key, value in table.items():
+            if key != "default" and key not in FraudType.__members__:
+                raise ValueError(f"{source}: key '{section}.{key}': not a fraud type")
+            _check(source, f"{section}.{key}", value, SECTIONS[section])
+        per_type[section] = dict(table)
+    extra = {}
+    for section in ("offer", "family"):
+        table = doc.get(section)
+        if table is None:
+            continue
+        if not isinstance(table, dict) or set(table) != {"default"}:
+            raise ValueError(f"{source}: key '{section}': a table with one key, 'default'")
+        extra[section] = _check(source, f"{section}.default", table["default"], SECTIONS[section])
+    return Templates(per_type["templates"], hotline, per_type["flash"], **extra)
 
 
 @lru_cache(maxsize=4)
@@ -81,23 +141,42 @@ def active_templates() -> Templates:
 
 
 # ---------------------------------------------------------------- queueing
-def send_warning_sms(session: Session, lead: Lead, actor: str, *, fresh: bool = False) -> int | None:
-    """Queue the 短信劝阻 text for the lead's fraud type (one per lead: the key is the lead's).
+def send_warning_sms(session: Session, lead: Lead, actor: str, *, fresh: bool = False, flash: bool = False,
+                     key: str | None = None) -> int | None:
+    """Queue the 短信劝阻 text for the lead's fraud type → the message's id (None when `fresh`).
+    One per lead and kind unless `key` says otherwise (persistent contact: one per round): the key
+    is `lead-<id>-warning`, or `lead-<id>-flash` for a flash warning (闪信, class 0).
     `fresh`: the lead was just tiered, so no message can exist yet and the row is simply added."""
     if not lead.phone:
-        record(session, lead.id, actor, "sms_skipped", {"reason": "no_phone"})
+        record(session, lead.id, actor, "sms_skipped", {"reason": "no_phone", "flash": flash})
         return None
-    body, key = active_templates().render(lead.fraud_type, lead.name), f"lead-{lead.id}-warning"
+    templates = active_templates()
+    body = (templates.render_flash if flash else templates.render)(lead.fraud_type, lead.name)
+    key = key or f"lead-{lead.id}-{'flash' if flash else 'warning'}"
+    row = dict(lead_id=lead.id, purpose=SmsPurpose.warning.value, to_phone=lead.phone, body=body,
+               idempotency_key=key, flash=flash, params={"name": lead.name or "市民", "hotline": templates.hotline})
     if fresh:
-        msg = SmsMessage(lead_id=lead.id, purpose=SmsPurpose.warning.value, to_phone=lead.phone, body=body,
-                         idempotency_key=key)
+        msg = SmsMessage(**row)
         session.add(msg)
         outbox.send_sms(session, msg)
-        record(session, lead.id, actor, "sms_queued", {"key": key, "to": mask_phone(lead.phone)})
+        record(session, lead.id, actor, "sms_queued", {"key": key, "to": mask_phone(lead.phone), "flash": flash})
         return None
-    sms_id = queue_sms(session, to_phone=lead.phone, body=body, purpose=SmsPurpose.warning, idempotency_key=key,
-                       lead_id=lead.id)
-    record(session, lead.id, actor, "sms_queued", {"key": key, "message_id": sms_id, "to": mask_phone(lead.phone)})
+    sms_id = session.execute(insert(SmsMessage).values(**row).on_conflict_do_nothing(
+        index_elements=["idempotency_key"]).returning(SmsMessage.id)).scalar()
+    if sms_id is None:  # queued before: the same message
+        return session.execute(select(SmsMessage.id).where(SmsMessage.idempotency_key == key)).scalar_one()
+    outbox.send_sms(session, sms_id)
+    record(session, lead.id, actor, "sms_queued", {"key": key, "message_id": sms_id, "to": mask_phone(lead.phone),
+                                                   "flash": flash})
+    return sms_id
+
+
+def send_family_sms(session: Session, lead: Lead, phone: str, key: str, actor: str) -> int:
+    """保护圈: tell a relative (the family template) → the message's id."""
+    sms_id = queue_sms(session, to_phone=phone, body=active_templates().render_family(lead.name),
+                       purpose=SmsPurpose.family, idempotency_key=key, lead_id=lead.id)
+    record(session, lead.id, actor, "sms_queued", {"key": key, "message_id": sms_id, "to": mask_phone(phone),
+                                                   "purpose": "family"})
     return sms_id
 
 
@@ -112,8 +191,11 @@ def deliver_sms(session: Session, message_id: int, gateway: Gateway, policy: Pol
     if msg is None or msg.status != SmsStatus.pending:
         return "skipped", []
     msg.attempts += 1
+    if msg.purpose == SmsPurpose.offer:  # the offer says how to answer it by SMS (replies.py)
+        msg.body = active_templates().render_offer(msg.body)
     try:
-        gateway_id = gateway.send(Outgoing(msg.to_phone, msg.body, msg.idempotency_key, msg.purpose))
+        gateway_id = gateway.send(Outgoing(msg.to_phone, msg.body, msg.idempotency_key, msg.purpose, msg.id,
+                                           msg.flash, msg.params or {}))
     except (GatewayError, GatewayRejected) as exc:
         msg.error = str(exc)[:500]
         if isinstance(exc, GatewayError) and msg.attempts < max_attempts:
@@ -124,7 +206,8 @@ def deliver_sms(session: Session, message_id: int, gateway: Gateway, policy: Pol
     msg.sent_at, msg.gateway_message_id, msg.error = clock.now(), gateway_id, None
     if msg.lead_id is not None and msg.purpose == SmsPurpose.warning:
         mark_met(session, msg.lead_id, "sms", msg.sent_at)
-        record(session, msg.lead_id, "worker", "sms_sent", {"message_id": msg.id, "attempts": msg.attempts})
+        record(session, msg.lead_id, "worker", "sms_sent", {"message_id": msg.id, "attempts": msg.attempts,
+                                                            "flash": msg.flash})
     return "sent", []
 
 
@@ -153,75 +236,46 @@ def apply_receipt(session: Session, gateway_message_id: str, status: SmsStatus,
     SMS.move(msg, status)
     msg.receipt_at = clock.now()
     if status == SmsStatus.failed:
-        msg.error = "receipt: failed"
+        msg.error = f"receipt: {msg.gateway_status or 'failed'}"
         return True, sms_failed(session, msg, policy, "receipt_failed")
     if msg.lead_id is not None:
         record(session, msg.lead_id, "sms-gateway", "sms_delivered", {"message_id": msg.id})
     return True, []
 
 
-# ---------------------------------------------------------------- gateways
-class GatewayError(Exception):
-    """The gateway did not take the message this time (timeout, 5xx, connection): retry later."""
+def kannel_dlr(session: Session, message_id: int, code: int) -> tuple[str, SmsStatus | None]:
+    """Kannel's delivery report for our message → (its gateway id, the final status or None). The row
+    is locked first: a report that beats the sender's commit waits for it. 8 (accepted by the SMSC)
+    and 4 (buffered) are kept on the row and the timeline, and are not final."""
+    msg = session.execute(select(SmsMessage).where(SmsMessage.id == message_id).with_for_update()
+                          .execution_options(populate_existing=True)).scalar()
+    if msg is None:
+        raise NotFound(f"no SMS with id {message_id}")
+    name, status = KANNEL_DLR[code]
+    if msg.status not in (SmsStatus.delivered, SmsStatus.failed):
+        msg.gateway_status = f"{code}:{name}"
+    if msg.gateway_message_id is None:  # sent, but the worker's commit was lost: Kannel's id is ours
+        msg.gateway_message_id = kannel_id(msg.id)
+    if status is None and msg.lead_id is not None:
+        record(session, msg.lead_id, "sms-gateway", "sms_dlr", {"message_id": msg.id, "code": code, "dlr": name})
+    return msg.gateway_message_id, status
 
 
-class GatewayRejected(Exception):
-    """The gateway refused the message for good (4xx): retrying cannot help."""
+POLL_FOR = timedelta(days=2)  # a receipt not come by then will not come
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    to_phone: str
-    body: str
-    idempotency_key: str
-    purpose: str
+def awaiting_receipts(session: Session, now, limit: int = 500) -> list[Sent]:
+    """Messages sent and not final, oldest first (the gateway is asked about each)."""
+    rows = session.execute(select(SmsMessage.gateway_message_id, SmsMessage.to_phone, SmsMessage.sent_at)
+                           .where(SmsMessage.status == SmsStatus.sent, SmsMessage.sent_at > now - POLL_FOR,
+                                  SmsMessage.gateway_message_id.is_not(None))
+                           .order_by(SmsMessage.sent_at).limit(limit)).all()
+    return [Sent(*r) for r in rows]
 
 
-class Gateway(Protocol):
-    def send(self, sms: Outgoing) -> str:
-        """Hand one message over → the gateway's message id (receipts name it)."""
-        ...
-
-
-class LoggingGateway:
-    """The default (demo): writes the message to the log, phone masked, and calls it sent."""
-
-    def send(self, sms: Outgoing) -> str:
-        log.info("sms_logged", to=mask_phone(sms.to_phone), purpose=sms.purpose, key=sms.idempotency_key,
-                 chars=len(sms.body))
-        return f"log-{sms.idempotency_key}"
-
-
-class HttpGateway:
-    """POST {"to", "body", "idempotency_key", "purpose"} to SMS_GATEWAY_URL, header Idempotency-Key;
-    a 2xx answer carries {"message_id"}. The gateway must answer a repeated key with the first
-    message's id without sending again (the usual contract of SMS APIs)."""
-
-    def __init__(self, url: str, timeout: float = 5.0, token: str | None = None,
-                 client: httpx.Client | None = None):
-        self.url = url
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.client = client or httpx.Client(timeout=httpx.Timeout(timeout), headers=headers)
-
-    def send(self, sms: Outgoing) -> str:
-        try:
-            r = self.client.post(self.url, json={"to": sms.to_phone, "body": sms.body, "purpose": sms.purpose,
-                                                 "idempotency_key": sms.idempotency_key},
-                                 headers={"Idempotency-Key": sms.idempotency_key})
-        except httpx.HTTPError as exc:  # timeouts, refused connections, broken answers
-            raise GatewayError(f"{exc.__class__.__name__}: {exc}") from exc
-        if r.status_code in (408, 425, 429) or r.status_code >= 500:
-            raise GatewayError(f"gateway answered {r.status_code}")
-        if r.status_code >= 400:
-            raise GatewayRejected(f"gateway refused the message: {r.status_code} {r.text[:200]}")
-        try:
-            message_id = r.json()["message_id"]
-        except (ValueError, KeyError, TypeError):
-            raise GatewayError("gateway answer without message_id") from None
-        return str(message_id)
-
-
-def make_gateway(settings) -> Gateway:
-    if settings.sms_gateway_url:
-        return HttpGateway(settings.sms_gateway_url, settings.sms_timeout_seconds, settings.sms_gateway_token)
-    return LoggingGateway()
+def note_receipt(session: Session, receipt: Receipt) -> None:
+    """The provider's word on a message still `sent` (Aliyun's SendStatus:ErrCode), kept on the row."""
+    msg = session.execute(select(SmsMessage).where(SmsMessage.gateway_message_id == receipt.gateway_message_id)
+                          ).scalar()
+    if msg is not None and msg.status == SmsStatus.sent:
+        msg.gateway_status = receipt.detail

@@ -84,6 +84,24 @@ class Settings(BaseSettings):
     sms_resend_after_seconds: float = 60.0  # a pending SMS older than this is re-enqueued by the sweep
     sms_templates_file: Path | None = None  # unset: dispatch/sms_templates.toml
     sms_hotline: str = "96110"
+    # SMS channels (issue 21, README "Connect your SMS channel"): SMS_GATEWAY names the gateway; unset
+    # means `http` when SMS_GATEWAY_URL is set, else `log`.
+    sms_gateway: Literal["log", "http", "kannel", "aliyun"] | None = None
+    sms_sender: str = "96110"  # the number the person sees (Kannel's `from`)
+    public_url: str | None = None  # where the gateway reaches quanzu (Kannel's dlr-url), e.g. http://10.0.0.2:8000
+    sms_gateway_api_key: str | None = None  # the gateway's API key itself (in the dlr-url Kannel calls back)
+    kannel_sendsms_url: str | None = None  # e.g. http://127.0.0.1:13013/cgi-bin/sendsms
+    kannel_username: str | None = None
+    kannel_password: str | None = None
+    aliyun_access_key_id: str | None = None
+    aliyun_access_key_secret: str | None = None
+    aliyun_sms_sign_name: str | None = None  # 短信签名, e.g. 反诈中心
+    aliyun_sms_endpoint: str = "dysmsapi.aliyuncs.com"  # host[:port]; http://host:port for a local stand-in
+    aliyun_template_warning: str | None = None  # template codes per purpose (SMS_123456789)
+    aliyun_template_flash_warning: str | None = None  # unset: the warning's
+    aliyun_template_offer: str | None = None
+    aliyun_template_family: str | None = None
+    aliyun_receipts_every_seconds: int = 60  # QuerySendDetails sweep for messages sent and not final
     # Calls through the phone network (dispatch/ladder/phone.py; README "Connect your phones"): each
     # line is a baresip user agent driven through its ctrl_tcp module, e.g.
     # SIP_LINES='{"default": {"ctrl": "127.0.0.1:4441", "dial": "sip:{number}@127.0.0.1:5071"}}'
@@ -110,6 +128,13 @@ class Settings(BaseSettings):
             raise ValueError("GEOCODER=nominatim needs GEOCODER_URL (the center's Nominatim, e.g. http://10.0.0.5:8080)")
         if self.geocoder == "baidu" and not self.geocoder_key:
             raise ValueError("GEOCODER=baidu needs GEOCODER_KEY (the Baidu Maps API key)")
+        need = {"kannel": ("kannel_sendsms_url", "kannel_username", "kannel_password", "public_url",
+                           "sms_gateway_api_key"),
+                "aliyun": ("aliyun_access_key_id", "aliyun_access_key_secret", "aliyun_sms_sign_name",
+                           "aliyun_template_warning")}.get(self.sms_gateway or "", ())
+        missing = [n.upper() for n in need if not getattr(self, n)]
+        if missing:
+            raise ValueError(f"SMS_GATEWAY={self.sms_gateway} needs {', '.join(missing)}")
         return self
 
 
