@@ -31,9 +31,9 @@ from dispatch.field.offers import (
 )
 from dispatch.field.squads import FieldConfig
 from dispatch.field.visits import end_field_work, open_visit, request_visit, required_visit, visit_still_required
-from dispatch.ladder import callbacks, calls, deadlines, phone, replies, robot, sms
+from dispatch.ladder import callbacks, calls, contact, deadlines, family, phone, replies, robot, sms, stop_payment
 from dispatch.ladder import service as ladder
-from dispatch.ladder.rules import Step, plan_deadlines, visit_deadline
+from dispatch.ladder.rules import SCHEDULED, Step, plan_deadlines, visit_deadline
 from dispatch.models import CallAttempt, Callback, Lead
 from dispatch.outcomes.cases import rematch_person
 from dispatch.policy import Policy, TierDecision
@@ -63,6 +63,7 @@ def start_work(session: Session, lead: Lead, decision: TierDecision, policy: Pol
     if Response.visit in decision.response:
         request_visit(session, lead, "policy", actor=actor, due_at=plan.get("on_scene") or plan.get("visit"))
     ladder.start_ladder(session, lead, decision, policy, actor, plan)
+    apply_steps(session, lead, contact.start(session, lead, policy, clock.now(), actor), policy, actor)
 
 
 # ---------------------------------------------------------------- the ladder's steps
@@ -83,7 +84,13 @@ def escalate_to_visit(session: Session, lead: Lead, rule: str, policy: Policy, a
 
 def apply_steps(session: Session, lead: Lead, steps: list[Step], policy: Policy, actor: str,
                 note: str | None = None) -> None:
+    """The ladder's steps, in order; a step whose rule the policy names in `family.notify_on` (a busy
+    line, a refusal, money already gone) also tells the person's family (保护圈)."""
+    told = set()
     for step in steps:
+        if step.rule in policy.family.notify_on and step.rule not in told:
+            told.add(step.rule)
+            family.notify(session, lead, step.rule, policy, actor)
         match step.kind:
             case "visit":
                 escalate_to_visit(session, lead, step.rule, policy, actor)
@@ -96,6 +103,8 @@ def apply_steps(session: Session, lead: Lead, steps: list[Step], policy: Policy,
                 ladder.stop_payment(session, lead, step.rule, actor)
             case "call":
                 ladder.add_call(session, lead, step.rule, policy, actor)
+            case "contact":
+                apply_steps(session, lead, contact.run_round(session, lead, policy, clock.now(), actor), policy, actor)
 
 
 def apply_lead_steps(session: Session, steps: list[tuple[int, Step]], policy: Policy, actor: str) -> None:
@@ -157,6 +166,8 @@ def record_call(session: Session, lead_id: int, result: CallResult, outcome: Out
                                              lambda i: visit_still_required(session, i))
     alarms.resolve(session, lead_id, ("first_call",) + (("connected_call",) if result == CallResult.connected else ()),
                    policy, "called")
+    if result == CallResult.connected:  # reached: persistent contact ends
+        contact.stop(session, lead_id, "connected", who.actor)
     apply_steps(session, lead, steps, policy, who.actor, note)
     return lead, attempt, steps
 
@@ -267,8 +278,11 @@ def sweep_deadlines(session: Session, now: datetime, policy: Policy, limit: int,
     squad is offered the visit as backup); a missed check-in names the squad on scene."""
     missed = deadlines.claim_missed(session, now, policy, limit)
     apply_lead_steps(session, missed.steps, policy, "sweep")
+    stop_payment.lapse(session, now)
     misses = []
     for m in missed.rows:
+        if m.name in SCHEDULED:  # a contact round came due: the schedule, not a miss
+            continue
         squad, data = None, {}
         if m.name in LATE:
             squad = late_squad(session, m.lead_id)
@@ -286,6 +300,15 @@ def sweep_deadlines(session: Session, now: datetime, policy: Policy, limit: int,
 
 def escalate_alarms(session: Session, now: datetime, policy: Policy) -> int:
     return alarms.escalate_due(session, policy, now)
+
+
+# ---------------------------------------------------------------- 止付
+def answer_stop_payment(session: Session, request_id: int, status: str, saved: Decimal | None, note: str | None,
+                        who: Principal, policy: Policy):
+    """The bank answered: the request's deadline met, its alarm (if it lapsed unanswered) resolved."""
+    r = stop_payment.answer(session, request_id, status, saved, note, who)
+    alarms.resolve(session, r.lead_id, ("stop_payment",), policy, "bank_answered")
+    return r
 
 
 # ---------------------------------------------------------------- the squad's visit

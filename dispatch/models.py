@@ -371,6 +371,43 @@ class Alarm(SQLModel, table=True):
     data: dict = Field(default_factory=dict, sa_column=Column(JSONB, nullable=False, server_default="{}"))
 
 
+# ---------------------------------------------------------------- the family, stop-payment (issue 21)
+class FamilyContact(SQLModel, table=True):
+    """保护圈: a relative or friend of the person, who can be told when the person will not listen.
+    Kept with the person's phone / ID number, so a later warning about them finds the same circle."""
+    __tablename__ = "family_contact"
+    id: int | None = Field(default=None, sa_column=_id())
+    lead_id: int = Field(sa_column=_lead_fk())
+    subject_phone: str | None = Field(default=None, index=True)
+    subject_id_number: str | None = Field(default=None, index=True)
+    name: str
+    relation: str
+    phone: str
+    added_by: str  # who gave it: the source, an operator, a squad member
+    created_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
+
+
+class StopPaymentRequest(SQLModel, table=True):
+    """止付: a request to a bank to stop a transfer, valid `valid_for`, at most twice per lead; the
+    bank's answer recorded (`frozen` with the amount held, or `refused`), or lapsed."""
+    __tablename__ = "stop_payment_request"
+    id: int | None = Field(default=None, sa_column=_id())
+    lead_id: int = Field(sa_column=_lead_fk())
+    seq: int = Field(sa_column=Column(SmallInteger, nullable=False))  # 1st, 2nd request of the lead
+    bank: str
+    account: str
+    amount_cny: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))
+    requested_by: str
+    requested_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
+    expires_at: datetime = Field(sa_column=_ts(nullable=False))
+    answer_due_at: datetime = Field(sa_column=_ts(nullable=False))
+    status: str = Field(default="requested", sa_column=Column(String, nullable=False, server_default="requested"))
+    answered_at: datetime | None = Field(default=None, sa_column=_ts())
+    answered_by: str | None = None
+    saved_cny: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))  # held by the bank
+    note: str | None = None
+
+
 # ---------------------------------------------------------------- dialling through the phone network
 class Dial(SQLModel, table=True):
     """拨号: the desk asked its SIP line (baresip) to call the person; the phone network's answer
@@ -398,6 +435,7 @@ class Dial(SQLModel, table=True):
                                                                                       ondelete="SET NULL")))
     sends: int = Field(default=1, sa_column=Column(SmallInteger, nullable=False, server_default="1"))
     error: str | None = None
+
 
 # ---------------------------------------------------------------- SMS replies (issue 21)
 class SmsInbound(SQLModel, table=True):

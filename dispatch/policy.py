@@ -133,6 +133,9 @@ class Ladder:
     callback_after: timedelta = timedelta(days=3)
     callback_after_tier: dict[Tier, timedelta] = field(default_factory=lambda: {Tier.P0: timedelta(days=1)})
     callback_outcomes: frozenset[str] = frozenset({"dissuaded", "already_defrauded", "refused", "not_reached"})
+    # A busy line on an urgent lead: the scammer may be on the phone with the person right now — the
+    # visit starts at once and the family is told, without waiting for failed_calls_to_visit.
+    busy_line_to_visit: frozenset[Tier] = frozenset({Tier.P0, Tier.P1})
 
     def callback_delay(self, tier: Tier | str | None) -> timedelta:
         return self.callback_after_tier.get(Tier(tier), self.callback_after) if tier else self.callback_after
@@ -157,6 +160,38 @@ class Shift:
 
 
 @dataclass(frozen=True, slots=True)
+class Contact:
+    """Contact that persists (policy.toml `[contact.P1]` …): every `every`, the `channels` in turn
+    (flash_sms, sms, robot_call); after `operator_after` rounds unanswered an operator calls too;
+    after `until` a visit. It stops the moment the person is reached (a connected call, a reply)."""
+    every: timedelta
+    channels: tuple[str, ...]
+    operator_after: int
+    until: timedelta
+
+
+CONTACT_CHANNELS = ("flash_sms", "sms", "robot_call")
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """保护圈: up to `max_contacts` relatives per person, told by SMS when the ladder hits one of
+    `notify_on` (rules: busy_line, refused_by_phone, already_defrauded, …)."""
+    max_contacts: int = 3
+    notify_on: frozenset[str] = frozenset({"busy_line", "refused_by_phone", "already_defrauded"})
+    sms: str = "【反诈中心】您的家人{name}可能正在遭遇电信网络诈骗，请立即与其联系、劝其停止转账，咨询请拨{hotline}。"
+
+
+@dataclass(frozen=True, slots=True)
+class StopPayment:
+    """止付 as work: a request to the bank is valid `valid_for` (48 h), at most `max_requests` per
+    lead (the national rule: twice); a bank that has not answered within `answer_within` is an alarm."""
+    valid_for: timedelta = timedelta(hours=48)
+    max_requests: int = 2
+    answer_within: timedelta = timedelta(hours=2)
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     tiers: dict[Tier, TierSpec]
     rules: tuple[Rule, ...]
@@ -167,6 +202,9 @@ class Policy:
     ladder: Ladder = field(default_factory=Ladder)
     version: str = ""  # content hash of the parsed document: comments and layout do not change it
     shift: Shift = field(default_factory=Shift)
+    contact: dict[Tier, Contact] = field(default_factory=dict)
+    family: Family = field(default_factory=Family)
+    stop_payment: StopPayment = field(default_factory=StopPayment)
 
     def deadline(self, tier: Tier | str, name: str) -> timedelta | None:
         """The duration of a named deadline of a tier, conditional or not (for escalations)."""
@@ -312,7 +350,7 @@ def _rule(raw: object, i: int, switches: dict[str, bool], names: set[str]) -> Ru
 def parse_policy(doc: dict[str, Any], source: str = "<policy>") -> Policy:
     """A validated `Policy` from a parsed TOML document; ValueError names the bad key."""
     _only(doc, {"version", "default_tier", "switches", "escalation", "ladder", "tiers", "rules", "alarms", "field",
-                "desk"}, "")
+                "desk", "contact", "family", "stop_payment"}, "")
     if doc.get("version", 1) != 1:
         raise _Bad("version", "only version 1 is understood")
     switches = _table(doc.get("switches", {}), "switches")
@@ -344,7 +382,8 @@ def parse_policy(doc: dict[str, Any], source: str = "<policy>") -> Policy:
     rules = tuple(_rule(r, i, switches, names) for i, r in enumerate(raw_rules))
     default = Tier(_choice(doc.get("default_tier", "P3"), _CHOICES["tier"], "default_tier"))
     return Policy(tiers, rules, dict(switches), escalation, default, source, _ladder(doc.get("ladder", {})),
-                  policy_version(doc), _shift(doc))
+                  policy_version(doc), _shift(doc), _contact(doc.get("contact", {})), _family(doc.get("family", {})),
+                  _stop_payment(doc.get("stop_payment", {})))
 
 
 def policy_version(doc: dict[str, Any]) -> str:
@@ -363,7 +402,7 @@ def _ladder(raw: object) -> Ladder:
     d, base = _table(raw, "ladder"), Ladder()
     _only(d, {"failed_results", "invalid_number_placed", "invalid_number_unplaced", "refused_by_phone",
               "close_on_dissuaded", "already_defrauded_tier", "sms_failed_to_call", "sms_failed_call_within",
-              "visit_within", "callback_after", "callback_outcomes"}, "ladder")
+              "visit_within", "callback_after", "callback_outcomes", "busy_line_to_visit"}, "ladder")
     kw: dict[str, Any] = {}
     if "failed_results" in d:
         v = d["failed_results"]
@@ -374,7 +413,7 @@ def _ladder(raw: object) -> Ladder:
     for name in ("invalid_number_placed", "invalid_number_unplaced", "refused_by_phone"):
         if name in d:
             kw[name] = _choice(d[name], frozenset(LADDER_STEPS), f"ladder.{name}")
-    for name in ("close_on_dissuaded", "sms_failed_to_call"):
+    for name in ("close_on_dissuaded", "sms_failed_to_call", "busy_line_to_visit"):
         if name in d:
             kw[name] = _tiers(d[name], f"ladder.{name}")
     if "already_defrauded_tier" in d:
@@ -434,6 +473,56 @@ def _shift(doc: dict[str, Any]) -> Shift:
         if type(f["backup_when_late"]) is not bool:
             raise _Bad("field.backup_when_late", "must be true or false")
         kw["backup_when_late"] = f["backup_when_late"]
+    return dataclasses.replace(base, **kw)
+
+
+def _contact(raw: object) -> dict[Tier, Contact]:
+    out = {}
+    for t, v in _table(raw, "contact").items():
+        key = f"contact.{t}"
+        tier = Tier(_choice(t, _CHOICES["tier"], key))
+        c = _table(v, key)
+        _only(c, {"every", "channels", "operator_after", "until"}, key)
+        channels = c.get("channels", ["flash_sms"])
+        if not isinstance(channels, list) or not channels:
+            raise _Bad(f"{key}.channels", f"a non-empty list of: {', '.join(CONTACT_CHANNELS)}")
+        out[tier] = Contact(parse_duration(c.get("every"), f"{key}.every"),
+                            tuple(_choice(x, frozenset(CONTACT_CHANNELS), f"{key}.channels[{i}]")
+                                  for i, x in enumerate(channels)),
+                            _int(c.get("operator_after", 2), f"{key}.operator_after", 0),
+                            parse_duration(c.get("until"), f"{key}.until"))
+    return out
+
+
+def _family(raw: object) -> Family:
+    d, base = _table(raw, "family"), Family()
+    _only(d, {"max_contacts", "notify_on", "sms"}, "family")
+    kw: dict[str, Any] = {}
+    if "max_contacts" in d:
+        kw["max_contacts"] = _int(d["max_contacts"], "family.max_contacts", 1)
+    if "notify_on" in d:
+        v = d["notify_on"]
+        if not isinstance(v, list) or not all(isinstance(x, str) and re.fullmatch(r"[a-z][a-z0-9_]*", x) for x in v):
+            raise _Bad("family.notify_on", "a list of ladder rule names (busy_line, refused_by_phone, ...)")
+        kw["notify_on"] = frozenset(v)
+    if "sms" in d:
+        text = d["sms"]
+        fields = {f for _, f, _, _ in __import__("string").Formatter().parse(text) if f} if isinstance(text, str) else None
+        if not isinstance(text, str) or not text.strip() or not fields <= {"name", "hotline"}:
+            raise _Bad("family.sms", "a non-empty text; placeholders {name} and {hotline} only")
+        kw["sms"] = text
+    return dataclasses.replace(base, **kw)
+
+
+def _stop_payment(raw: object) -> StopPayment:
+    d, base = _table(raw, "stop_payment"), StopPayment()
+    _only(d, {"valid_for", "max_requests", "answer_within"}, "stop_payment")
+    kw: dict[str, Any] = {}
+    for name in ("valid_for", "answer_within"):
+        if name in d:
+            kw[name] = parse_duration(d[name], f"stop_payment.{name}")
+    if "max_requests" in d:
+        kw["max_requests"] = _int(d["max_requests"], "stop_payment.max_requests", 1)
     return dataclasses.replace(base, **kw)
 
 

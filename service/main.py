@@ -15,6 +15,7 @@ from dispatch.intake.repository import GroupWriter
 from dispatch.intake.router import router as leads_router
 from dispatch.intake.schemas import BatchIn, LeadIn
 from dispatch.ladder.phone_router import router as phone_router
+from dispatch.ladder.protect_router import router as protect_router
 from dispatch.ladder.router import router as ladder_router
 from dispatch.ladder.sms_router import router as sms_router
 from dispatch.outcomes.router import router as outcomes_router
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in (health_router, auth_router, leads_router, triage_router, ladder_router, field_router, geo_router,
                    squads_router, ws_router, outcomes_router, shift_router,
+                   protect_router,
                    phone_router, sms_router):
         app.include_router(router)
     install_docs(app)  # /docs and /redoc from vendored assets: nothing loaded from outside

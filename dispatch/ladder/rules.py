@@ -16,7 +16,8 @@ VISIT_DEADLINES = ("visit", "on_scene")
 @dataclass(frozen=True, slots=True)
 class Step:
     """One thing the ladder does. kind: visit (见面劝阻) | center (back to the center's 研判) |
-    close | raise_tier | call (add a call) | none (recorded only)."""
+    close | raise_tier | call (add a call) | contact (the next round of persistent contact) |
+    none (recorded only)."""
     kind: str
     rule: str
     outcome: Outcome | None = None
@@ -51,6 +52,8 @@ def after_call(policy: Policy, *, tier: Tier | str, result: CallResult, outcome:
     if result == CallResult.invalid_number:
         step = ladder.invalid_number_placed if placed else ladder.invalid_number_unplaced
         return [Step(step, "invalid_number_placed" if placed else "invalid_number_unplaced")], False
+    if result == CallResult.busy and tier in ladder.busy_line_to_visit:
+        return [Step("visit", "busy_line")], True  # the scammer may be on the line: go now, keep calling
     if result != CallResult.connected:
         if result in ladder.failed_results and failed_calls >= policy.escalation.failed_calls_to_visit:
             return [Step("visit", "failed_calls")], False
@@ -70,10 +73,15 @@ def after_call(policy: Policy, *, tier: Tier | str, result: CallResult, outcome:
     return [], False
 
 
+SCHEDULED = frozenset({"contact"})  # rows that come due on purpose (a contact round): never an alarm
+
+
 def after_missed(policy: Policy, name: str, tier: Tier | str | None) -> Step | None:
     """What a missed deadline does beyond the `deadline_missed` record."""
     if name == "connected_call" and tier and Tier(tier) in policy.escalation.no_connection_tiers:
         return Step("visit", "no_connection")
+    if name == "contact":
+        return Step("contact", "persistent_contact")
     return None
 
 

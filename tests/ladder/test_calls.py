@@ -28,7 +28,9 @@ def visits(sync_engine, lead_id):
 
 # kind, lead overrides, calls made, → (rules fired by the last call, status, still in the queue, visit reasons)
 LADDER = [
-    ("P1", {}, [{"result": "no_answer"}, {"result": "busy"}], ([], "working", True, [])),
+    ("P2", {}, [{"result": "no_answer"}, {"result": "busy"}], ([], "working", True, [])),
+    # a busy line on an urgent lead: the visit at once, and the operators keep calling
+    ("P1", {}, [{"result": "no_answer"}, {"result": "busy"}], (["busy_line"], "working", True, ["busy_line"])),
     ("P1", {}, [{"result": "no_answer"}, {"result": "powered_off"}, {"result": "rejected"}],
      (["failed_calls"], "working", False, ["failed_calls"])),
     ("P2", {}, [{"result": "invalid_number"}], (["invalid_number_placed"], "working", False, ["invalid_number_placed"])),
