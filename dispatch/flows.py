@@ -262,6 +262,7 @@ def sms_reply(session: Session, phone: str, to: str | None, text: str, cfg: Fiel
         return kind
     if isinstance(match, replies.PersonReply):
         replies.person_replied(session, match, phone, text)
+        contact.stop(session, match.lead_id, "replied", "sms")  # reached: persistent contact ends
         replies.keep(session, phone, to, text, "reply", match)
         return "reply"
     replies.keep(session, phone, to, text, "unknown")

@@ -10,11 +10,10 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from dispatch.enums import SmsPurpose, Tier
+from dispatch.enums import Tier
 from dispatch.ladder import deadlines
 from dispatch.ladder.rules import Step
-from dispatch.ladder.sms import active_templates
-from dispatch.messages import queue_sms
+from dispatch.ladder.sms import send_warning_sms
 from dispatch.models import Lead, LeadEvent
 from dispatch.policy import Contact, Policy
 from dispatch.timeline import record
@@ -49,10 +48,9 @@ def run_round(session: Session, lead: Lead, policy: Policy, now: datetime, actor
     n = _rounds(session, lead.id) + 1
     sent = []
     for channel in plan.channels:
-        if channel in ("flash_sms", "sms"):
-            body = active_templates().render(lead.fraud_type, lead.name)
-            queue_sms(session, to_phone=lead.phone, body=body, purpose=SmsPurpose.warning,
-                      idempotency_key=f"lead-{lead.id}-contact-{n}-{channel}", lead_id=lead.id)
+        if channel in ("flash_sms", "sms"):  # 闪信 is class 0: on the screen at once, until read
+            send_warning_sms(session, lead, actor, flash=channel == "flash_sms",
+                             key=f"lead-{lead.id}-contact-{n}-{channel}")
             sent.append(channel)
         else:  # robot_call: the robot platform is asked through its own intake; its result comes back
             sent.append(channel)  # through POST /calls/results and stops the rounds when connected

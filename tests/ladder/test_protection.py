@@ -146,7 +146,7 @@ async def test_contact_persists_at_the_policys_spacing_and_stops_at_the_first_an
     rounds = [(e.data["round"], e.at) for e in events(sync_engine, lead_id, "contact_round")]
     assert [r for r, _ in rounds] == [1, 2, 3]  # at 0, 5 and 10 minutes: nothing at 4, 9 or 12
     sms = [m for m in sms_to(sync_engine, lead_id, "warning") if "contact" in m.idempotency_key]
-    assert len(sms) == 3
+    assert len(sms) == 3 and all(m.flash for m in sms)  # 闪信, class 0
     with clock.frozen(t0 + timedelta(minutes=13)):  # the person answers an operator
         r = await client.post(f"/api/v1/leads/{lead_id}/calls", headers=operator,
                               json={"result": "connected", "outcome": "refused"})
