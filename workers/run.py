@@ -14,7 +14,7 @@ from rq import SimpleWorker
 from service.core.logging import configure_logging, log
 from service.core.redis import make_redis
 from service.core.settings import get_settings
-from workers.queues import lead_queue
+from workers.queues import dial_queue, lead_queue
 from workers.scheduler import start_reconciler
 from workers.tasks import ctx
 
@@ -35,9 +35,14 @@ class Worker(SimpleWorker):
                                                        exception_handler=self._pubsub_exception_handler)
 
 
-def run_worker(burst: bool = False) -> None:
+def run_worker(burst: bool = False, dial: bool = False) -> None:
+    """`dial`: a dial worker (the desk's SIP calls, each holding its worker for the call) — the
+    dial queue only; the clock stays with the ordinary workers."""
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    if dial:
+        Worker([dial_queue(ctx.redis)], connection=ctx.redis).work(burst=burst, with_scheduler=False)
+        return
     queue = lead_queue(ctx.redis, settings.queue_name)
     # The clock has a client of its own: rq raises the socket timeout of the worker's client to
     # outlast its blocking dequeue, and the clock must not wait that long on a hung Redis.

@@ -32,12 +32,15 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
         urls.stop()
 
 
-def worker(burst: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False) -> None:
-    """Run an rq worker (placing, tiering, escalation) and the reconciler's clock."""
+def worker(burst: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False,
+           dial: Annotated[bool, typer.Option(help="A dial worker: the desk's SIP calls only (one call at a "
+                                                   "time each: run one per line that may call at once)")] = False,
+           ) -> None:
+    """Run an rq worker (placing, tiering, escalation) and the reconciler's clock; `--dial`: a dial worker."""
     from workers.run import run_worker
 
     urls = servers_in_environment()
     try:
-        run_worker(burst=burst)
+        run_worker(burst=burst, dial=dial)
     finally:
         urls.stop()
