@@ -51,6 +51,7 @@ bench: $(BIN)/quanzu
 	$(BIN)/python bench/stats.py
 	$(BIN)/python bench/validation.py
 	$(BIN)/python bench/screen.py
+	$(BIN)/python bench/sms_gateway.py
 
 clean:
 	@# as root the embedded PostgreSQL may live under /var/tmp (service/core/embedded.py)

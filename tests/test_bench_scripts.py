@@ -12,7 +12,8 @@ SCRIPTS = sorted(p for p in (ROOT / "bench").glob("*.py") if p.name not in ("ech
 
 def test_every_benchmark_answers_help() -> None:
     assert {p.name for p in SCRIPTS} >= {"ingest.py", "beats.py", "push_latency.py", "ladder.py", "audit.py",
-                                          "stats.py", "validation.py", "screen.py"}
+                                          "stats.py", "validation.py", "screen.py",
+                                          "sms_gateway.py"}
     procs = {p.name: subprocess.Popen([sys.executable, str(p), "--help"], cwd=ROOT, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True) for p in SCRIPTS}
     for name, proc in procs.items():
