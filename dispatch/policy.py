@@ -175,11 +175,10 @@ CONTACT_CHANNELS = ("flash_sms", "sms", "robot_call")
 
 @dataclass(frozen=True, slots=True)
 class Family:
-    """保护圈: up to `max_contacts` relatives per person, told by SMS when the ladder hits one of
-    `notify_on` (rules: busy_line, refused_by_phone, already_defrauded, …)."""
+    """保护圈: up to `max_contacts` relatives per person, told by SMS (the SMS templates' `[family]`
+    text) when the ladder hits one of `notify_on` (rules: busy_line, refused_by_phone, already_defrauded, …)."""
     max_contacts: int = 3
     notify_on: frozenset[str] = frozenset({"busy_line", "refused_by_phone", "already_defrauded"})
-    sms: str = "【反诈中心】您的家人{name}可能正在遭遇电信网络诈骗，请立即与其联系、劝其停止转账，咨询请拨{hotline}。"
 
 
 @dataclass(frozen=True, slots=True)
@@ -496,7 +495,7 @@ def _contact(raw: object) -> dict[Tier, Contact]:
 
 def _family(raw: object) -> Family:
     d, base = _table(raw, "family"), Family()
-    _only(d, {"max_contacts", "notify_on", "sms"}, "family")
+    _only(d, {"max_contacts", "notify_on"}, "family")
     kw: dict[str, Any] = {}
     if "max_contacts" in d:
         kw["max_contacts"] = _int(d["max_contacts"], "family.max_contacts", 1)
@@ -505,12 +504,6 @@ def _family(raw: object) -> Family:
         if not isinstance(v, list) or not all(isinstance(x, str) and re.fullmatch(r"[a-z][a-z0-9_]*", x) for x in v):
             raise _Bad("family.notify_on", "a list of ladder rule names (busy_line, refused_by_phone, ...)")
         kw["notify_on"] = frozenset(v)
-    if "sms" in d:
-        text = d["sms"]
-        fields = {f for _, f, _, _ in __import__("string").Formatter().parse(text) if f} if isinstance(text, str) else None
-        if not isinstance(text, str) or not text.strip() or not fields <= {"name", "hotline"}:
-            raise _Bad("family.sms", "a non-empty text; placeholders {name} and {hotline} only")
-        kw["sms"] = text
     return dataclasses.replace(base, **kw)
 
 

@@ -7,11 +7,9 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlmodel import Session
 
-from dispatch.enums import SmsPurpose
 from dispatch.identity import mask_phone, normalize_phone
 from dispatch.ladder.service import lock_lead, touch
-from dispatch.ladder.sms import active_templates
-from dispatch.messages import queue_sms
+from dispatch.ladder.sms import send_family_sms
 from dispatch.models import FamilyContact, Lead
 from dispatch.policy import Policy
 from dispatch.timeline import record
@@ -68,10 +66,8 @@ def notify(session: Session, lead: Lead, rule: str, policy: Policy, actor: str) 
     if rule not in policy.family.notify_on:
         return 0
     circle = contacts_of(session, lead, policy.family.max_contacts)
-    body = policy.family.sms.format(name=lead.name or "", hotline=active_templates().hotline)
-    for c in circle:
-        queue_sms(session, to_phone=c.phone, body=body, purpose=SmsPurpose.family,
-                  idempotency_key=f"family:{lead.id}:{c.id}:{rule}", lead_id=lead.id)
+    for c in circle:  # the family text of the SMS templates (dispatch/ladder/sms_templates.toml [family])
+        send_family_sms(session, lead, c.phone, f"family:{lead.id}:{c.id}:{rule}", actor)
     record(session, lead.id, actor, "family_notified", {
         "rule": rule, "contacts": len(circle), "to": [mask_phone(c.phone) for c in circle],
         "note": None if circle else "no family contact known: add one (POST /leads/{id}/family)"})
