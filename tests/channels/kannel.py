@@ -9,13 +9,15 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import unquote_to_bytes
 
 import httpx
+
+from tests.mobile_api.conftest import ApiProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 BEARERBOX, SMSBOX = "/usr/sbin/bearerbox", "/usr/sbin/smsbox"
@@ -180,42 +182,13 @@ class Kannel:
             r"Sent SMS .*?\[to:([^\]]*)\] \[flags:(-?\d+):(-?\d+):", self.access_log())]
 
 
-class Api:
-    """quanzu's API in its own process, reachable by Kannel."""
+class Api(ApiProcess):
+    """quanzu's API in its own process, reachable by Kannel (the field tests' ApiProcess)."""
 
     def __init__(self, database_url: str, redis_url: str, env: dict[str, str] | None = None):
-        self.port = free_port()
-        self.env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "LOG_LEVEL": "WARNING",
-                    "INTAKE_POOL_SIZE": "2", "DB_POOL_SIZE": "8", **(env or {})}
-        self.proc: subprocess.Popen | None = None
+        super().__init__(SimpleNamespace(database_url=database_url, redis_url=redis_url),
+                         env={"DB_POOL_SIZE": "8", **(env or {})})
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Api:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--no-access-log"], cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"API process exited with {self.proc.returncode}")
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("API process did not come up")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
+        return self.http

@@ -31,8 +31,9 @@ def free_port() -> int:
 class ApiProcess:
     """`uvicorn service.asgi:app` as `quanzu serve` runs it (websockets, no per-message deflate)."""
 
-    def __init__(self, settings, port: int | None = None):
-        self.settings, self.port = settings, port or free_port()
+    def __init__(self, settings, port: int | None = None, env: dict[str, str] | None = None):
+        """`settings`: anything with `database_url` and `redis_url`; `env`: more of the environment."""
+        self.settings, self.port, self.extra_env = settings, port or free_port(), env or {}
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -45,7 +46,8 @@ class ApiProcess:
 
     def start(self) -> ApiProcess:
         env = {**os.environ, "DATABASE_URL": self.settings.database_url, "REDIS_URL": self.settings.redis_url,
-               "WS_HELLO_SECONDS": "1", "LOG_LEVEL": "WARNING", "INTAKE_POOL_SIZE": "2", "DB_POOL_SIZE": "4"}
+               "WS_HELLO_SECONDS": "1", "LOG_LEVEL": "WARNING", "INTAKE_POOL_SIZE": "2", "DB_POOL_SIZE": "4",
+               **self.extra_env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1", "--port", str(self.port),
              "--ws", "websockets", "--ws-per-message-deflate", "false", "--no-access-log"],
@@ -61,6 +63,7 @@ class ApiProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"API process exited with {self.proc.returncode}")
             time.sleep(0.1)
+        self.kill()
         raise RuntimeError("API process did not come up")
 
     def kill(self) -> None:
