@@ -31,7 +31,7 @@ def _outcome_rows(conn, seed: int = 14) -> None:
     rng = random.Random(seed)
     # The workers' own ladder and dispatch rows of these leads go first: the rows below are the whole
     # truth the KPIs are recomputed from.
-    conn.execute(text("TRUNCATE lead_deadline, call_attempt, sms_message, callback, offer_delivery, assignment, visit"))
+    conn.execute(text("TRUNCATE lead_deadline, call_attempt, sms_message, callback, offer_delivery, assignment, visit CASCADE"))
     conn.execute(text("UPDATE lead SET received_at = pushed_at + interval '3 seconds'"))
     leads = conn.execute(text("SELECT id, received_at, warning_type, beat_code FROM lead ORDER BY id")).all()
     teams = [t for (t,) in conn.execute(text("SELECT code FROM team ORDER BY code")).all()]
