@@ -30,6 +30,7 @@ const freshDone = () => ({outcome: "dissuaded", met_in_person: true, note: "", l
 const ACTIVE = new Set(["accepted", "arrived"]);
 const view = {map: null, layer: null, beats: null, beatsLoading: null, beatsLayer: null};
 let dutyChanges = 0;
+let dutySetAt = 0;  // when the member last switched: a server read begun around then may predate the switch
 
 const store = PetiteVue.reactive({
   session: api.session, form: {username: "", password: ""}, error: "",
@@ -121,7 +122,7 @@ const store = PetiteVue.reactive({
     api.logout(); forget(); localStorage.removeItem(OUTBOX); location.reload();
   },
   async setDuty(on) {
-    dutyChanges += 1;
+    dutyChanges += 1; dutySetAt = Date.now();
     const status = on ? "on_duty" : "off_duty";
     this.duty = status; localStorage.setItem("quanzu.field.duty", status);
     followLocation();
@@ -311,7 +312,7 @@ async function loadDuty() {  // the squad's stored duty status wins over what th
   try {
     const asked = dutyChanges;
     const t = await api.get(`/api/v1/teams/${encodeURIComponent(team)}`);
-    if (asked !== dutyChanges) return;  // the member switched meanwhile: that wins
+    if (asked !== dutyChanges || Date.now() - dutySetAt < 10000) return;  // the member's recent switch wins
     store.duty = t.status; localStorage.setItem("quanzu.field.duty", t.status);
   } catch { /* offline: keep what the phone knows */ }
   followLocation();

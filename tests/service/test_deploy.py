@@ -13,10 +13,11 @@ def test_compose_file_validates_and_scales_api_and_workers():
                          env={"SECRET_KEY": "test-secret", "PATH": "/usr/bin:/bin"}, timeout=60)
     assert out.returncode == 0, out.stderr
     services = yaml.safe_load(out.stdout)["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "api", "worker", "proxy"}
+    assert set(services) == {"postgres", "redis", "migrate", "api", "worker", "dialer", "proxy"}
     assert services["worker"]["command"] == ["quanzu", "worker"]
+    assert services["dialer"]["command"] == ["quanzu", "worker", "--dial"]
     assert services["api"]["deploy"]["replicas"] >= 2 and services["worker"]["deploy"]["replicas"] >= 2
-    for name in ("api", "worker"):  # one database and one Redis behind every replica
+    for name in ("api", "worker", "dialer"):  # one database and one Redis behind every replica
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgresql://") and "@postgres:" in env["DATABASE_URL"]
         assert env["REDIS_URL"] == "redis://redis:6379/0" and env["SECRET_KEY"] == "test-secret"
