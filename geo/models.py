@@ -24,12 +24,14 @@ class District(SQLModel, table=True):
 class Street(SQLModel, table=True):
     code: str = Field(primary_key=True)
     name: str
+    district_code: str | None = Field(default=None, index=True)
     geometry: dict = Field(sa_column=Column(JSONB, nullable=False))
 
 
 class Station(SQLModel, table=True):
     code: str = Field(primary_key=True)
     name: str
+    district_code: str | None = Field(default=None, index=True)
     street_code: str = Field(foreign_key="street.code", index=True)
     lon: float
     lat: float
@@ -38,6 +40,7 @@ class Station(SQLModel, table=True):
 class Beat(SQLModel, table=True):
     code: str = Field(primary_key=True)
     name: str
+    district_code: str | None = Field(default=None, index=True)
     street_code: str = Field(foreign_key="street.code", index=True)
     station_code: str | None = Field(default=None, foreign_key="station.code")
     geometry: dict = Field(sa_column=Column(JSONB, nullable=False))

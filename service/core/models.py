@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, SmallInteger, func
+from sqlalchemy import Column, DateTime, Integer, SmallInteger, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -19,7 +19,10 @@ class User(SQLModel, table=True):
     password_hash: str
     role: str
     team_code: str | None = Field(default=None, foreign_key="team.code")
+    district_code: str | None = None  # null: the city center
     active: bool = True
+    # Bumped by deactivation, a role, squad or password change: every token of an older version ends.
+    token_version: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     created_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
 
 
@@ -32,6 +35,9 @@ class ApiKey(SQLModel, table=True):
     prefix: str
     created_at: datetime = Field(sa_column=_ts(nullable=False, default_now=True))
     revoked_at: datetime | None = Field(default=None, sa_column=_ts())
+    district_code: str | None = None  # null: the city center
+    sources: list | None = Field(default=None, sa_column=Column(JSONB))  # the sources it may speak for
+    last_used_at: datetime | None = Field(default=None, sa_column=_ts())
 
 
 class IdempotentRequest(SQLModel, table=True):

@@ -1,0 +1,23 @@
+"""trust: tokens, API keys, sign-in limits
+
+Revision ID: 0018
+Revises: 0017
+"""
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+from sqlalchemy.dialects import postgresql  # noqa: F401
+
+revision = "0018"
+down_revision = "0017"
+branch_labels = None
+depends_on = None
+
+TS = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
