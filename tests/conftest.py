@@ -110,9 +110,8 @@ async def client(app):
         yield c
 
 
-@pytest.fixture
-def clean(sync_engine, redis_url):
-    """Start a test with no leads and an empty queue."""
+def wipe(sync_engine, redis_url) -> None:
+    """No leads and an empty queue (for a module-scoped fixture that builds its data once)."""
     import psycopg.errors
     from sqlalchemy import exc, text
 
@@ -127,6 +126,12 @@ def clean(sync_engine, redis_url):
             if not isinstance(e.orig, psycopg.errors.DeadlockDetected) or attempt == 4:
                 raise
     Redis.from_url(redis_url).flushdb()
+
+
+@pytest.fixture
+def clean(sync_engine, redis_url):
+    """Start a test with no leads and an empty queue."""
+    wipe(sync_engine, redis_url)
 
 
 def _make_api_key(sync_engine, name: str) -> str:
@@ -175,7 +180,7 @@ def commander(make_user) -> dict:
     return make_user("commander")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_worker(app, redis_url):
     """Drain the lead queue with a real rq worker in this process (burst mode)."""
     from workers.queues import lead_queue

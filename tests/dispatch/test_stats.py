@@ -14,6 +14,7 @@ from openpyxl import load_workbook
 from sqlalchemy import text
 
 from dispatch.outcomes import kpi
+from tests.conftest import wipe
 from tests.data import shared_file
 from tests.factories import INSIDE
 
@@ -157,8 +158,10 @@ def _same(got: dict, want: dict, where: str) -> None:
         assert got[name] == (None if not want[den] else pytest.approx(want[num] / want[den])), f"{where}: {name}"
 
 
-@pytest.fixture
-async def worked(client, source_headers, run_worker, sync_engine, district, clean):
+@pytest.fixture(scope="module")
+async def worked(client, source_headers, run_worker, sync_engine, redis_url, district):
+    """900 leads worked, their outcomes and 13 cases — built once: the tests here only read them."""
+    wipe(sync_engine, redis_url)
     leads = _leads(900)
     r = await client.post("/api/v1/leads/batch", json={"leads": leads}, headers=source_headers)
     assert r.status_code == 200
