@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from service.core.logging import mask_processor, mask_text
+
 ROOT = Path(__file__).resolve().parents[2]
 PHONE, ID = "13812345678", "110101199003071234"
 LOG = f"""
@@ -70,3 +74,28 @@ def test_log_json_setting_wins_over_the_terminal():
     text = _on_terminal(code, {**_env(), "LOG_JSON": "true"})
     lines = [json.loads(line) for line in text.splitlines()]
     assert lines[0]["phone"] == "138****5678" and PHONE not in text
+
+
+@pytest.mark.parametrize("raw, hidden, kept", [
+    ("caller +86 138-1234-5678 again", ["1234-5678", "12345678"], ["138****5678"]),
+    ("id 11010519491231002X end", ["19491231"], ["1101**********002X"]),
+    ("first-generation id 110105491231002", ["491231"], ["1101*******1002"]),
+    ("座机 0532-88886666 and 010 12345678", ["88886666", "12345678"], ["0532-****66", "010-****78"]),
+    ("张三 13812345678", ["张三"], ["张*"]),
+    ("姓名: 李四, 手机 13900001111", ["李四"], ["姓名: 李*", "手机 139****1111"]),
+    ('name="Wang Wei" called', ["Wang Wei"], ['name="W']),
+    ("地址：青岛市市南区香港中路10号, 其他", ["香港中路10号"], ["地址：青岛***, 其他"]),
+    ("lead 12345 at 120.3483933,36.0472158 on 2026-12-06T10:39:54+08:00 port 13013",
+     [], ["lead 12345 at 120.3483933,36.0472158 on 2026-12-06T10:39:54+08:00 port 13013"]),
+])
+def test_masking_covers_landlines_ids_with_x_names_and_addresses(raw, hidden, kept):
+    out = mask_text(raw)
+    assert all(h not in out for h in hidden), out
+    assert all(k in out for k in kept), out
+
+
+def test_fields_named_for_a_person_are_masked_whatever_they_hold():
+    out = mask_processor(None, "info", {"event": "x", "name": "邓博", "loc_address": "青岛市崂山区松岭路",
+                                        "subject": {"name": "Deng Bo", "phone": "16639577231"}})
+    assert out == {"event": "x", "name": "邓*", "loc_address": "青岛***",
+                   "subject": {"name": "D******", "phone": "166****7231"}}
