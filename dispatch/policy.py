@@ -25,6 +25,7 @@ from dispatch.policy_knobs import (  # noqa: F401 - the knobs' names are the pol
     Contact,
     Family,
     Ladder,
+    Retention,
     Shift,
     StopPayment,
     _Bad,
@@ -34,6 +35,7 @@ from dispatch.policy_knobs import (  # noqa: F401 - the knobs' names are the pol
     _int,
     _ladder,
     _only,
+    _retention,
     _shift,
     _stop_payment,
     _table,
@@ -149,6 +151,7 @@ class Policy:
     contact: dict[Tier, Contact] = field(default_factory=dict)
     family: Family = field(default_factory=Family)
     stop_payment: StopPayment = field(default_factory=StopPayment)
+    retention: Retention = field(default_factory=Retention)
 
     def deadline(self, tier: Tier | str, name: str) -> timedelta | None:
         """The duration of a named deadline of a tier, conditional or not (for escalations)."""
@@ -253,7 +256,7 @@ def _rule(raw: object, i: int, switches: dict[str, bool], names: set[str]) -> Ru
 def parse_policy(doc: dict[str, Any], source: str = "<policy>") -> Policy:
     """A validated `Policy` from a parsed TOML document; ValueError names the bad key."""
     _only(doc, {"version", "default_tier", "switches", "escalation", "ladder", "tiers", "rules", "alarms", "field",
-                "desk", "contact", "family", "stop_payment"}, "")
+                "desk", "contact", "family", "stop_payment", "retention"}, "")
     if doc.get("version", 1) != 1:
         raise _Bad("version", "only version 1 is understood")
     switches = _table(doc.get("switches", {}), "switches")
@@ -286,7 +289,7 @@ def parse_policy(doc: dict[str, Any], source: str = "<policy>") -> Policy:
     default = Tier(_choice(doc.get("default_tier", "P3"), _CHOICES["tier"], "default_tier"))
     return Policy(tiers, rules, dict(switches), escalation, default, source, _ladder(doc.get("ladder", {})),
                   policy_version(doc), _shift(doc), _contact(doc.get("contact", {})), _family(doc.get("family", {})),
-                  _stop_payment(doc.get("stop_payment", {})))
+                  _stop_payment(doc.get("stop_payment", {})), _retention(doc.get("retention", {})))
 
 
 def policy_version(doc: dict[str, Any]) -> str:

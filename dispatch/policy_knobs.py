@@ -89,6 +89,14 @@ class StopPayment:
     answer_within: timedelta = timedelta(hours=2)
 
 
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long personal data is kept (PIPL): `leads` after a lead closes or is handed over, `cases`
+    after a case is reported; then `quanzu purge` blanks it (dispatch/retention.py)."""
+    leads: timedelta = timedelta(days=3 * 365)
+    cases: timedelta = timedelta(days=5 * 365)
+
+
 
 
 _DURATION = re.compile(r"(?:\d+[smhd])+", re.ASCII)
@@ -258,3 +266,13 @@ def _stop_payment(raw: object) -> StopPayment:
     if "max_requests" in d:
         kw["max_requests"] = _int(d["max_requests"], "stop_payment.max_requests", 1)
     return dataclasses.replace(base, **kw)
+
+
+def _retention(raw: object) -> Retention:
+    d = _table(raw, "retention")
+    _only(d, {"leads", "cases"}, "retention")
+    kw = {name: parse_duration(d[name], f"retention.{name}") for name in ("leads", "cases") if name in d}
+    for name, v in kw.items():
+        if v < timedelta(days=1):
+            raise _Bad(f"retention.{name}", "at least a day (e.g. \"1095d\")")
+    return dataclasses.replace(Retention(), **kw)

@@ -22,6 +22,7 @@ app.command("gen-district")(simulation.gen_district)
 app.command("demo")(simulation.demo)
 app.command("simulate")(simulation.simulate)
 app.command("report")(report.report)
+app.command("purge")(audit.purge)
 
 policy_app = typer.Typer(help="Check a tier policy file, or replay one over stored leads.", no_args_is_help=True)
 policy_app.command("check")(policy.check_policy)
