@@ -185,7 +185,8 @@ def verify(conn: Connection, key: bytes, window: timedelta) -> list[ChainReport]
 
 
 def run_verify(database_url: str, settings: Settings, *, seal_first: bool = False) -> list[ChainReport]:
-    """`quanzu audit verify`: optionally seal pending rows, then verify in one snapshot."""
+    """`quanzu audit verify`: optionally seal pending rows, then verify the chains and the rows the
+    KPIs count (dispatch/audit_rows.py) in one snapshot."""
     key = audit_key(audit_secret(settings))
     engine = make_sync_engine(database_url, pool_size=1)
     try:
@@ -193,7 +194,9 @@ def run_verify(database_url: str, settings: Settings, *, seal_first: bool = Fals
             with engine.connect() as conn:
                 seal(conn, key)
                 conn.commit()
+        from dispatch.audit_rows import verify_rows  # the working rows, checked against the sealed events
+
         with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
-            return verify(conn, key, timedelta(seconds=settings.audit_unsealed_window_seconds))
+            return verify(conn, key, timedelta(seconds=settings.audit_unsealed_window_seconds)) + verify_rows(conn)
     finally:
         engine.dispose()

@@ -14,7 +14,8 @@ from service.core.settings import get_settings
 def verify(seal_first: Annotated[bool, typer.Option("--seal/--no-seal",
                                                     help="Seal rows written since the last run first")] = False
            ) -> None:
-    """Check both hash chains; name the first broken link and exit 1 when one is broken."""
+    """Check both hash chains and the rows the KPIs count against them; name the first broken link and
+    exit 1 when one is broken."""
     from dispatch.audit import run_verify
 
     urls = servers()
@@ -24,7 +25,10 @@ def verify(seal_first: Annotated[bool, typer.Option("--seal/--no-seal",
         urls.stop()
     for r in reports:
         state = "[red]BROKEN[/]" if r.broken else "[green]intact[/]"
-        console.print(f"{r.table}: {state}, {r.sealed} rows sealed, {r.unsealed} waiting to be sealed")
+        if r.table.endswith(" rows"):
+            console.print(f"{r.table}: {state}, {r.sealed} agree with their sealed events")
+        else:
+            console.print(f"{r.table}: {state}, {r.sealed} rows sealed, {r.unsealed} waiting to be sealed")
         if r.broken:
             console.print(f"  first broken link: {escape(str(r.broken))}")
     if any(r.broken for r in reports):
