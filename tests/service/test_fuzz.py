@@ -20,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from sqlalchemy import text
 
 from service.core.auth import Role
 
@@ -28,7 +29,43 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @pytest.fixture(scope="module")
-def served(settings, district, clean_after_module):
+async def variety(client, source_headers, commander, make_user, run_worker, sync_engine, redis_url, district):
+    """A database holding every kind of lead the answers must describe, at the small ids the fuzzer
+    tries first: address-only, outside the district (transferred), called, closed, visited, with a
+    case, a repeat warning of the same person, and still received."""
+    from tests.conftest import wipe
+    from tests.factories import INSIDE, OUTSIDE, make_lead
+
+    wipe(sync_engine, redis_url)
+    same = {"phone": "13912345678", "id_number": None}
+    leads = [make_lead(risk_level=1), make_lead(location=None) | {"location": {"kind": "address",
+                                                                               "address": "滨海区海川路 17 号"}},
+             make_lead(location={"lon": OUTSIDE["lon"], "lat": OUTSIDE["lat"], "crs": "wgs84"}),
+             make_lead(risk_level=2), make_lead(risk_level=3, subject=same), make_lead(risk_level=1, subject=same),
+             make_lead(location=None, subject={"id_number": None, "phone": "13800001111"})]
+    r = await client.post("/api/v1/leads/batch", json={"leads": leads}, headers=source_headers)
+    ids = [x["id"] for x in r.json()["results"]]
+    await run_worker()
+    operator = make_user("operator")
+    await client.post(f"/api/v1/leads/{ids[0]}/calls", headers=operator, json={"result": "connected",
+                                                                              "outcome": "dissuaded"})
+    await client.post(f"/api/v1/leads/{ids[0]}/close", headers=commander, json={"outcome": "dissuaded"})
+    await client.post(f"/api/v1/leads/{ids[3]}/calls", headers=operator, json={"result": "no_answer"})
+    r = await client.post(f"/api/v1/leads/{ids[3]}/assign", json={"team_code": INSIDE["team"]}, headers=commander)
+    police = make_user("police", team=INSIDE["team"])
+    for step, body in (("accept", {}), ("arrive", {}), ("complete", {"outcome": "dissuaded", "met_in_person": True})):
+        await client.post(f"/api/v1/assignments/{r.json().get('id')}/{step}", headers=police, json=body)
+    await client.post(f"/api/v1/leads/{ids[5]}/calls", headers=operator, json={"result": "busy"})
+    await client.post("/api/v1/cases", headers=source_headers, json={
+        "case_id": "K-fuzz", "reported_at": "2026-11-03T10:00:00+08:00", "victim": {"phone": same["phone"]}})
+    with sync_engine.connect() as conn:
+        kinds = dict(conn.execute(text("SELECT id, status FROM lead")).all())
+    assert {"closed", "transferred", "working"} <= set(kinds.values()), kinds
+    return ids
+
+
+@pytest.fixture(scope="module")
+def served(settings, district, variety, clean_after_module):
     """The app under uvicorn in a thread (its own event loop), on a free port of 127.0.0.1."""
     from service.main import create_app
 
