@@ -13,12 +13,6 @@ def value(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-def total(text: str, name: str, **labels: str) -> float:
-    """The sum of the samples `name` whose labels include `labels`."""
-    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
-               if s.name == name and labels.items() <= s.labels.items())
-
-
 def names(text: str) -> set[str]:
     """Every series name a query may use (a labelled family is listed even before its first sample)."""
     out: set[str] = set()

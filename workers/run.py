@@ -61,9 +61,15 @@ def _task_name(job) -> str:
 
 
 def serve_metrics(port: int | None) -> None:
-    """This worker's metrics on http://0.0.0.0:PORT/metrics (a thread of its own), when a port is set."""
-    if port:
+    """This worker's metrics on http://0.0.0.0:PORT/metrics (a thread of its own), when a port is set.
+    A port already taken (two workers on one host with one METRICS_PORT) costs the metrics, not the work."""
+    if not port:
+        return
+    try:
         start_http_server(port)
+    except OSError as exc:
+        log.warning("metrics_port_unavailable", port=port, error=str(exc))
+    else:
         log.info("metrics_serving", port=port)
 
 
