@@ -21,6 +21,7 @@ from rq.worker_registration import get_keys
 from sqlalchemy import text
 from starlette.responses import PlainTextResponse, Response
 
+from service.core import clock
 from service.core.responses import JSON
 
 SNAPSHOT_SECONDS = 5.0  # scrape-time gauges are read at most this often per process
@@ -70,9 +71,10 @@ async def readyz(request: Request):
     return JSON({"status": "ok" if ok else "unavailable", **checks}, status_code=200 if ok else 503)
 
 
-# The pending deadlines already past due, by name (the partial index ix_lead_deadline_due serves it).
-_OVERDUE = text("SELECT name, count(*), extract(epoch FROM now() - min(due_at)) FROM lead_deadline "
-                "WHERE state = 'pending' AND due_at < now() GROUP BY name")
+# The pending deadlines already past due, by name (the partial index ix_lead_deadline_due serves it);
+# "now" is quanzu's clock, the one the sweep decides by.
+_OVERDUE = text("SELECT name, count(*), extract(epoch FROM CAST(:now AS timestamptz) - min(due_at)) "
+                "FROM lead_deadline WHERE state = 'pending' AND due_at < :now GROUP BY name")
 
 
 def _rq_figures(redis, queue_names: list[str]) -> list[tuple[str, int, int, int]]:
@@ -102,7 +104,7 @@ async def _read_shared(state) -> list:
                                    "How long the oldest pending deadline of each name is past due", labels=["kind"])
         try:
             async with state.engine.connect() as conn:
-                rows = (await asyncio.wait_for(conn.execute(_OVERDUE), timeout=2)).all()
+                rows = (await asyncio.wait_for(conn.execute(_OVERDUE, {"now": clock.now()}), timeout=2)).all()
         except Exception:
             rows = None
         if rows is not None:
