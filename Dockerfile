@@ -8,7 +8,8 @@ COPY mobile_api mobile_api
 COPY geo geo
 COPY workers workers
 RUN pip install --no-cache-dir .
-RUN useradd --system quanzu
-USER quanzu
+# A fixed numeric uid: Kubernetes' runAsNonRoot can check it (deploy/k8s runs as 10001).
+RUN useradd --system --uid 10001 quanzu
+USER 10001
 EXPOSE 8000
 CMD ["quanzu", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -79,21 +79,23 @@ class Outbox:
     sms: list = field(default_factory=list)  # SMS rows to send: ids, or rows added but not yet flushed
     squad_positions: list[tuple[str, float, float, float]] = field(default_factory=list)  # (team, lon, lat, at)
     dials: list[int] = field(default_factory=list)  # dials for a SIP line to make (dispatch.ladder.phone)
+    counts: list[tuple] = field(default_factory=list)  # Prometheus counts of what it did (dispatch.metrics)
 
     def __bool__(self) -> bool:
-        return bool(self.pushes or self.visits or self.sms or self.squad_positions or self.dials)
+        return bool(self.pushes or self.visits or self.sms or self.squad_positions or self.dials or self.counts)
 
     def sms_ids(self) -> list[int]:
         ids = [x if isinstance(x, int) else x.id for x in self.sms]
         return list(dict.fromkeys(i for i in ids if i is not None))  # a row rolled back has no id
 
     def mark(self) -> tuple[int, ...]:
-        return len(self.pushes), len(self.visits), len(self.sms), len(self.squad_positions), len(self.dials)
+        return (len(self.pushes), len(self.visits), len(self.sms), len(self.squad_positions), len(self.dials),
+                len(self.counts))
 
     def rewind(self, mark: tuple[int, ...]) -> None:
         """Forget what was queued since `mark` (its savepoint was rolled back)."""
         del self.pushes[mark[0]:], self.visits[mark[1]:], self.sms[mark[2]:], self.squad_positions[mark[3]:]
-        del self.dials[mark[4]:]
+        del self.dials[mark[4]:], self.counts[mark[5]:]
 
 
 def of(session: Session) -> Outbox:
@@ -130,6 +132,11 @@ def send_sms(session: Session, message) -> None:
 def dial(session: Session, dial_id: int) -> None:
     """After commit the dial goes to its SIP line (an rq job on the dial queue); the sweep finds a lost one."""
     of(session).dials.append(dial_id)
+
+
+def count(session: Session, counts: list[tuple]) -> None:
+    """Prometheus counts (dispatch.metrics) made after commit: a rollback counts nothing."""
+    of(session).counts.extend(counts)
 
 
 def squad_position(session: Session, team_code: str, lon: float, lat: float, at: float) -> None:

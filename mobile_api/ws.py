@@ -11,7 +11,7 @@ import asyncio
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from dispatch import flows, outbox
+from dispatch import flows, metrics, outbox
 from dispatch.field import service as svc
 from dispatch.field import squads
 from dispatch.field.schemas import CompleteIn, DeclineIn, LocationIn, PhoneTimeIn, StatusIn
@@ -73,6 +73,8 @@ async def serve(ws: WebSocket, board: bool) -> None:
     conn = Connection(target, settings.ws_send_queue)
     hub = app.state.hub
     await hub.register(conn, presence=not board)
+    sockets = metrics.SOCKETS.labels("board" if board else "squad")
+    sockets.inc()
     try:
         # The actions of opening (a Replay) run first, before any live message of the inbox.
         for a in actions:
@@ -87,6 +89,7 @@ async def serve(ws: WebSocket, board: bool) -> None:
         if dropped in done:
             await _close(ws, proto.overflow())
     finally:
+        sockets.dec()
         await hub.unregister(conn, presence=not board)
 
 

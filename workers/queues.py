@@ -9,7 +9,7 @@ import time
 from redis import Redis
 from rq import Queue, Retry
 
-from dispatch import outbox
+from dispatch import metrics, outbox
 from dispatch.field.squads import GEO_AT, GEO_KEY
 from service.core.logging import log
 from service.core.settings import get_settings
@@ -92,6 +92,7 @@ def send(box: outbox.Outbox, redis: Redis, queue: Queue, sms_retry_intervals: li
     committed, and the sweeps find pending SMS and waiting visits."""
     if not box:
         return
+    metrics.apply(box.counts)  # what the unit of work did, counted now that it is committed
     try:
         outbox.publish(redis, box.pushes)
         if box.squad_positions:

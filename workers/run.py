@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 import redis
+from prometheus_client import start_http_server
 from rq import SimpleWorker
 
+from dispatch.metrics import JOB_SECONDS, JOBS
+from service.core.errors import count_dependency_error
 from service.core.logging import configure_logging, log
 from service.core.redis import make_redis
 from service.core.settings import get_settings
@@ -34,12 +38,47 @@ class Worker(SimpleWorker):
         self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=1, daemon=True,
                                                        exception_handler=self._pubsub_exception_handler)
 
+    def perform_job(self, job, queue, execution) -> bool:
+        """rq's, counted: jobs by task and result, and their run time (dispatch.metrics)."""
+        task = _task_name(job)
+        started = time.perf_counter()
+        ok = super().perform_job(job, queue, execution)
+        JOB_SECONDS.labels(task).observe(time.perf_counter() - started)
+        JOBS.labels(task, "ok" if ok else "failed").inc()
+        return ok
+
+    def handle_exception(self, job, *exc_info):
+        if exc_info and exc_info[1] is not None:  # a failed job: was it PostgreSQL or Redis?
+            count_dependency_error(exc_info[1], "worker")
+        return super().handle_exception(job, *exc_info)
+
+
+def _task_name(job) -> str:
+    try:
+        return job.func_name.rsplit(".", 1)[-1]
+    except Exception:  # a job that cannot be read (rq's DeserializationError)
+        return "unknown"
+
+
+def serve_metrics(port: int | None) -> None:
+    """This worker's metrics on http://0.0.0.0:PORT/metrics (a thread of its own), when a port is set.
+    A port already taken (two workers on one host with one METRICS_PORT) costs the metrics, not the work."""
+    if not port:
+        return
+    try:
+        start_http_server(port)
+    except OSError as exc:
+        log.warning("metrics_port_unavailable", port=port, error=str(exc))
+    else:
+        log.info("metrics_serving", port=port)
+
 
 def run_worker(burst: bool = False, dial: bool = False) -> None:
     """`dial`: a dial worker (the desk's SIP calls, each holding its worker for the call) — the
     dial queue only; the clock stays with the ordinary workers."""
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    serve_metrics(settings.metrics_port)
     if dial:
         Worker([dial_queue(ctx.redis)], connection=ctx.redis).work(burst=burst, with_scheduler=False)
         return
@@ -58,6 +97,7 @@ def run_worker(burst: bool = False, dial: bool = False) -> None:
                 worker = Worker([queue], connection=ctx.redis)
                 worker.work(burst=burst, with_scheduler=False)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                count_dependency_error(exc, "worker")
                 log.warning("worker_redis_unavailable", error=f"{exc.__class__.__name__}: {exc}")
             if burst or (worker is not None and worker._shutdown_requested_date is not None):  # rq's record of SIGTERM
                 break

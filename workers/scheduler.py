@@ -18,6 +18,8 @@ from rq.cron import CronScheduler
 from rq.scheduler import RQScheduler
 
 from dispatch.ladder.gateways import gateway_kind
+from dispatch.metrics import CLOCK_TICK
+from service.core.errors import count_dependency_error
 from service.core.logging import log
 from service.core.settings import get_settings
 from workers.tasks import (
@@ -40,6 +42,7 @@ def tick(cron: CronScheduler, retries: RQScheduler, redis: Redis, period: int) -
     fired = False
     if redis.set(LOCK, "1", nx=True, ex=max(1, period - 1)):
         fired = bool(cron.enqueue_jobs())
+        CLOCK_TICK.set_to_current_time()  # this worker holds the clock this period
     if retries.acquire_locks():  # rq Retry with backoff: due retries back onto the queue
         retries.enqueue_scheduled_jobs()
     return fired
@@ -66,6 +69,7 @@ def run_reconciler(redis: Redis, queue_name: str, every: int, stop: threading.Ev
         try:
             tick(cron, retries, redis, period)
         except Exception as exc:  # Redis away or a bug in a tick: logged, and the clock goes on
+            count_dependency_error(exc, "clock")
             wait = min(MAX_BACKOFF, wait * 2)
             log.warning("reconciler_tick_failed", error=f"{exc.__class__.__name__}: {exc}", retry_in=wait)
         else:

@@ -10,7 +10,7 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlmodel import Session
 
-from dispatch import outbox
+from dispatch import metrics, outbox
 from dispatch.enums import AssignmentStatus, LeadStatus, SmsPurpose, VisitStatus
 from dispatch.field.matching import Choice, choose_squad, rank_squads
 from dispatch.field.squads import FieldConfig, adjacency, load_squads, member_phone, members
@@ -182,6 +182,8 @@ def offer_next(session: Session, visit: Visit, cfg: FieldConfig, online, actor: 
     record(session, lead.id, actor, "offered", {"assignment_id": a.id, "team_code": team_code, "attempt": a.attempt,
                                                 "reason": why.get("reason"), "expires_at": clock.iso(a.expires_at),
                                                 "backup": backup})
+    if a.attempt == 1 and not backup and lead.received_at is not None:  # a visit's first offer: push → offer
+        outbox.count(session, [(metrics.PUSH_TO_OFFER, (), max(0.0, (now - lead.received_at).total_seconds()))])
     offer = {"assignment_id": a.id, "lead": lead_brief(lead), "expires_at": clock.iso(a.expires_at),
              "attempt": a.attempt, "reason": why.get("reason"), "backup": backup}
     for u in people:

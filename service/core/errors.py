@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.core.logging import log
+from service.core.metrics import DEPENDENCY_ERRORS
 from service.core.responses import JSON
 
 
@@ -116,6 +117,25 @@ def is_unavailable(exc: BaseException) -> bool:
     return any(isinstance(e, UNAVAILABLE) for e in causes(exc))
 
 
+def dependency_of(exc: BaseException) -> str | None:
+    """Which server an error came from: "redis", "database", or None (neither: a bug or the client)."""
+    found = list(causes(exc))
+    if any(isinstance(e, redis.exceptions.RedisError) for e in found):
+        return "redis"
+    if any(isinstance(e, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, asyncpg.PostgresError,
+                          asyncpg.exceptions.InterfaceError, OSError)) for e in found):
+        return "database"
+    return None
+
+
+def count_dependency_error(exc: BaseException, process: str) -> str | None:
+    """Count an error on the dependency it came from (quanzu_dependency_errors_total) → that dependency."""
+    dependency = dependency_of(exc)
+    if dependency is not None:
+        DEPENDENCY_ERRORS.labels(dependency, process).inc()
+    return dependency
+
+
 def refused_value(exc: BaseException) -> BaseException | None:
     return next((e for e in causes(exc) if isinstance(e, REFUSED)), None)
 
@@ -123,6 +143,7 @@ def refused_value(exc: BaseException) -> BaseException | None:
 def install_error_handlers(app: FastAPI) -> None:
     async def _unavailable(_request: Request, exc: Exception):
         log.warning("dependency_unavailable", error=exc.__class__.__name__)
+        count_dependency_error(exc, "api")
         return JSON({"error": "unavailable", "detail": "storage is unavailable; retry shortly"}, status_code=503,
                     headers={"Retry-After": "5"})
 
@@ -144,6 +165,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AppError)
     async def _app_error(_request: Request, exc: AppError):
+        if isinstance(exc, Unavailable):  # raised from a server's error: counted on that server
+            count_dependency_error(exc, "api")
         return JSON({"error": exc.code, "detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

@@ -2,22 +2,81 @@
 
 Every client has connect and socket timeouts: a hung Redis (SIGSTOP, a dead link) makes a call
 fail after seconds (redis.exceptions.TimeoutError / ConnectionError) instead of hanging a request,
-the enqueue thread, a worker or shutdown."""
+the enqueue thread, a worker or shutdown.
+
+REDIS_URL is a plain Redis URL (`redis://`, `rediss://` for TLS, `unix://`), or a Sentinel-backed
+Redis: `redis+sentinel://[[user]:password@]host:port[,host:port...]/<master name>[/<db>]`
+(`?sentinel_password=` when the sentinels themselves require one; no TLS through a Sentinel). The client asks the sentinels for the current master and asks again after a
+failover (redis-py's SentinelConnectionPool), for rq, the clock and the sockets' fan-out alike."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.sentinel import Sentinel
 
 CONNECT_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 5.0
+SENTINEL_SCHEMES = ("redis+sentinel",)
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    sentinels: list[tuple[str, int]]
+    master: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_password: str | None = None
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl | None:
+    """A `redis+sentinel://` URL → its parts; None for any other URL. A URL that says sentinel but
+    lacks a host or the master's name is a ValueError naming what is missing."""
+    parts = urlsplit(url)
+    if parts.scheme not in SENTINEL_SCHEMES:
+        return None
+    auth, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = auth.partition(":") if auth else ("", "", "")
+    sentinels = []
+    for host in filter(None, hosts.split(",")):
+        name, _, port = host.rpartition(":") if ":" in host else (host, "", "26379")
+        sentinels.append((name, int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if not sentinels or not path:
+        raise ValueError("REDIS_URL with a Sentinel is redis+sentinel://[:password@]host:port[,host:port]/MASTER[/DB]")
+    query = parse_qs(parts.query)
+    return SentinelUrl(sentinels=sentinels, master=unquote(path[0]), db=int(path[1]) if len(path) > 1 else 0,
+                       username=unquote(username) or None, password=unquote(password) or None,
+                       sentinel_password=(query.get("sentinel_password") or [None])[0])
+
+
+def _sentinel_args(s: SentinelUrl, connect_timeout: float, socket_timeout: float | None) -> tuple[dict, dict]:
+    """(the Sentinel's own arguments, the master client's)."""
+    sentinel_kwargs = {"socket_connect_timeout": connect_timeout, "socket_timeout": connect_timeout + SOCKET_TIMEOUT,
+                       "password": s.sentinel_password}
+    master = {"db": s.db, "username": s.username, "password": s.password,
+              "socket_connect_timeout": connect_timeout, "socket_timeout": socket_timeout, "health_check_interval": 30}
+    return sentinel_kwargs, master
 
 
 def make_redis(url: str, connect_timeout: float = CONNECT_TIMEOUT, socket_timeout: float = SOCKET_TIMEOUT) -> Redis:
+    sentinel = parse_sentinel_url(url)
+    if sentinel is not None:
+        sentinel_kwargs, master = _sentinel_args(sentinel, connect_timeout, socket_timeout)
+        return Sentinel(sentinel.sentinels, sentinel_kwargs=sentinel_kwargs).master_for(sentinel.master, **master)
     return Redis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout,
                           health_check_interval=30)
 
 
 def make_async_redis(url: str, connect_timeout: float = CONNECT_TIMEOUT,
                      socket_timeout: float | None = SOCKET_TIMEOUT) -> AsyncRedis:
+    sentinel = parse_sentinel_url(url)
+    if sentinel is not None:
+        sentinel_kwargs, master = _sentinel_args(sentinel, connect_timeout, socket_timeout)
+        return AsyncSentinel(sentinel.sentinels, sentinel_kwargs=sentinel_kwargs).master_for(sentinel.master, **master)
     return AsyncRedis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout,
                                health_check_interval=30)

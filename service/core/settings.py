@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     dial_resend_after_seconds: float = 30.0  # a dial no worker picked up is sent once more, then failed
     robot_tags_file: Path | None = None  # unset: dispatch/ladder/robot_tags.toml
     log_level: str = "INFO"
+    # `quanzu worker` serves its Prometheus metrics on this port (http://host:PORT/metrics); unset: none.
+    # The API serves its own at /metrics.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # The screens draw the district's own polygons as the base map; a center with an intranet tile
     # server may set e.g. http://tiles.local/{z}/{x}/{y}.png (never a server outside the network).
     ui_tile_url: str | None = None

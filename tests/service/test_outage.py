@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from tests.factories import make_lead
+from tests.scrape import value
 
 
 @pytest.mark.usefixtures("district")
@@ -35,6 +36,7 @@ async def test_push_during_a_database_outage_is_503(settings, api_key, redis_url
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
                 headers = {"X-API-Key": api_key}
                 assert (await client.post("/api/v1/leads", json=make_lead(), headers=headers)).status_code == 202
+                before = (await client.get("/metrics")).text
                 pg.stop()
                 r = await client.post("/api/v1/leads", json=make_lead(), headers=headers)
                 assert r.status_code == 503 and r.json()["error"] == "unavailable"
@@ -51,5 +53,15 @@ async def test_push_during_a_database_outage_is_503(settings, api_key, redis_url
                                await client.post("/api/v1/leads", json=make_lead(), headers={"X-API-Key": "qz_new"})):
                     assert answer.status_code == 503, (answer.request.url, answer.text)
                     assert answer.json()["error"] == "unavailable" and answer.headers["retry-after"]
+                # /metrics still answers, says what is down, and counted every 503 on PostgreSQL
+                app.state.metrics_snapshot = None
+                metrics = await client.get("/metrics")
+                assert metrics.status_code == 200
+                assert value(metrics.text, "quanzu_ready", dependency="database") == 0
+                assert value(metrics.text, "quanzu_ready", dependency="redis") == 1
+                errors = {"dependency": "database", "process": "api"}
+                assert (value(metrics.text, "quanzu_dependency_errors_total", **errors)
+                        - value(before, "quanzu_dependency_errors_total", **errors)) == 7
+                assert "quanzu_deadlines_overdue" not in metrics.text  # not reported as zero: unknown
     finally:
         pg.stop()
