@@ -52,6 +52,7 @@ bench: $(BIN)/quanzu
 	$(BIN)/python bench/validation.py
 	$(BIN)/python bench/screen.py
 	$(BIN)/python bench/sms_gateway.py
+	$(BIN)/python bench/city.py --full
 
 clean:
 	@# as root the embedded PostgreSQL may live under /var/tmp (service/core/embedded.py)
