@@ -36,6 +36,7 @@ from dispatch.ladder import service as ladder
 from dispatch.ladder.rules import SCHEDULED, Step, plan_deadlines, visit_deadline
 from dispatch.models import CallAttempt, Callback, Lead
 from dispatch.outcomes.cases import rematch_person
+from dispatch.outcomes.feedback import feed_back
 from dispatch.policy import Policy, TierDecision
 from dispatch.shift import alarms
 from dispatch.states import ACTIVE_LEAD, LEAD
@@ -126,6 +127,7 @@ def close_lead(session: Session, lead: Lead, outcome: Outcome | str, *, actor: s
                       saved_cny=saved_cny, met_in_person=met_in_person, rule=rule)
     end_field_work(session, lead, actor, "lead_closed")
     alarms.resolve(session, lead.id, None, policy, "lead_closed")
+    feed_back(session, lead, "closed", {"outcome": lead.outcome, "closed_at": clock.iso(lead.closed_at)})
     return lead
 
 
@@ -149,6 +151,7 @@ def sign(session: Session, lead_id: int, who: Principal, policy: Policy) -> Lead
     """签收 — a missed sign-off's alarm ends with it."""
     lead = ladder.sign_lead(session, lead_id, who)
     alarms.resolve(session, lead_id, ("sign",), policy, "signed")
+    feed_back(session, lead, "signed", {"signed_at": clock.iso(lead.signed_at)})
     return lead
 
 
@@ -168,6 +171,7 @@ def record_call(session: Session, lead_id: int, result: CallResult, outcome: Out
                    policy, "called")
     if result == CallResult.connected:  # reached: persistent contact ends
         contact.stop(session, lead_id, "connected", who.actor)
+        feed_back(session, lead, "reached", {"result": "connected", "by": who.actor})
     apply_steps(session, lead, steps, policy, who.actor, note)
     return lead, attempt, steps
 
@@ -340,6 +344,8 @@ def complete_visit(session: Session, assignment_id: int, who: Principal, c: fiel
     deadlines.cancel_deadlines(session, lead.id, ("checkin",))
     end_other_offers(session, a, lead, who.actor)
     alarms.resolve(session, lead.id, LATE + ("checkin",), policy, "visit_completed")
+    feed_back(session, lead, "visited", {"visit_id": a.visit_id, "outcome": c.outcome,
+                                         "met_in_person": c.met_in_person})
     if LEAD.can(lead.status, LeadStatus.closed):
         close_lead(session, lead, c.outcome, actor=who.actor, policy=policy, note=c.note, loss_cny=c.loss_cny,
                    saved_cny=c.saved_cny, met_in_person=c.met_in_person, rule="visit_completed")

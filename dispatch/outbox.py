@@ -80,9 +80,11 @@ class Outbox:
     squad_positions: list[tuple[str, float, float, float]] = field(default_factory=list)  # (team, lon, lat, at)
     dials: list[int] = field(default_factory=list)  # dials for a SIP line to make (dispatch.ladder.phone)
     counts: list[tuple] = field(default_factory=list)  # Prometheus counts of what it did (dispatch.metrics)
+    feedback: list[str] = field(default_factory=list)  # sources with feedback rows to deliver (outcomes.feedback)
 
     def __bool__(self) -> bool:
-        return bool(self.pushes or self.visits or self.sms or self.squad_positions or self.dials or self.counts)
+        return bool(self.pushes or self.visits or self.sms or self.squad_positions or self.dials or self.counts
+                    or self.feedback)
 
     def sms_ids(self) -> list[int]:
         ids = [x if isinstance(x, int) else x.id for x in self.sms]
@@ -90,12 +92,12 @@ class Outbox:
 
     def mark(self) -> tuple[int, ...]:
         return (len(self.pushes), len(self.visits), len(self.sms), len(self.squad_positions), len(self.dials),
-                len(self.counts))
+                len(self.counts), len(self.feedback))
 
     def rewind(self, mark: tuple[int, ...]) -> None:
         """Forget what was queued since `mark` (its savepoint was rolled back)."""
         del self.pushes[mark[0]:], self.visits[mark[1]:], self.sms[mark[2]:], self.squad_positions[mark[3]:]
-        del self.dials[mark[4]:], self.counts[mark[5]:]
+        del self.dials[mark[4]:], self.counts[mark[5]:], self.feedback[mark[6]:]
 
 
 def of(session: Session) -> Outbox:
@@ -137,6 +139,11 @@ def dial(session: Session, dial_id: int) -> None:
 def count(session: Session, counts: list[tuple]) -> None:
     """Prometheus counts (dispatch.metrics) made after commit: a rollback counts nothing."""
     of(session).counts.extend(counts)
+
+
+def feedback(session: Session, *sources: str) -> None:
+    """After commit a job delivers these sources' pending feedback rows; the sweep finds a lost one."""
+    of(session).feedback.extend(sources)
 
 
 def squad_position(session: Session, team_code: str, lon: float, lat: float, at: float) -> None:

@@ -84,6 +84,13 @@ def enqueue_dials(redis: Redis, dial_ids: list[int]) -> None:
                                        timeout=timeout) for i in dial_ids])
 
 
+def enqueue_feedback(queue: Queue, sources: list[str]) -> None:
+    """One job for the sources whose feedback rows committed (`workers.tasks.deliver_feedback`);
+    the rows are the truth: a lost job is found again by the feedback sweep."""
+    queue.enqueue("workers.tasks.deliver_feedback", sorted(set(sources)), result_ttl=0, failure_ttl=7 * 86400,
+                  job_timeout=600)
+
+
 def send(box: outbox.Outbox, redis: Redis, queue: Queue, sms_retry_intervals: list[int] | None = None,
          visits=None) -> None:
     """Everything a committed unit of work queued, sent once: socket and board pushes, squads'
@@ -112,6 +119,11 @@ def send(box: outbox.Outbox, redis: Redis, queue: Queue, sms_retry_intervals: li
             enqueue_dials(redis, list(box.dials))
         except Exception as exc:
             log.warning("dial_enqueue_failed", dials=len(box.dials), error=str(exc))
+    if box.feedback:
+        try:
+            enqueue_feedback(queue, box.feedback)
+        except Exception as exc:
+            log.warning("feedback_enqueue_failed", sources=len(box.feedback), error=str(exc))
     if box.visits:
         try:
             if visits is not None:

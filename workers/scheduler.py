@@ -1,6 +1,6 @@
 """The workers' clock: rq's CronScheduler enqueues the periodic jobs — the reconciler (leads left
 `received`), the audit sealer, the deadline sweep (due `lead_deadline` rows), the SMS sweep
-(pending `sms_message` rows whose job was lost) and field dispatch's sweep (expired offers, lost
+(pending `sms_message` rows whose job was lost), the feedback sweep (deliveries due) and field dispatch's sweep (expired offers, lost
 visit jobs, SMS fallbacks) — and rq's own scheduler moves retries whose backoff has passed back to
 the queue.
 
@@ -29,6 +29,7 @@ from workers.tasks import (
     seal_audit,
     sweep_deadlines,
     sweep_dials,
+    sweep_feedback,
     sweep_sms,
 )
 
@@ -58,6 +59,8 @@ def run_reconciler(redis: Redis, queue_name: str, every: int, stop: threading.Ev
     cron.register(sweep_sms, queue_name, interval=max(every, settings.deadline_sweep_every_seconds),
                   result_ttl=0, job_timeout=120)
     cron.register(field_sweep, queue_name, interval=sweep_every, result_ttl=0, job_timeout=120)
+    cron.register(sweep_feedback, queue_name, interval=settings.feedback_sweep_every_seconds, result_ttl=0,
+                  job_timeout=600)
     cron.register(sweep_dials, queue_name, interval=max(every, 15), result_ttl=0, job_timeout=120)
     if gateway_kind(settings) == "aliyun":  # its receipts are asked for (QuerySendDetails), not called back
         cron.register(poll_sms_receipts, queue_name, interval=settings.aliyun_receipts_every_seconds, result_ttl=0,

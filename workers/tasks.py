@@ -20,6 +20,7 @@ from dispatch.field.squads import FieldConfig
 from dispatch.ladder import phone, sms
 from dispatch.ladder.sms import Gateway, make_gateway
 from dispatch.models import Lead, SmsMessage
+from dispatch.outcomes import feedback
 from dispatch.policy import Policy, load_policy
 from dispatch.triage.service import geocode_pending, placement_for, record_processing_failure
 from geo.geocode import Geocoder, make_geocoder
@@ -99,7 +100,9 @@ def unit() -> Iterator[Session]:
          visits=dispatch_visits)
 
 
-_NOT_GIVEN_UP = ~Lead.flags.contains([Flag.processing_failed.value])
+# Historic leads (`import-leads --historic`) are placed and tiered by the import itself and never
+# worked: no job and no reconciler may start a ladder on one.
+_NOT_GIVEN_UP = ~Lead.flags.contains([Flag.processing_failed.value]) & ~Lead.historic
 
 
 def process_leads(ids: list[int]) -> dict:
@@ -301,3 +304,52 @@ def sweep_dials() -> dict:
     if resent or lost:
         log.warning("dials_swept", resent=len(resent), given_up=len(lost))
     return {"resent": len(resent), "given_up": len(lost)}
+
+
+# ---------------------------------------------------------------- feedback to the sources (反馈)
+class _FeedbackClient:
+    @cached_property
+    def client(self):
+        import httpx
+
+        return httpx.Client(timeout=get_settings().feedback_timeout_seconds, follow_redirects=False)
+
+
+_feedback = _FeedbackClient()
+
+
+def deliver_feedback(sources: list[str] | str) -> dict:
+    """Each source's pending deliveries, oldest first, while they are due and taken. One delivery
+    per transaction, sent while its source's row is locked (no second worker sends it too); a
+    failure backs off and holds the source's later deliveries until the sweep finds it due again."""
+    settings = get_settings()
+    counts: Counter[str] = Counter()
+    for source in [sources] if isinstance(sources, str) else sources:
+        while True:
+            with unit() as session:
+                if not feedback.lock_source(session, source):
+                    counts["busy"] += 1  # another worker is delivering this source's queue
+                    break
+                due = feedback.next_due(session, source, clock.now())
+                if due is None:
+                    break
+                error = feedback.post(_feedback.client, due)
+                status = feedback.record_attempt(session, due, error, clock.now(), settings.feedback_max_attempts,
+                                                 settings.feedback_backoff_seconds,
+                                                 settings.feedback_backoff_max_seconds)
+            counts[status] += 1
+            if status == "pending":  # backing off: later ones wait behind it
+                log.warning("feedback_failed", source=source, delivery_id=due.id, attempts=due.attempts + 1,
+                            error=error)
+                break
+            if status == "dead":
+                log.error("feedback_dead", source=source, delivery_id=due.id, error=error)
+    return dict(counts)
+
+
+def sweep_feedback() -> dict:
+    """The clock's resend: every source whose oldest pending delivery is due (a job lost, a worker
+    gone, an upstream that was down and whose backoff has passed)."""
+    with sync_session(ctx.engine) as session:
+        sources = feedback.due_sources(session, clock.now())
+    return deliver_feedback(sources) if sources else {}

@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from dispatch.enums import FraudType
 from dispatch.identity import mask_id, mask_phone, normalize_phone
+from dispatch.outcomes import feedback
 from service.core.clock import CENTER_TZ, iso
 from service.core.errors import FieldError
 from service.core.money import cny
@@ -141,8 +142,25 @@ SELECT * FROM unnest(CAST(:case_id AS text[]), CAST(:reported_at AS timestamptz[
 ON CONFLICT (case_id) DO NOTHING
 RETURNING case_id""")
 
-# Only cases whose match changes are updated; the lead they now point to gets a timeline event.
-_CHANGED_EVENTS = """
+# Only cases whose match changes are updated; the lead they now point to gets a timeline event,
+# the case its review (倒查, dispatch/outcomes/reviews.py), and the sources of that lead's work their
+# feedback (case filed: dispatch/outcomes/feedback.py), all in the statement that matches.
+_REVIEW_AND_FEEDBACK = """,
+rv AS (
+    INSERT INTO case_review (case_report_id, lead_id)
+    SELECT id, post_warning_lead_id FROM m WHERE post_warning_lead_id IS NOT NULL
+    ON CONFLICT (case_report_id) DO UPDATE SET lead_id = excluded.lead_id, matched_at = now()),
+fb AS (
+    INSERT INTO feedback_delivery (source, lead_id, event, payload)
+    SELECT l.source, l.id, 'case_filed', jsonb_build_object(
+        'event', 'case_filed', 'source', l.source, 'source_id', l.source_id, 'lead_id', l.id,
+        'work_lead_id', m.post_warning_lead_id, 'at', now(),
+        'data', jsonb_build_object('case_id', m.case_id, 'reported_at', m.reported_at))::text
+    FROM m JOIN lead l ON l.id = m.post_warning_lead_id OR l.merged_into = m.post_warning_lead_id
+    JOIN feedback_source f ON f.source = l.source
+    WHERE NOT l.historic ORDER BY m.id, l.id)"""
+
+_CHANGED_EVENTS = _REVIEW_AND_FEEDBACK + """
 INSERT INTO lead_event (lead_id, actor, kind, data)
 SELECT post_warning_lead_id, CAST(:actor AS text), 'post_warning_case',
        jsonb_build_object('case_id', case_id, 'reported_at', reported_at)
@@ -152,7 +170,7 @@ _MATCH_CASES = text(f"""
 WITH m AS (
     UPDATE case_report c SET post_warning_lead_id = {_BEST_LEAD}
     WHERE c.case_id = ANY(CAST(:ids AS text[])) AND c.post_warning_lead_id IS DISTINCT FROM {_BEST_LEAD}
-    RETURNING c.case_id, c.reported_at, c.post_warning_lead_id)
+    RETURNING c.id, c.case_id, c.reported_at, c.post_warning_lead_id)
 {_CHANGED_EVENTS}""")
 
 _MATCH_PERSON = text(f"""
@@ -160,11 +178,13 @@ WITH m AS (
     UPDATE case_report c SET post_warning_lead_id = {_BEST_LEAD}
     WHERE (c.victim_phone = :phone OR c.victim_id_number = upper(:id_number))
       AND c.post_warning_lead_id IS DISTINCT FROM {_BEST_LEAD}
-    RETURNING c.case_id, c.reported_at, c.post_warning_lead_id)
+    RETURNING c.id, c.case_id, c.reported_at, c.post_warning_lead_id)
 {_CHANGED_EVENTS}""")
 
 # Raw SQL (for psycopg bulk loads): match every case not matched yet.
 MATCH_UNMATCHED = f"UPDATE case_report c SET post_warning_lead_id = {_BEST_LEAD} WHERE c.post_warning_lead_id IS NULL"
+REVIEW_MATCHED = ("INSERT INTO case_review (case_report_id, lead_id) SELECT id, post_warning_lead_id FROM case_report "
+                  "WHERE post_warning_lead_id IS NOT NULL ON CONFLICT (case_report_id) DO NOTHING")
 
 _ANSWERS = text("""
 SELECT c.case_id, c.id, l.id AS lead_id, l.source, l.source_id FROM case_report c
@@ -189,7 +209,8 @@ async def store_cases(session, cases: list[CaseIn], actor: str) -> dict[str, tup
         return {}
     created = set((await session.execute(_UPSERT, _params(cases))).scalars())
     ids = list(dict.fromkeys(c.case_id for c in cases))
-    await session.execute(_MATCH_CASES, {"ids": ids, "actor": actor})
+    if (await session.execute(_MATCH_CASES, {"ids": ids, "actor": actor})).rowcount:
+        await feedback.sent_with_commit(session)
     rows = (await session.execute(_ANSWERS, {"ids": ids})).all()
     return {r.case_id: (r.id, r.case_id in created, post_warning_of(r)) for r in rows}
 
@@ -216,4 +237,7 @@ def rematch_person(session, phone: str | None, id_number: str | None, actor: str
     → timeline events written (cases now matched to a lead)."""
     if not phone and not id_number:
         return 0
-    return session.execute(_MATCH_PERSON, {"phone": phone, "id_number": id_number, "actor": actor}).rowcount
+    n = session.execute(_MATCH_PERSON, {"phone": phone, "id_number": id_number, "actor": actor}).rowcount
+    if n:
+        feedback.sent_with_commit_sync(session)
+    return n

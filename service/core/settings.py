@@ -113,6 +113,13 @@ class Settings(BaseSettings):
     sip_connect_timeout_seconds: float = Field(default=3.0, gt=0)  # reaching the line's ctrl_tcp
     dial_queue_name: str = "quanzu-dial"  # its own queue: a dial holds its worker for the whole call
     dial_resend_after_seconds: float = 30.0  # a dial no worker picked up is sent once more, then failed
+    # Feedback to the sources (dispatch/outcomes/feedback.py): a failed delivery is tried again after
+    # base·2^(n-1) seconds (at most the cap); after the last attempt it goes to the dead-letter list.
+    feedback_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    feedback_backoff_seconds: float = Field(default=10.0, ge=0)
+    feedback_backoff_max_seconds: float = Field(default=3600.0, ge=0)
+    feedback_max_attempts: int = Field(default=10, ge=1)
+    feedback_sweep_every_seconds: int = 5  # the workers' clock resends what is due
     robot_tags_file: Path | None = None  # unset: dispatch/ladder/robot_tags.toml
     log_level: str = "INFO"
     # `quanzu worker` serves its Prometheus metrics on this port (http://host:PORT/metrics); unset: none.

@@ -11,7 +11,7 @@ from decimal import Decimal
 import orjson
 
 from dispatch.enums import FraudType
-from dispatch.outcomes.cases import MATCH_UNMATCHED
+from dispatch.outcomes.cases import MATCH_UNMATCHED, REVIEW_MATCHED
 from dispatch.policy import LeadFacts, Policy, load_policy
 from dispatch.triage.tiering import age_on, tier_lead
 from service.core.clock import CENTER_TZ
@@ -155,6 +155,7 @@ def bulk_load(conn, area: Area, n: int, *, seed: int = 7, start: datetime | None
     conn.execute("SELECT setval(pg_get_serial_sequence('lead', 'id'), (SELECT max(id) FROM lead))")
     # the cases are matched as the API matches them (dispatch.outcomes.cases), not assumed
     conn.execute(MATCH_UNMATCHED)
+    conn.execute(REVIEW_MATCHED)  # each match has its review (倒查)
     conn.execute("SELECT setval(pg_get_serial_sequence('visit', 'id'), greatest((SELECT max(id) FROM visit), 1))")
     rep.rows["lead"] = rep.leads
     rep.seconds = time.perf_counter() - t0
