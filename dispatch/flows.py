@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from sqlalchemy import select
 from sqlmodel import Session
 
 from dispatch.enums import CallbackResult, CallResult, LeadStatus, Outcome, Response, SmsStatus, Tier
@@ -31,6 +32,7 @@ from dispatch.field.offers import (
 )
 from dispatch.field.squads import FieldConfig
 from dispatch.field.visits import end_field_work, open_visit, request_visit, required_visit, visit_still_required
+from dispatch.intake import historic
 from dispatch.ladder import callbacks, calls, contact, deadlines, family, phone, replies, robot, sms, stop_payment
 from dispatch.ladder import service as ladder
 from dispatch.ladder.rules import SCHEDULED, Step, plan_deadlines, visit_deadline
@@ -65,6 +67,28 @@ def start_work(session: Session, lead: Lead, decision: TierDecision, policy: Pol
         request_visit(session, lead, "policy", actor=actor, due_at=plan.get("on_scene") or plan.get("visit"))
     ladder.start_ladder(session, lead, decision, policy, actor, plan)
     apply_steps(session, lead, contact.start(session, lead, policy, clock.now(), actor), policy, actor)
+
+
+def load_historic(session: Session, leads: list, placement_of, policy: Policy, actor: str = "import") -> int:
+    """历史线索: `[(LeadIn, flags, outcome, closed_at)]` not stored before are stored `historic`, placed
+    and tiered (the records, the KPIs, the person's warnings) and matched to the person's cases —
+    and nothing else: no ladder, deadline, SMS, call queue, visit or feedback. A lead in the
+    district ends closed (with the file's outcome, if any, at its `closed_at` or pushed time), so no
+    list of open work ever shows it; one outside stays transferred. The caller never sends this
+    unit of work's outbox (what the board would hear of history is not news). → leads stored."""
+    extra = {(lead.source, lead.source_id): (outcome, closed_at) for lead, _f, outcome, closed_at in leads}
+    ids = historic.insert_leads(session, [(lead, flags) for lead, flags, _o, _c in leads], actor)
+    if not ids:
+        return 0
+    for lead in session.execute(select(Lead).where(Lead.id.in_(ids)).order_by(Lead.id)).scalars():
+        triage.place_and_tier(session, lead, placement_of, policy, actor)
+        if lead.status == LeadStatus.tiered:
+            outcome, closed_at = extra[(lead.source, lead.source_id)]
+            LEAD.move(lead, LeadStatus.closed)
+            lead.outcome, lead.closed_at = outcome, closed_at or lead.pushed_at
+            record(session, lead.id, actor, "closed", {"outcome": outcome, "historic": True})
+        rematch_person(session, lead.phone, lead.id_number, actor)
+    return len(ids)
 
 
 # ---------------------------------------------------------------- the ladder's steps

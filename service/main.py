@@ -18,6 +18,7 @@ from dispatch.ladder.phone_router import router as phone_router
 from dispatch.ladder.protect_router import router as protect_router
 from dispatch.ladder.router import router as ladder_router
 from dispatch.ladder.sms_router import router as sms_router
+from dispatch.outcomes.review_router import router as reviews_router
 from dispatch.outcomes.router import router as outcomes_router
 from dispatch.policy import load_policy
 from dispatch.shift.router import router as shift_router
@@ -107,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (health_router, auth_router, leads_router, triage_router, ladder_router, field_router, geo_router,
                    squads_router, ws_router, outcomes_router, shift_router,
                    protect_router,
-                   phone_router, sms_router):
+                   phone_router, sms_router, reviews_router):
         app.include_router(router)
     install_docs(app)  # /docs and /redoc from vendored assets: nothing loaded from outside
     mount_ui(app)  # last: the pages and /ui assets; every API route above keeps its path

@@ -10,7 +10,7 @@ from openpyxl.chart import BarChart, Reference
 from openpyxl.styles import Font
 from sqlalchemy import text
 
-from dispatch.outcomes import kpi, stats
+from dispatch.outcomes import kpi, reviews, stats
 from dispatch.outcomes.cases import case_public
 
 # (column title, row field) of the KPI sheets, in order
@@ -47,7 +47,7 @@ async def build_monthly(session, month: str, now: datetime) -> dict:
     for r in (await session.execute(_CASES, {"since": since, "until": until})).all():
         cases.append({**case_public(r, masked=True), "street_code": r.lead_street})
     return {"month": month, "quarter": ranking["quarter"], "total": total, "ranking": ranking["rows"],
-            "beats": beats, "teams": teams, "cases": cases,
+            "beats": beats, "teams": teams, "cases": cases, "reviews": await reviews.list_reviews(session, since, until),
             "rejections": await stats.rejection_counts(session, since, until)}
 
 
@@ -109,6 +109,7 @@ def to_xlsx(data: dict) -> bytes:
         cases.append([c["case_id"], c["reported_at"], c["victim"]["phone"], c["victim"]["id_number"],
                       c["fraud_type"], c["loss_cny"], c["beat_code"], c["street_code"], w["id"], w["source"],
                       w["source_id"]])
+    reviews.month_sheet(wb.create_sheet("倒查 Reviews"), data.get("reviews", []))
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
