@@ -227,8 +227,8 @@ def record_attempt(session, due: Due, error: str | None, now: datetime, max_atte
         status, nxt = "pending", now + backoff(attempts, base, cap)
     session.execute(text(
         "UPDATE feedback_delivery SET status = :st, attempts = :a, next_attempt_at = :n, last_error = :e, "
-        "delivered_at = CASE WHEN :st = 'delivered' THEN CAST(:now AS timestamptz) END WHERE id = :id"),
-        {"st": status, "a": attempts, "n": nxt, "e": error, "now": now, "id": due.id})
+        "delivered_at = :d WHERE id = :id"),
+        {"st": status, "a": attempts, "n": nxt, "e": error, "d": now if status == "delivered" else None, "id": due.id})
     return status
 
 
