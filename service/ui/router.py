@@ -24,6 +24,12 @@ async def desk() -> FileResponse:
     return FileResponse(UI_DIR / "desk.html", headers=_NO_STORE)
 
 
+@router.get("/review")
+async def review_page() -> FileResponse:
+    """预警后发案倒查: one case's review, laid out for print (?case=CASE_ID)."""
+    return FileResponse(UI_DIR / "review.html", headers=_NO_STORE)
+
+
 @router.get("/m")
 async def field_redirect() -> RedirectResponse:
     return RedirectResponse("/m/")
