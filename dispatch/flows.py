@@ -37,7 +37,7 @@ from dispatch.ladder import callbacks, calls, contact, deadlines, family, phone,
 from dispatch.ladder import service as ladder
 from dispatch.ladder.rules import SCHEDULED, Step, plan_deadlines, visit_deadline
 from dispatch.models import CallAttempt, Callback, Lead
-from dispatch.outcomes.cases import rematch_person
+from dispatch.outcomes.cases import rematch_people, rematch_person
 from dispatch.outcomes.feedback import feed_back
 from dispatch.policy import Policy, TierDecision
 from dispatch.shift import alarms
@@ -80,14 +80,20 @@ def load_historic(session: Session, leads: list, placement_of, policy: Policy, a
     ids = historic.insert_leads(session, [(lead, flags) for lead, flags, _o, _c in leads], actor)
     if not ids:
         return 0
-    for lead in session.execute(select(Lead).where(Lead.id.in_(ids)).order_by(Lead.id)).scalars():
-        triage.place_and_tier(session, lead, placement_of, policy, actor)
-        if lead.status == LeadStatus.tiered:
-            outcome, closed_at = extra[(lead.source, lead.source_id)]
-            LEAD.move(lead, LeadStatus.closed)
-            lead.outcome, lead.closed_at = outcome, closed_at or lead.pushed_at
-            record(session, lead.id, actor, "closed", {"outcome": outcome, "historic": True})
-        rematch_person(session, lead.phone, lead.id_number, actor)
+    leads = session.execute(select(Lead).where(Lead.id.in_(ids)).order_by(Lead.id)).scalars().all()
+    # No round trip per lead: the earlier warnings a lead's tier counts are stored already (the
+    # insert above) and counted for the chunk at once; changes and events go out together.
+    warned = triage.earlier_warnings_many(session, leads)
+    with session.no_autoflush:
+        for lead in leads:
+            triage.place_and_tier(session, lead, placement_of, policy, actor, warned[lead.id])
+            if lead.status == LeadStatus.tiered:
+                outcome, closed_at = extra[(lead.source, lead.source_id)]
+                LEAD.move(lead, LeadStatus.closed)
+                lead.outcome, lead.closed_at = outcome, closed_at or lead.pushed_at
+                record(session, lead.id, actor, "closed", {"outcome": outcome, "historic": True})
+    session.flush()
+    rematch_people(session, [(lead.phone, lead.id_number) for lead in leads], actor)
     return len(ids)
 
 

@@ -181,6 +181,14 @@ WITH m AS (
     RETURNING c.id, c.case_id, c.reported_at, c.post_warning_lead_id)
 {_CHANGED_EVENTS}""")
 
+_MATCH_PEOPLE = text(f"""
+WITH m AS (
+    UPDATE case_report c SET post_warning_lead_id = {_BEST_LEAD}
+    WHERE (c.victim_phone = ANY(CAST(:phones AS text[])) OR c.victim_id_number = ANY(CAST(:ids AS text[])))
+      AND c.post_warning_lead_id IS DISTINCT FROM {_BEST_LEAD}
+    RETURNING c.id, c.case_id, c.reported_at, c.post_warning_lead_id)
+{_CHANGED_EVENTS}""")
+
 # Raw SQL (for psycopg bulk loads): match every case not matched yet.
 MATCH_UNMATCHED = f"UPDATE case_report c SET post_warning_lead_id = {_BEST_LEAD} WHERE c.post_warning_lead_id IS NULL"
 REVIEW_MATCHED = ("INSERT INTO case_review (case_report_id, lead_id) SELECT id, post_warning_lead_id FROM case_report "
@@ -238,6 +246,18 @@ def rematch_person(session, phone: str | None, id_number: str | None, actor: str
     if not phone and not id_number:
         return 0
     n = session.execute(_MATCH_PERSON, {"phone": phone, "id_number": id_number, "actor": actor}).rowcount
+    if n:
+        feedback.sent_with_commit_sync(session)
+    return n
+
+
+def rematch_people(session, people: list[tuple[str | None, str | None]], actor: str = "worker") -> int:
+    """`rematch_person` for many people in one statement (a bulk load's chunk)."""
+    phones = sorted({p for p, _i in people if p})
+    ids = sorted({i.upper() for _p, i in people if i})
+    if not phones and not ids:
+        return 0
+    n = session.execute(_MATCH_PEOPLE, {"phones": phones, "ids": ids, "actor": actor}).rowcount
     if n:
         feedback.sent_with_commit_sync(session)
     return n

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import func, or_, select, text, tuple_
 from sqlmodel import Session
 
 from dispatch import outbox
@@ -33,8 +33,27 @@ def earlier_warnings(session: Session, lead: Lead) -> tuple[int, int]:
     return week, month
 
 
+_EARLIER_MANY = text("""
+SELECT x.id, count(*) FILTER (WHERE l.pushed_at > x.pushed_at - interval '7 days') AS week, count(l.id) AS month
+FROM unnest(CAST(:ids AS bigint[]), CAST(:phones AS text[]), CAST(:idns AS text[]), CAST(:ats AS timestamptz[]))
+     AS x(id, phone, id_number, pushed_at)
+LEFT JOIN lead l ON (l.phone = x.phone OR l.id_number = x.id_number)
+     AND (l.pushed_at, l.id) < (x.pushed_at, x.id) AND l.pushed_at > x.pushed_at - interval '30 days'
+GROUP BY x.id""")
+
+
+def earlier_warnings_many(session: Session, leads: list[Lead]) -> dict[int, tuple[int, int]]:
+    """`earlier_warnings` of many stored leads in one round trip (a bulk load) → {lead id: (7 d, 30 d)}."""
+    if not leads:
+        return {}
+    rows = session.execute(_EARLIER_MANY, {"ids": [x.id for x in leads], "phones": [x.phone for x in leads],
+                                           "idns": [x.id_number for x in leads],
+                                           "ats": [x.pushed_at for x in leads]}).all()
+    return {r.id: (r.week, r.month) for r in rows}
+
+
 def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy,
-                   actor: str = "worker") -> TierDecision | None:
+                   actor: str = "worker", warnings: tuple[int, int] | None = None) -> TierDecision | None:
     """Placed → tiered (→ the decision, for the flow that starts the work), or transferred when the
     person is outside the district (管辖外移交: → None). `placement_of(lead) -> LeadPlacement`.
     Writes one timeline event per change."""
@@ -42,7 +61,7 @@ def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy,
     lead.lon, lead.lat, lead.beat_code, lead.street_code = p.lon, p.lat, p.beat_code, p.street_code
     lead.in_jurisdiction, lead.placed_by, lead.placement_reason = p.in_jurisdiction, p.placed_by, p.reason
     record(session, lead.id, actor, "placed", p.as_json())
-    warned_7d, warned_30d = earlier_warnings(session, lead)
+    warned_7d, warned_30d = warnings if warnings is not None else earlier_warnings(session, lead)
     facts = LeadFacts(warning_type=lead.warning_type, fraud_type=lead.fraud_type, risk_level=lead.risk_level,
                       residency=lead.residency, in_jurisdiction=p.in_jurisdiction,
                       age=age_on(lead.id_number, lead.pushed_at.date()), ongoing=lead.ongoing,

@@ -72,8 +72,8 @@ def import_leads(file: Path,
             enqueue_leads(lead_queue(make_redis(urls.redis_url), settings.queue_name), new_ids)
     finally:
         urls.stop()
-    console.print(f"{stored} stored, {skipped} skipped (stored before), {rejected} rejected")
-    if rejected and not stored:
+    console.print(f"{stored} stored, {skipped} skipped (stored already), {rejected} rejected")
+    if rejected and not stored and not skipped:  # nothing in the file was a lead
         raise typer.Exit(1)
 
 

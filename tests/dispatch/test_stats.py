@@ -260,7 +260,8 @@ async def test_monthly_report_numbers_equal_stats(client, commander, worked):
     r = await client.get("/api/v1/reports/monthly", params={"month": "2026-10"}, headers=commander)
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/vnd.openxmlformats")
     wb = load_workbook(io.BytesIO(r.content))
-    assert wb.sheetnames == ["汇总 Summary", "街道排名 Streets", "警务区 Beats", "劝阻小组 Squads", "预警后发案 Cases"]
+    assert wb.sheetnames == ["汇总 Summary", "街道排名 Streets", "警务区 Beats", "劝阻小组 Squads", "预警后发案 Cases",
+                             "倒查 Reviews"]
     rng = {"from": "2026-10-01T00:00:00+08:00", "to": "2026-11-01T00:00:00+08:00"}
     from dispatch.outcomes.report import COLUMNS
     fields = [f for _, f in COLUMNS]
