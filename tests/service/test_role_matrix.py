@@ -53,6 +53,10 @@ TABLE: dict[str, frozenset | None] = {
     "POST /api/v1/calls/{call_id}/outcome": CENTER, "POST /api/v1/calls/results": SOURCE,
     # Kannel's callbacks carry the gateway's key in the query (Kannel cannot send headers): checked inside
     "GET /api/v1/sms/kannel/dlr": PUBLIC, "GET /api/v1/sms/kannel/mo": PUBLIC,
+    # 倒查 and 反馈 (issue 22): the reviews are the center's; the sources' feedback URLs the admin's
+    "GET /api/v1/reviews": CENTER, "GET /api/v1/reviews/{case_id}": CENTER,
+    "GET /api/v1/reviews/{case_id}/xlsx": CENTER, "GET /api/v1/feedback/sources": frozenset({"admin"}),
+    "GET /api/v1/feedback/dead": CENTER, "POST /api/v1/feedback/dead/{delivery_id}/retry": COMMAND,
 }
 # Squad-scoped ids: another squad's record is 404 to a squad member.
 SCOPED = {"lead_id", "assignment_id"}
