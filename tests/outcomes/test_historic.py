@@ -106,3 +106,18 @@ def test_a_historic_lead_left_received_is_never_worked(sync_engine, settings):
         lead_id = conn.execute(text("SELECT id FROM lead WHERE source_id = 'H-1'")).scalar()
     assert tasks.reconcile(0) == 0
     assert tasks.process_leads([lead_id])["done"] == 0
+
+
+@pytest.mark.usefixtures("district", "clean")
+async def test_without_historic_the_leads_are_worked_as_pushed_ones(tmp_path, sync_engine, run_worker, settings):
+    lines = shared_file("leads.jsonl").read_text(encoding="utf-8").splitlines()[:20]
+    file = tmp_path / "live.jsonl"
+    file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = quanzu("import-leads", str(file))
+    stored = int(out.stderr.split(" stored")[0].split()[-1])
+    with sync_engine.connect() as conn:
+        assert _count(conn, "SELECT count(*) FROM lead WHERE status = 'received' AND NOT historic") == stored > 0
+    await run_worker()  # the job the command enqueued
+    with sync_engine.connect() as conn:
+        assert _count(conn, "SELECT count(*) FROM lead WHERE status = 'received'") == 0
+        assert _count(conn, "SELECT count(*) FROM lead_deadline") > 0  # their ladders started
