@@ -49,6 +49,19 @@ return seq
 """
 
 
+# A stream's counter is never below a seq a socket already holds: a Redis that came back empty (or
+# lost its last writes) would otherwise number new messages with seqs the phone has seen, and the
+# phone would drop them as duplicates. Raised when a socket resumes or resyncs (mobile_api).
+SEQ_FLOOR = """
+local c = tonumber(redis.call('GET', KEYS[1]) or '0')
+if c < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return c
+end
+return -1
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Push:
     target: str  # a username, or BOARD

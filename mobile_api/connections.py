@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from dispatch.outbox import LIVE_CHANNEL, ONLINE, stream_key
+from dispatch.outbox import LIVE_CHANNEL, ONLINE, SEQ_FLOOR, seq_key, stream_key
 from service.core.logging import log
 
 PRESENCE_TTL_S = 30.0
@@ -133,7 +133,13 @@ class Hub:
                         pass
 
     async def replay(self, target: str, after_seq: int, count: int = 500) -> list[tuple[int, str]]:
-        """Stream messages with seq > after_seq kept in the replay window, in order."""
+        """Stream messages with seq > after_seq kept in the replay window, in order. A stream whose
+        counter is behind `after_seq` lost its data with Redis: the counter goes on from there, so
+        that the next messages reach this socket (what was lost, the sweep pushes again: offers)."""
+        if after_seq > 0:
+            was = await self.aredis.eval(SEQ_FLOOR, 1, seq_key(target), after_seq)
+            if was >= 0:
+                log.warning("ws_seq_restored", target=target, counter=was, restored_to=after_seq)
         out: list[tuple[int, str]] = []
         start = f"{after_seq + 1}-0"
         oldest = datetime.now().astimezone() - self.replay_window

@@ -185,7 +185,8 @@ def dispatch_visits(visit_ids: list[int]) -> list[int]:
 
 
 def field_sweep() -> dict:
-    """Every few seconds: expired offers → next squad; visits nobody dispatched; SMS fallbacks."""
+    """Every few seconds: expired offers → next squad; visits nobody dispatched; offers a live socket
+    never had, pushed again; SMS fallbacks."""
     settings = get_settings()
     with unit() as session:
         expired = offers.expire_offers(session, ctx.field, ctx.online)
@@ -193,10 +194,12 @@ def field_sweep() -> dict:
         waiting = offers.waiting_visits(session, settings.visit_waiting_seconds)
     offered = len(dispatch_visits(waiting)) if waiting else 0
     with unit() as session:
+        repushed = offers.repush_undelivered(session, settings.offer_repush_seconds, ctx.online)
+    with unit() as session:
         sms = offers.unacked_fallbacks(session, ctx.field)
     with unit() as session:  # the board's `stats`, on the sweep's clock
         outbox.board(session, "stats", field_stats(session))
-    counts = {"expired": expired, "waiting": len(waiting), "offered": offered, "sms": sms}
+    counts = {"expired": expired, "waiting": len(waiting), "offered": offered, "repushed": repushed, "sms": sms}
     if any(counts.values()):
         log.info("field_sweep", **counts)
     return counts

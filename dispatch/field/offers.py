@@ -184,8 +184,7 @@ def offer_next(session: Session, visit: Visit, cfg: FieldConfig, online, actor: 
                                                 "backup": backup})
     if a.attempt == 1 and not backup and lead.received_at is not None:  # a visit's first offer: push → offer
         outbox.count(session, [(metrics.PUSH_TO_OFFER, (), max(0.0, (now - lead.received_at).total_seconds()))])
-    offer = {"assignment_id": a.id, "lead": lead_brief(lead), "expires_at": clock.iso(a.expires_at),
-             "attempt": a.attempt, "reason": why.get("reason"), "backup": backup}
+    offer = offer_message(a, lead)
     for u in people:
         outbox.push(session, u.username, "offer", offer)
     live = online([u.username for u in people]) if online is not None else set()
@@ -195,6 +194,12 @@ def offer_next(session: Session, visit: Visit, cfg: FieldConfig, online, actor: 
                assignment_id=a.id, backup=backup or None)
     board_team(session, team_code, open_assignments_delta=1)
     return a
+
+
+def offer_message(a: Assignment, lead: Lead) -> dict:
+    """The `offer` a squad member's socket gets (the first push and any push again are the same)."""
+    return {"assignment_id": a.id, "lead": lead_brief(lead), "expires_at": clock.iso(a.expires_at),
+            "attempt": a.attempt, "reason": a.choice.get("reason"), "backup": bool(a.choice.get("backup"))}
 
 
 def chase(session: Session, visit_id: int, cfg: FieldConfig, online, actor: str = "sweep") -> Assignment | None:
@@ -290,6 +295,31 @@ def unacked_fallbacks(session: Session, cfg: FieldConfig, limit: int = 500) -> i
     for a in rows:
         sms_fallback(session, a, session.get(Lead, a.lead_id), cfg, members(session, a.team_code), "no_ack")
     return len(rows)
+
+
+def repush_undelivered(session: Session, older_than_s: float, online, limit: int = 500) -> int:
+    """Open offers that a member with a live socket has not had `older_than_s` after they were made
+    (not pushed, not acked) are pushed to that member again. Their first push never reached the
+    socket: it was lost with Redis after the commit, or Redis came back without its counters and
+    the socket dropped it as already seen. The offer's truth is in PostgreSQL (`offer_delivery`),
+    so no offer is lost with Redis. → pushes sent."""
+    now = clock.now()
+    rows = session.execute(select(OfferDelivery.username, Assignment).join(
+        Assignment, Assignment.id == OfferDelivery.assignment_id).where(
+        Assignment.status == A.offered, Assignment.expires_at > now,
+        Assignment.offered_at <= now - timedelta(seconds=older_than_s),
+        OfferDelivery.pushed_at.is_(None), OfferDelivery.acked_at.is_(None))
+        .order_by(Assignment.id, OfferDelivery.username).limit(limit)).all()
+    live = online(sorted({u for u, _a in rows})) if rows and online is not None else set()
+    leads: dict[int, Lead] = {}
+    sent = 0
+    for username, a in rows:
+        if username not in live:  # no socket: the SMS fallback reaches them, the stream keeps the first push
+            continue
+        lead = leads.get(a.lead_id) or leads.setdefault(a.lead_id, session.get(Lead, a.lead_id))
+        outbox.push(session, username, "offer", offer_message(a, lead))
+        sent += 1
+    return sent
 
 
 def end_other_offers(session: Session, a: Assignment, lead: Lead, actor: str) -> int:

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     location_stale_seconds: float = 600.0  # an older live location is replaced by home / station
     offer_max_squads: int = 3  # squads asked for one visit before it goes back to the center
     offer_ack_seconds: float = 10.0  # no member acked the offer by then → SMS fallback
+    # An open offer a member with a live socket has not had this long after it was made (its push was
+    # lost with Redis, or dropped as already seen after Redis lost its counters) is pushed again.
+    offer_repush_seconds: float = 5.0
     field_page_url: str = "/m/"  # the link in an offer SMS
     field_sweep_every_seconds: int = 5  # expired offers, waiting visits, SMS fallbacks
     visit_waiting_seconds: float = 10.0  # a visit waiting longer than this (lost job) is dispatched by the sweep
