@@ -54,6 +54,7 @@ bench: $(BIN)/quanzu
 	$(BIN)/python bench/sms_gateway.py
 	$(BIN)/python bench/city.py --full
 	$(BIN)/python bench/historic.py
+	$(BIN)/python bench/kills.py
 
 clean:
 	@# as root the embedded PostgreSQL may live under /var/tmp (service/core/embedded.py)

@@ -241,7 +241,8 @@ def lead(n: int, place: dict, prefix: str, risk: int = 1) -> dict:
 
 
 async def kill_postgres(small: bool) -> dict:
-    duration, kill_at, down_s = (14.0, 4.0, 2.0) if small else (60.0, 20.0, 5.0)
+    # --small: paced (about 10 pushes a second each), so that the workers finish soon after
+    duration, kill_at, down_s, pace = (10.0, 3.0, 1.5, 0.1) if small else (60.0, 20.0, 5.0, 0.0)
     stack = Stack.up(clients=3)
     try:
         api = stack.start_api()
@@ -276,6 +277,7 @@ async def kill_postgres(small: bool) -> dict:
                 r = await post(http, "/api/v1/leads", body)
                 acked[body["source_id"]] = r.json()["id"]
                 n += 1
+                await asyncio.sleep(pace)
 
         async def batches(w: int, http: httpx.AsyncClient) -> None:
             n = 0
@@ -287,7 +289,7 @@ async def kill_postgres(small: bool) -> dict:
                     if x["status"] in ("accepted", "duplicate"):
                         acked[b["source_id"]] = x["id"]
                 n += 10
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(max(0.05, 5 * pace))
 
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}", timeout=10,
                                      headers={"X-API-Key": stack.api_key}) as http:
@@ -517,7 +519,7 @@ def _count(xs) -> dict:
 
 
 async def kill_api(small: bool) -> dict:
-    clients, leads_each = (100, 6) if small else (1000, 20)
+    clients, leads_each = (100, 10) if small else (1000, 100)
     push_latency.raise_nofile()
     stack = Stack.up(clients=clients)
     try:
@@ -528,9 +530,9 @@ async def kill_api(small: bool) -> dict:
         await asyncio.sleep(1)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{b.port}", timeout=10,
                                      headers={"X-API-Key": stack.api_key}) as http:
-            ids = await push_leads(http, places, leads_each, "KAB", 0.1)
+            ids = await push_leads(http, places, leads_each, "KAB", 0.05)
             await asyncio.sleep(1)
-            pushing = asyncio.create_task(push_leads(http, places, leads_each, "KAD", 0.1, leads_each))
+            pushing = asyncio.create_task(push_leads(http, places, leads_each, "KAD", 0.05, leads_each))
             await asyncio.sleep(0.3)
             for p in phones:  # where they reconnect (the load balancer's job)
                 p.urls.append(f"ws://127.0.0.1:{b.port}")
@@ -541,7 +543,7 @@ async def kill_api(small: bool) -> dict:
             while not all(p.connected.is_set() and p.drops for p in phones) and time.monotonic() < killed + 180:
                 await asyncio.sleep(0.2)
             all_back = max((p.reconnected_at or float("nan")) for p in phones) - killed
-            ids += await push_leads(http, places, leads_each, "KAA", 0.1, 2 * leads_each)
+            ids += await push_leads(http, places, leads_each, "KAA", 0.05, 2 * leads_each)
         # every message of each member's stream (the truth), on its socket, once, in order
         from redis import Redis
 
@@ -553,14 +555,16 @@ async def kill_api(small: bool) -> dict:
             streams = {p.username: [int(rid.split(b"-")[0]) for rid, _f in redis.xrange(stream_key(p.username))]
                        for p in phones}
             missed = {p.username: sorted(set(streams[p.username]) - set(p.seqs)) for p in phones}
-            if not any(missed.values()) or time.monotonic() > deadline:
+            want = expected_offers(stack, phones)
+            got = {(p.username, x) for p in phones for x in p.offers}
+            if (not any(missed.values()) and set(want) <= got and not unsettled(stack, ids)) \
+                    or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.5)
-        want = expected_offers(stack, phones)
-        got = {(p.username, x) for p in phones for x in p.offers}
         await stop_phones(phones, tasks)
         gaps = sum(1 for p in phones for x, y in zip([0, *p.seqs], p.seqs) if y > 0 and y != x + 1)
         return {"kill": "api", "sockets": len(phones), "connect_s": round(connect_s, 2), "leads": len(ids),
+                "unsettled": unsettled(stack, ids),
                 "offers_created": stack.sql("SELECT count(*) FROM assignment")[0][0],
                 "messages_in_streams": sum(len(v) for v in streams.values()),
                 "messages_received": sum(1 for p in phones for s in p.seqs if s > 0),

@@ -237,6 +237,59 @@ async def test_resume_misses_nothing_and_gets_nothing_twice(api_a, make_squad, o
     await third.close()
 
 
+async def test_a_redis_back_empty_numbers_on_from_the_seq_a_phone_holds(api_a, make_squad, own_team, redis_url):
+    """Redis killed without persistence comes back with no counters: the next message would be seq 1,
+    which a phone at seq 3 drops as already seen. Its resume raises the counter to 3: it gets seq 4."""
+    from redis import Redis
+
+    from dispatch import outbox
+    squad = make_squad(own_team)
+    name = squad.name("police")
+    redis = Redis.from_url(redis_url)
+    sock = await open_socket(api_a.ws, squad.headers["police"])
+    outbox.publish(redis, [outbox.Push(name, "lead.updated", {"n": i}) for i in range(3)])
+    assert [(await sock.recv("lead.updated"))["seq"] for _ in range(3)] == [1, 2, 3]
+    await sock.close()
+    redis.delete(outbox.seq_key(name), outbox.stream_key(name))  # what a restart without persistence leaves
+    back = await open_socket(api_a.ws, squad.headers["police"], last_seq=3)
+    await asyncio.sleep(0.3)  # resumed (the counter is raised before the replay)
+    outbox.publish(redis, [outbox.Push(name, "lead.updated", {"n": 3})])
+    m = await back.recv("lead.updated")
+    assert (m["seq"], m["data"]) == (4, {"n": 3})
+    await back.close()
+
+
+async def test_an_offer_whose_push_never_reached_a_live_socket_is_pushed_again(
+        api_a, client, source_headers, run_worker, make_squad, own_team, sync_engine):
+    """The offer is committed but its push is lost (Redis died after the commit): the sweep pushes it
+    again to the members with a live socket, once they have it no more."""
+    from sqlalchemy import update
+    squad = make_squad(own_team)
+    sock = await open_socket(api_a.ws, squad.headers["police"])
+    await sock.send(type="status", status="on_duty", id="s")
+    assert (await sock.recv("result"))["ok"] is True
+    lead_id = await push_and_work(client, source_headers, run_worker)
+    first = await sock.recv("offer")
+    aid = first["data"]["assignment_id"]
+    await until(lambda: all(d.pushed_at for d in rows(sync_engine, OfferDelivery, OfferDelivery.assignment_id == aid,
+                                                     OfferDelivery.username == squad.name("police"))), 10,
+                "the first push recorded")
+    with sync_engine.begin() as conn:  # as if that push had been lost
+        conn.execute(update(OfferDelivery).where(OfferDelivery.assignment_id == aid).values(pushed_at=None))
+    assert tasks.field_sweep()["repushed"] == 0  # too young: its first push may still be on the way
+    clock.advance(timedelta(seconds=6))
+    assert tasks.field_sweep()["repushed"] == 1  # the police officer's socket only (the others have none)
+    again = await sock.recv("offer")
+    assert again["seq"] > first["seq"] and again["data"] == first["data"]
+    assert again["data"]["lead"]["id"] == lead_id
+    await sock.ack(again["seq"])
+    await until(lambda: all(d.acked_at for d in rows(sync_engine, OfferDelivery, OfferDelivery.assignment_id == aid,
+                                                    OfferDelivery.username == squad.name("police"))), 10,
+                "the ack recorded")
+    assert tasks.field_sweep()["repushed"] == 0  # it has it now
+    await sock.close()
+
+
 async def test_an_api_process_killed_and_restarted_loses_no_offer(settings, client, source_headers, run_worker,
                                                                   make_squad, own_team, sync_engine):
     from tests.mobile_api.conftest import ApiProcess
