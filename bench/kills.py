@@ -204,6 +204,16 @@ class Stack:
         with psycopg.connect(self.pg.url) as conn:
             return conn.execute(query, args).fetchall()
 
+    def keep_logs(self, kind: str) -> str:
+        """Copies of the API and worker logs, for a run that lost something or answered a 500."""
+        folder = Path(tempfile.mkdtemp(prefix=f"quanzu-kills-{kind}-"))
+        for api in self.apis:
+            shutil.copy(api.log_path, folder / f"{api.name}.log")
+        if getattr(self, "worker_log", None) is not None:
+            self.worker_log.flush()
+            shutil.copy(self.worker_log.name, folder / "worker.log")
+        return str(folder)
+
     def down(self) -> None:
         if self.worker is not None and self.worker.poll() is None:
             self.worker.terminate()
@@ -240,9 +250,11 @@ def lead(n: int, place: dict, prefix: str, risk: int = 1) -> dict:
 # ---------------------------------------------------------------- 1. PostgreSQL killed -9
 
 
-async def kill_postgres(small: bool) -> dict:
+async def kill_postgres(small: bool, seconds: float | None = None) -> dict:
     # --small: paced (about 10 pushes a second each), so that the workers finish soon after
     duration, kill_at, down_s, pace = (10.0, 3.0, 1.5, 0.1) if small else (60.0, 20.0, 5.0, 0.0)
+    if seconds:
+        duration, kill_at = seconds, seconds / 3
     stack = Stack.up(clients=3)
     try:
         api = stack.start_api()
@@ -266,7 +278,7 @@ async def kill_postgres(small: bool) -> dict:
                         oks.append(time.monotonic())
                         return r
                     errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
-                    if r.status_code != 503 and r.status_code < 500:
+                    if r.status_code < 500:
                         raise RuntimeError(f"{path}: {r.status_code} {r.text[:300]}")
                 await asyncio.sleep(0.2)
 
@@ -313,11 +325,14 @@ async def kill_postgres(small: bool) -> dict:
             rows = stack.sql("SELECT status FROM lead WHERE id = ANY(%s)", ids)
             return len(rows), sum(1 for (s,) in rows if s != "received")
 
-        deadline = time.monotonic() + (60 if small else 120)
         stored, worked = counts()
-        while worked < len(ids) and time.monotonic() < deadline:
+        progressed = time.monotonic()
+        while worked < len(ids) and time.monotonic() < progressed + (30 if small else 60):  # until it stalls
             await asyncio.sleep(0.5)
+            was = worked
             stored, worked = counts()
+            if worked > was:
+                progressed = time.monotonic()
         after_up = [t for t in oks if t > marks["kill"]]
         first_ok = min(after_up) if after_up else float("nan")
         by_status = dict(stack.sql("SELECT status, count(*) FROM lead WHERE id = ANY(%s) GROUP BY 1", ids))
@@ -328,7 +343,9 @@ async def kill_postgres(small: bool) -> dict:
                 "pushes_ok_again_after_kill_s": round(first_ok - marks["kill"], 2),
                 "pushes_ok_again_after_restart_s": round(first_ok - marks["up"], 2),
                 "all_worked_after_pushes_s": round(time.monotonic() - push_end, 2) if worked == len(ids) else None,
-                "retried_answers": errors}
+                "retried_answers": errors,
+                "logs": stack.keep_logs("postgres") if len(ids) - worked or any(
+                    k.startswith("5") and k != "503" for k in errors) else None}
     finally:
         stack.down()
 
@@ -590,6 +607,7 @@ def main(argv=None) -> int:
     ap.add_argument("--small", action="store_true", help="a quick run (about 30 s each): for the tests")
     ap.add_argument("--redis-persistence", choices=("aof", "none"), default="aof",
                     help="the private Redis of --kill redis: appendonly yes (the production setting) or nothing")
+    ap.add_argument("--seconds", type=float, help="--kill postgres: how long the clients push (default 60)")
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object at the end")
     args = ap.parse_args(argv)
     runs = ("postgres", "redis", "api") if args.kill == "all" else (args.kill,)
@@ -597,7 +615,7 @@ def main(argv=None) -> int:
     for kill in runs:
         t = time.monotonic()
         if kill == "postgres":
-            r = asyncio.run(kill_postgres(args.small))
+            r = asyncio.run(kill_postgres(args.small, args.seconds))
         elif kill == "redis":
             r = asyncio.run(kill_redis(args.small, args.redis_persistence))
         else:

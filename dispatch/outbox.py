@@ -3,7 +3,8 @@ a board event, a visit that needs a squad, an SMS to send — is recorded on its
 runs, and leaves once, after the commit, through whoever owns that commit: the request's session
 dependency in the API, the task's unit of work in the workers (`workers.queues.send`). A rollback
 drops it: no ghost offer, no ghost job. Anything a crash loses between commit and sending is found
-again by the sweeps (visits still waiting, SMS still pending) and the reconciler.
+again by the sweeps (visits still waiting, SMS still pending, open offers a live socket never had)
+and the reconciler.
 
 Socket messages go to per-user Redis Streams (`quanzu:ws:s:<user>`, `quanzu:ws:s:board` for the
 screens): one Lua script takes the stream's next seq, appends the envelope `{type, seq, ts, data}`

@@ -13,6 +13,7 @@ import asyncpg
 import orjson
 
 from dispatch.intake.schemas import LeadIn
+from service.core.db import acquire
 from service.core.errors import REFUSED, Unavailable
 
 LEAD_COLUMNS = ("source", "source_id", "pushed_at", "warning_type", "fraud_type", "fraud_type_raw", "risk_level",
@@ -231,7 +232,7 @@ class GroupWriter:
         while self._pending:
             group, self._pending = self._pending[:self.max_group], self._pending[self.max_group:]
             try:
-                async with self.pool.acquire() as conn:
+                async with acquire(self.pool) as conn:
                     stored = await insert_leads(conn, [row for row, _a, _f in group],
                                                 [actor for _r, actor, _f in group])
             except Exception as exc:  # the database is away, or timed out: every push in the group is told

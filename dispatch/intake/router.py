@@ -22,7 +22,7 @@ from dispatch.intake.storable import storable_body
 from dispatch.metrics import LEADS_PUSHED
 from service.core.auth import CenterUser, CurrentUser, LeadPusher
 from service.core.bodies import documented_body, parse_json
-from service.core.db import SessionDep
+from service.core.db import SessionDep, acquire
 from service.core.errors import ValidationFailed
 from service.core.openapi import error_responses
 from service.core.params import Code, Id, Text, Time
@@ -69,7 +69,7 @@ async def push_batch(request: Request, who: LeadPusher):
         raise ValidationFailed([{"field": "leads", "message": "must be a list of leads"}])
     if not 1 <= len(leads) <= limit:
         raise ValidationFailed([{"field": "leads", "message": f"must hold 1 to {limit} leads, got {len(leads)}"}])
-    async with request.app.state.intake_pool.acquire() as conn:
+    async with acquire(request.app.state.intake_pool) as conn:
         async with conn.transaction():
             results, new_ids = await service.take_batch(conn, leads, who.actor, storable)
     request.app.state.after_commit.submit(new_ids)

@@ -21,6 +21,7 @@ from dispatch.intake.validation import validate_lead
 from dispatch.models import Lead, LeadEvent, Rejection
 from service.core.auth import Principal
 from service.core.clock import iso
+from service.core.db import acquire
 from service.core.errors import BadRequest, NotFound, ValidationFailed, field_errors
 from service.core.money import cny
 from service.core.params import BIGINT_MAX
@@ -57,7 +58,7 @@ async def take_lead(writer: repository.GroupWriter, raw: object, actor: str, sto
 
 
 async def _reject(writer: repository.GroupWriter, actor: str, raw: object, errors: list[dict]) -> NoReturn:
-    async with writer.pool.acquire() as conn:
+    async with acquire(writer.pool) as conn:
         await repository.insert_rejections(conn, actor, [(*_key_of(raw), errors)])
     raise ValidationFailed(errors)
 

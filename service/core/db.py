@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlmodel import Session
 
+from service.core.errors import connection_lost
 from service.core.settings import driver_url, plain_url
 
 
@@ -39,6 +40,21 @@ async def make_intake_pool(url: str, size: int, server_settings: dict[str, str] 
     `server_settings` (timeouts()) are set once per connection, not per statement."""
     return await asyncpg.create_pool(plain_url(url), min_size=size, max_size=size, reset=_keep_session,
                                      server_settings=server_settings or {}, timeout=10)
+
+
+@asynccontextmanager
+async def acquire(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of a plain asyncpg pool, never handed out again once the server went away under
+    it: one whose server died in the middle of a statement can stay half open, still waiting for the
+    end of that statement, and the next push that got it answered 500 (PostgreSQL killed -9,
+    bench/kills.py). Such a connection is closed; the pool opens a new one."""
+    async with pool.acquire() as conn:
+        try:
+            yield conn
+        except BaseException as exc:
+            if connection_lost(exc) and not conn.is_closed():
+                conn.terminate()
+            raise
 
 
 async def _keep_session(_conn) -> None:

@@ -89,12 +89,17 @@ class Unavailable(AppError):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
 
 
+# The connection to PostgreSQL is gone or unusable: the server died or restarts under it. asyncpg's
+# InternalClientError ("another operation is in progress") is a connection whose server died in the
+# middle of a statement, before the socket was seen closed (found by bench/kills.py).
+CONNECTION_LOST = (OSError, asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.CannotConnectNowError,
+                   asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CrashShutdownError,
+                   asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.InterfaceError,
+                   asyncpg.exceptions.InternalClientError)
 # A server we depend on is down or restarting, or made us wait too long (statement_timeout,
 # lock_timeout): the client did nothing wrong and may retry. OSError includes TimeoutError.
-UNAVAILABLE = (OSError, asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.CannotConnectNowError,
-               asyncpg.exceptions.TooManyConnectionsError, asyncpg.exceptions.AdminShutdownError,
-               asyncpg.exceptions.LockNotAvailableError, asyncpg.exceptions.QueryCanceledError,
-               asyncpg.exceptions.InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+UNAVAILABLE = (*CONNECTION_LOST, asyncpg.exceptions.TooManyConnectionsError, asyncpg.exceptions.LockNotAvailableError,
+               asyncpg.exceptions.QueryCanceledError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 # A value PostgreSQL refuses (out of range, bad encoding, ...): the client's fault, 422.
 REFUSED = (asyncpg.exceptions.DataError,)
 
@@ -117,13 +122,17 @@ def is_unavailable(exc: BaseException) -> bool:
     return any(isinstance(e, UNAVAILABLE) for e in causes(exc))
 
 
+def connection_lost(exc: BaseException) -> bool:
+    return any(isinstance(e, CONNECTION_LOST) for e in causes(exc))
+
+
 def dependency_of(exc: BaseException) -> str | None:
     """Which server an error came from: "redis", "database", or None (neither: a bug or the client)."""
     found = list(causes(exc))
     if any(isinstance(e, redis.exceptions.RedisError) for e in found):
         return "redis"
     if any(isinstance(e, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, asyncpg.PostgresError,
-                          asyncpg.exceptions.InterfaceError, OSError)) for e in found):
+                          *CONNECTION_LOST)) for e in found):
         return "database"
     return None
 

@@ -65,3 +65,33 @@ async def test_push_during_a_database_outage_is_503(settings, api_key, redis_url
                 assert "quanzu_deadlines_overdue" not in metrics.text  # not reported as zero: unknown
     finally:
         pg.stop()
+
+
+async def test_an_intake_connection_whose_server_went_away_is_not_handed_out_again(database_url):
+    """PostgreSQL killed -9 in the middle of a statement can leave a connection half open ("another
+    operation is in progress"): the next push that got it answered 500. `acquire` closes it instead,
+    and that error is a 503 like the other ways of losing the server (found by bench/kills.py)."""
+    import asyncpg
+
+    from service.core.db import acquire, make_intake_pool
+    from service.core.errors import connection_lost, is_unavailable
+
+    half_open = asyncpg.exceptions.InternalClientError("cannot switch to state 11; another operation (2) is in "
+                                                       "progress")
+    assert is_unavailable(half_open) and connection_lost(half_open)
+    assert not connection_lost(asyncpg.exceptions.LockNotAvailableError("lock timeout"))
+    pool = await make_intake_pool(database_url, 1)
+    try:
+        with pytest.raises(asyncpg.exceptions.InternalClientError):
+            async with acquire(pool) as conn:
+                broken = conn.get_server_pid()
+                raise half_open
+        with pytest.raises(asyncpg.exceptions.LockNotAvailableError):  # the server is there: the connection stays
+            async with acquire(pool) as conn:
+                fresh = conn.get_server_pid()
+                raise asyncpg.exceptions.LockNotAvailableError("lock timeout")
+        assert fresh != broken  # closed, and a new one opened
+        async with acquire(pool) as conn:
+            assert conn.get_server_pid() == fresh and await conn.fetchval("SELECT 1") == 1
+    finally:
+        await pool.close()
