@@ -6,12 +6,12 @@ Each run starts its own servers (never the machine's): a private PostgreSQL from
 wheel in a temporary folder (fsync and synchronous_commit on), a private redis-server on a free
 port, `quanzu serve` and `quanzu worker` as real processes on them, and the shared district.
 
-1. `--kill postgres`: four clients push leads (three one at a time, one in batches of 10), each with
-   unique source_ids; the postmaster is killed -9 in the middle and started again on the same data
+1. `--kill postgres`: four clients push leads for 30 s (`--seconds`; three one at a time, one in batches
+   of 10, as fast as they are answered; `--small`: 10 s, paced), each with unique source_ids; the postmaster is killed -9 in the middle and started again on the same data
    folder. A 503 or a connection error is not an ack: the client sends the same lead again. At the
    end every lead answered 202 (or 200 duplicate, or accepted/duplicate in a batch) must be stored
-   and worked (no longer `received`). Figures: acked, stored, worked, lost; seconds from the kill
-   and from the restart until pushes succeed again.
+   and worked (no longer `received`), and no answer may be a 500. Figures: acked, stored, worked,
+   lost; seconds from the kill and from the restart until pushes succeed again; time to work them.
 2. `--kill redis`: squads' sockets connected (300; `--small` 30), P0 leads pushed at their beats so
    offers go out, Redis killed -9 and started again (`--redis-persistence aof`: appendonly yes,
    appendfsync everysec, the README's production setting; `none`: every key is gone). Every offer
@@ -24,7 +24,7 @@ port, `quanzu serve` and `quanzu worker` as real processes on them, and the shar
    must run without a gap. Figures: sockets, seconds until all reconnected, messages missed, gaps.
 
 Counts are the result (lost must be 0); times are measured, never asserted. Exit code 1 when
-something acked was lost, else 0. `--json` prints the figures as one JSON object at the end.
+something acked was lost (or a push was answered 500), else 0. `--json` prints the figures as one JSON object at the end.
 """
 from __future__ import annotations
 
@@ -252,7 +252,7 @@ def lead(n: int, place: dict, prefix: str, risk: int = 1) -> dict:
 
 async def kill_postgres(small: bool, seconds: float | None = None) -> dict:
     # --small: paced (about 10 pushes a second each), so that the workers finish soon after
-    duration, kill_at, down_s, pace = (10.0, 3.0, 1.5, 0.1) if small else (60.0, 20.0, 5.0, 0.0)
+    duration, kill_at, down_s, pace = (10.0, 3.0, 1.5, 0.1) if small else (30.0, 10.0, 5.0, 0.0)
     if seconds:
         duration, kill_at = seconds, seconds / 3
     stack = Stack.up(clients=3)
@@ -261,6 +261,7 @@ async def kill_postgres(small: bool, seconds: float | None = None) -> dict:
         stack.start_worker()
         acked: dict[str, int] = {}  # source_id → lead id
         oks: list[float] = []  # times of 2xx answers
+        fails: list[float] = []  # times of answers that were no ack
         errors: dict[str, int] = {}
         marks: dict[str, float] = {}
         stop = asyncio.Event()
@@ -280,6 +281,7 @@ async def kill_postgres(small: bool, seconds: float | None = None) -> dict:
                     errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
                     if r.status_code < 500:
                         raise RuntimeError(f"{path}: {r.status_code} {r.text[:300]}")
+                fails.append(time.monotonic())
                 await asyncio.sleep(0.2)
 
         async def single(w: int, http: httpx.AsyncClient) -> None:
@@ -333,17 +335,20 @@ async def kill_postgres(small: bool, seconds: float | None = None) -> dict:
             stored, worked = counts()
             if worked > was:
                 progressed = time.monotonic()
-        after_up = [t for t in oks if t > marks["kill"]]
-        first_ok = min(after_up) if after_up else float("nan")
+        # the outage as the clients saw it: from the first answer that was no ack to the next ack after it
+        first_fail = min((t for t in fails if t >= marks["kill"]), default=marks["kill"])
+        first_ok = min((t for t in oks if t > first_fail), default=float("nan"))
         by_status = dict(stack.sql("SELECT status, count(*) FROM lead WHERE id = ANY(%s) GROUP BY 1", ids))
         return {"kill": "postgres", "clients": 4, "acked": len(ids), "acked_before_kill": before, "stored": stored,
                 "worked": worked, "lost": len(ids) - stored, "not_worked": len(ids) - worked, "by_status": by_status,
                 "rows_in_table": stack.sql("SELECT count(*) FROM lead")[0][0],
                 "down_s": round(marks["up"] - marks["kill"], 2),
+                "first_refusal_after_kill_s": round(first_fail - marks["kill"], 2),
                 "pushes_ok_again_after_kill_s": round(first_ok - marks["kill"], 2),
                 "pushes_ok_again_after_restart_s": round(first_ok - marks["up"], 2),
                 "all_worked_after_pushes_s": round(time.monotonic() - push_end, 2) if worked == len(ids) else None,
-                "retried_answers": errors,
+                "retried_answers": errors, "answered_500": sum(n for k, n in errors.items() if k.startswith("5")
+                                                               and k != "503"),
                 "logs": stack.keep_logs("postgres") if len(ids) - worked or any(
                     k.startswith("5") and k != "503" for k in errors) else None}
     finally:
@@ -597,7 +602,7 @@ async def kill_api(small: bool) -> dict:
 
 
 def lost(result: dict) -> int:
-    return result.get("lost", 0) + result.get("not_worked", 0) + result.get("missed", 0) + result.get(
+    return result.get("answered_500", 0) + result.get("lost", 0) + result.get("not_worked", 0) + result.get("missed", 0) + result.get(
         "offers_lost", 0) + result.get("gaps", 0)
 
 
