@@ -523,7 +523,9 @@ async def kill_redis(small: bool, persistence: str) -> dict:
                 "leads": len(ids), "unsettled": unsettled(stack, ids), "visits": visits, "offers_created": made[0], "leads_offered": made[1],
                 "deliveries_expected": len(want), "delivered": len(set(want) & got), "lost": len(missing),
                 "lost_by_status": _count(want[k] for k in missing), "offers_twice": twice,
-                "drops": sum(p.drops for p in phones),
+                "drops": sum(p.drops for p in phones), "phones_reconnected": sum(1 for p in phones if p.drops),
+                "last_reconnect_after_restart_s": round(max(p.reconnected_at for p in phones if p.drops) - marks["up"], 2)
+                if any(p.drops for p in phones) else None,
                 "first_offer_after_restart_s": round(min(after) - marks["up"], 2) if after else None,
                 "last_offer_after_restart_s": round(last_missing_at - marks["up"], 2) if last_missing_at else None}
     finally:
