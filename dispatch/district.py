@@ -1,4 +1,5 @@
-"""`quanzu import-district DIR`: load or update the district, its streets, beats, stations and squads."""
+"""`quanzu import-district DIR`: add or update one district of the city (named by its district.geojson
+code), with its streets, beats, stations and squads, each marked with that district."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -23,19 +24,38 @@ def _upsert(session: Session, model, rows: list[dict], key: str = "code") -> Non
     session.execute(stmt)
 
 
-def _feature_rows(features: list[dict], *extra: str) -> list[dict]:
+def _feature_rows(features: list[dict], district: str, *extra: str) -> list[dict]:
     rows = []
     for f in features:
         p = f["properties"]
-        rows.append({"code": p["code"], "name": p["name"], "geometry": f["geometry"],
+        rows.append({"code": p["code"], "name": p["name"], "district_code": district, "geometry": f["geometry"],
                      **{k: p.get(k) for k in extra}})
     return rows
+
+
+class CodeTaken(ValueError):
+    """A street, station, beat or squad code of the import is another district's already."""
+
+
+def _check_codes(session: Session, data: DistrictData) -> None:
+    """Codes are unique across the city: a district's import must not take over another's rows."""
+    for model, codes in ((Street, [f["properties"]["code"] for f in data.streets]),
+                         (Station, [s["code"] for s in data.stations]),
+                         (Beat, [f["properties"]["code"] for f in data.beats]),
+                         (Team, [t["code"] for t in data.teams])):
+        taken = session.execute(select(model.code, model.district_code).where(
+            model.code.in_(codes), model.district_code.is_not(None), model.district_code != data.code)
+            .limit(3)).all()
+        if taken:
+            raise CodeTaken(f"{model.__tablename__} codes of district {data.code} belong to another district "
+                            f"already: {', '.join(f'{c} ({d})' for c, d in taken)}")
 
 
 def import_district(session: Session, data: DistrictData, progress: Progress | None = None) -> dict:
     """Idempotent: a second import updates rows in place and bumps the district version,
     so every process rebuilds its beat index. The caller commits."""
     step = progress or (lambda _what, _n: None)
+    _check_codes(session, data)
     existing = session.get(District, data.code)
     geometry = data.outline
     if existing is None:
@@ -44,14 +64,15 @@ def import_district(session: Session, data: DistrictData, progress: Progress | N
         existing.name, existing.geometry, existing.version = data.name, geometry, existing.version + 1
     session.flush()
     step("district", 1)
-    _upsert(session, Street, _feature_rows(data.streets))
+    d = data.code
+    _upsert(session, Street, _feature_rows(data.streets, d))
     step("streets", len(data.streets))
-    _upsert(session, Station, [{k: s[k] for k in ("code", "name", "street_code", "lon", "lat")}
+    _upsert(session, Station, [{"district_code": d, **{k: s[k] for k in ("code", "name", "street_code", "lon", "lat")}}
                                for s in data.stations])
     step("stations", len(data.stations))
-    _upsert(session, Beat, _feature_rows(data.beats, "street_code", "station_code"))
+    _upsert(session, Beat, _feature_rows(data.beats, d, "street_code", "station_code"))
     step("beats", len(data.beats))
-    _upsert(session, Team, [{"code": t["code"], "name": t["name"], "beat_code": t.get("beat_code"),
+    _upsert(session, Team, [{"code": t["code"], "name": t["name"], "district_code": d, "beat_code": t.get("beat_code"),
                              "home_lon": (t.get("home") or {}).get("lon"),
                              "home_lat": (t.get("home") or {}).get("lat")} for t in data.teams])
     codes = [t["code"] for t in data.teams]

@@ -19,6 +19,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlmodel import Session
 
+from dispatch.city import service as city
 from dispatch.enums import CallbackResult, CallResult, LeadStatus, Outcome, Response, SmsStatus, Tier
 from dispatch.field import service as field
 from dispatch.field.offers import (
@@ -41,21 +42,24 @@ from dispatch.outcomes.cases import rematch_people, rematch_person
 from dispatch.outcomes.feedback import feed_back
 from dispatch.policy import Policy, TierDecision
 from dispatch.shift import alarms
-from dispatch.states import ACTIVE_LEAD, LEAD
+from dispatch.states import ACTIVE_LEAD, LEAD, handed_out
 from dispatch.timeline import record
 from dispatch.triage import service as triage
 from service.core import clock
-from service.core.auth import Principal
+from service.core.auth import Principal, Role
 from service.core.errors import Conflict, Forbidden, NotFound
 
 
 # ---------------------------------------------------------------- a new lead (workers)
 def triage_lead(session: Session, lead: Lead, placement_of, policy: Policy, actor: str = "worker") -> None:
-    """Place and tier a received lead; a lead in the district gets its work started; a case reported
-    before this lead arrived is matched to it now (预警后发案)."""
+    """Place and tier a received lead; a lead in the city gets its work started (by the district it
+    is in, or the city center); one handed outside the city gets its urgent steps (SMS, first call)
+    before it leaves; a case reported before this lead arrived is matched to it now (预警后发案)."""
     decision = triage.place_and_tier(session, lead, placement_of, policy, actor)
-    if decision is not None:
+    if lead.status == LeadStatus.tiered:
         start_work(session, lead, decision, policy, actor)
+    elif handed_out(lead):
+        ladder.start_urgent_steps(session, lead, decision, policy, actor)
     rematch_person(session, lead.phone, lead.id_number)
 
 
@@ -155,6 +159,7 @@ def close_lead(session: Session, lead: Lead, outcome: Outcome | str, *, actor: s
     close, and no squad left working a closed lead — its open offers are withdrawn at once."""
     ladder.close_lead(session, lead, outcome, actor=actor, policy=policy, note=note, loss_cny=loss_cny,
                       saved_cny=saved_cny, met_in_person=met_in_person, rule=rule)
+    city.cancel_open(session, lead.id, "lead_closed")
     end_field_work(session, lead, actor, "lead_closed")
     alarms.resolve(session, lead.id, None, policy, "lead_closed")
     feed_back(session, lead, "closed", {"outcome": lead.outcome, "closed_at": clock.iso(lead.closed_at)})
@@ -169,11 +174,57 @@ def close(session: Session, lead_id: int, outcome: Outcome, who: Principal, poli
 
 
 def transfer_lead(session: Session, lead_id: int, to: str, reason: str, who: Principal, policy: Policy) -> Lead:
-    """移交 to another unit: no more work here, and none in the field."""
+    """移交: to a district of the city, a handover that waits for that district's acceptance (the
+    sender keeps the lead and its work meanwhile; the acceptance is due by `transfer.accept_within`);
+    to any other unit (admin, commander), no more work here, and none in the field."""
     lead = ladder.lock_lead(session, lead_id)
+    if city.is_district(session, to):
+        t = city.request(session, lead, to, reason, who, policy)
+        if t.state == city.PENDING:
+            deadlines.reset_deadline(session, lead.id, city.DEADLINE, t.due_at)
+        return lead
+    if who.role not in (Role.admin, Role.commander):
+        raise Forbidden(f"{to!r} is no district of the city: only a commander transfers a lead outside it")
     ladder.transfer_lead(session, lead, to, reason, who.actor)
+    city.cancel_open(session, lead.id, "lead_transferred")
     end_field_work(session, lead, who.actor, "lead_transferred")
     alarms.resolve(session, lead.id, None, policy, "lead_transferred")
+    return lead
+
+
+def review_transfer(session: Session, transfer_id: int, approve: bool, note: str | None, who: Principal,
+                    policy: Policy):
+    """A commander of the sending district approves an operator's handover (the receiver's time starts)
+    or stops it."""
+    t = city.review(session, transfer_id, approve, note, who, policy)
+    if t.state == city.PENDING:
+        ladder.lock_lead(session, t.lead_id)
+        deadlines.reset_deadline(session, t.lead_id, city.DEADLINE, t.due_at)
+    return t
+
+
+def accept_transfer(session: Session, lead_id: int, who: Principal, policy: Policy) -> Lead:
+    """接收: the receiving district owns the lead. The sending district's squads stop (their offers
+    withdrawn); a visit it still needed is asked of the receiving district's squads."""
+    lead = ladder.lock_lead(session, lead_id)
+    city.accept(session, lead, who)
+    deadlines.mark_met(session, lead.id, city.DEADLINE)
+    alarms.resolve(session, lead.id, (city.DEADLINE,), policy, "transfer_accepted")
+    ended = end_field_work(session, lead, who.actor, "lead_handed_over")
+    lead.assigned_team = None
+    if ended["visits"] and lead.status in ACTIVE_LEAD:
+        escalate_to_visit(session, lead, "transfer_accepted", policy, who.actor)
+    ladder.touch(session, lead)
+    return lead
+
+
+def refuse_transfer(session: Session, lead_id: int, reason: str, who: Principal, policy: Policy) -> Lead:
+    """The receiving district refuses: the sender keeps the lead (and its work)."""
+    lead = ladder.lock_lead(session, lead_id)
+    city.refuse(session, lead, reason, who)
+    deadlines.cancel_deadlines(session, lead.id, (city.DEADLINE,))
+    alarms.resolve(session, lead.id, (city.DEADLINE,), policy, "transfer_refused")
+    ladder.touch(session, lead)
     return lead
 
 
@@ -202,6 +253,8 @@ def record_call(session: Session, lead_id: int, result: CallResult, outcome: Out
     if result == CallResult.connected:  # reached: persistent contact ends
         contact.stop(session, lead_id, "connected", who.actor)
         feed_back(session, lead, "reached", {"result": "connected", "by": who.actor})
+    if handed_out(lead):  # its place is another unit's: no squad of ours, no contact rounds
+        steps = [x for x in steps if x.kind not in ("visit", "contact")]
     apply_steps(session, lead, steps, policy, who.actor, note)
     return lead, attempt, steps
 
@@ -319,7 +372,13 @@ def sweep_deadlines(session: Session, now: datetime, policy: Policy, limit: int,
         if m.name in SCHEDULED:  # a contact round came due: the schedule, not a miss
             continue
         squad, data = None, {}
-        if m.name in LATE:
+        if m.name == city.DEADLINE:  # nobody accepted the handover: back to the city center
+            t = city.expire(session, ladder.lock_lead(session, m.lead_id), now)
+            if t is None:
+                continue
+            data = {"transfer_id": t.id, "from": t.from_district, "to": t.to_district}
+            ladder.touch(session, session.get(Lead, m.lead_id))
+        elif m.name in LATE:
             squad = late_squad(session, m.lead_id)
             if squad is not None and policy.shift.backup_when_late and cfg is not None:
                 backup = chase(session, squad.visit_id, cfg, online)

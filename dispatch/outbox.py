@@ -6,8 +6,9 @@ drops it: no ghost offer, no ghost job. Anything a crash loses between commit an
 again by the sweeps (visits still waiting, SMS still pending, open offers a live socket never had)
 and the reconciler.
 
-Socket messages go to per-user Redis Streams (`quanzu:ws:s:<user>`, `quanzu:ws:s:board` for the
-screens): one Lua script takes the stream's next seq, appends the envelope `{type, seq, ts, data}`
+Socket messages go to per-user Redis Streams (`quanzu:ws:s:<user>`; for the screens
+`quanzu:ws:s:board`, the city's, which gets every board event, and `quanzu:ws:s:board:<district>`,
+each district's, which gets its own district's only): one Lua script takes the stream's next seq, appends the envelope `{type, seq, ts, data}`
 and publishes it on `quanzu:ws:live` for every API process, atomically — so the seq order, the
 stream and the live fan-out never disagree."""
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 from service.core import clock
 from service.core.logging import log
 
-BOARD = "board"  # the screens' stream (seq per board stream)
+BOARD = "board"  # the city's screens' stream (seq per board stream); a district's: board_stream(code)
 LIVE_CHANNEL = "quanzu:ws:live"
 ONLINE = "quanzu:ws:online"  # sorted set: username → until when its socket counts as live
 STREAM_MAXLEN = 20_000  # per user; a day of offers is far fewer. Replay also stops at 24 h (by ts).
@@ -130,9 +131,22 @@ def push(session: Session, target: str, type_: str, data: dict) -> None:
     of(session).pushes.append(Push(target, type_, data))
 
 
-def board(session: Session, type_: str, data: dict) -> None:
-    """A board event for the screens, sent with the commit."""
-    push(session, BOARD, type_, data)
+def board_stream(district: str | None) -> str:
+    """The board stream of a district's screens (None: the city center's, which gets them all)."""
+    return BOARD if district is None else f"{BOARD}:{district}"
+
+
+def is_board(target: str) -> bool:
+    return target == BOARD or target.startswith(BOARD + ":")
+
+
+def board(session: Session, type_: str, data: dict, district: str | None = None, city: bool = True) -> None:
+    """A board event for the screens, sent with the commit: to the city's stream (unless `city` is
+    false) and to the stream of `district`, the district whose work it is (None: the city's only)."""
+    if city:
+        push(session, BOARD, type_, data)
+    if district is not None:
+        push(session, board_stream(district), type_, data)
 
 
 def visit_needs_squad(session: Session, visit_id: int) -> None:

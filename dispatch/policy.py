@@ -28,6 +28,7 @@ from dispatch.policy_knobs import (  # noqa: F401 - the knobs' names are the pol
     Retention,
     Shift,
     StopPayment,
+    Transfer,
     _Bad,
     _choice,
     _contact,
@@ -39,6 +40,7 @@ from dispatch.policy_knobs import (  # noqa: F401 - the knobs' names are the pol
     _shift,
     _stop_payment,
     _table,
+    _transfer,
     parse_duration,
 )
 
@@ -152,6 +154,7 @@ class Policy:
     family: Family = field(default_factory=Family)
     stop_payment: StopPayment = field(default_factory=StopPayment)
     retention: Retention = field(default_factory=Retention)
+    transfer: Transfer = field(default_factory=Transfer)
 
     def deadline(self, tier: Tier | str, name: str) -> timedelta | None:
         """The duration of a named deadline of a tier, conditional or not (for escalations)."""
@@ -256,7 +259,7 @@ def _rule(raw: object, i: int, switches: dict[str, bool], names: set[str]) -> Ru
 def parse_policy(doc: dict[str, Any], source: str = "<policy>") -> Policy:
     """A validated `Policy` from a parsed TOML document; ValueError names the bad key."""
     _only(doc, {"version", "default_tier", "switches", "escalation", "ladder", "tiers", "rules", "alarms", "field",
-                "desk", "contact", "family", "stop_payment", "retention"}, "")
+                "desk", "contact", "family", "stop_payment", "retention", "transfer"}, "")
     if doc.get("version", 1) != 1:
         raise _Bad("version", "only version 1 is understood")
     switches = _table(doc.get("switches", {}), "switches")
@@ -289,7 +292,8 @@ def parse_policy(doc: dict[str, Any], source: str = "<policy>") -> Policy:
     default = Tier(_choice(doc.get("default_tier", "P3"), _CHOICES["tier"], "default_tier"))
     return Policy(tiers, rules, dict(switches), escalation, default, source, _ladder(doc.get("ladder", {})),
                   policy_version(doc), _shift(doc), _contact(doc.get("contact", {})), _family(doc.get("family", {})),
-                  _stop_payment(doc.get("stop_payment", {})), _retention(doc.get("retention", {})))
+                  _stop_payment(doc.get("stop_payment", {})), _retention(doc.get("retention", {})),
+                  _transfer(doc.get("transfer", {})))
 
 
 def policy_version(doc: dict[str, Any]) -> str:

@@ -1,5 +1,5 @@
 """The policy's knobs beyond the tier rules (policy.toml `[ladder]`, `[alarms]`, `[field]`, `[desk]`,
-`[contact.*]`, `[family]`, `[stop_payment]`): each a frozen dataclass with its defaults, and its
+`[contact.*]`, `[family]`, `[stop_payment]`, `[transfer]`): each a frozen dataclass with its defaults, and its
 parser, which names the bad key. `dispatch.policy` builds the whole `Policy` from them and the
 tier rules."""
 from __future__ import annotations
@@ -95,6 +95,17 @@ class Retention:
     after a case is reported; then `quanzu purge` blanks it (dispatch/retention.py)."""
     leads: timedelta = timedelta(days=3 * 365)
     cases: timedelta = timedelta(days=5 * 365)
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Handovers in the city (policy.toml `[transfer]`): a district receiving a lead must accept it
+    within `accept_within`, else it goes back to the city center with an alarm; with `review`, an
+    operator's transfer waits for a commander of the sending district first. A lead placed outside
+    the city of an `urgent_tiers` tier gets its warning SMS and first call here before it leaves."""
+    accept_within: timedelta = timedelta(minutes=15)
+    review: bool = False
+    urgent_tiers: frozenset[Tier] = frozenset({Tier.P0, Tier.P1})
 
 
 
@@ -276,3 +287,18 @@ def _retention(raw: object) -> Retention:
         if v < timedelta(days=1):
             raise _Bad(f"retention.{name}", "at least a day (e.g. \"1095d\")")
     return dataclasses.replace(Retention(), **kw)
+
+
+def _transfer(raw: object) -> Transfer:
+    d, base = _table(raw, "transfer"), Transfer()
+    _only(d, {"accept_within", "review", "urgent_tiers"}, "transfer")
+    kw: dict[str, Any] = {}
+    if "accept_within" in d:
+        kw["accept_within"] = parse_duration(d["accept_within"], "transfer.accept_within")
+    if "review" in d:
+        if type(d["review"]) is not bool:
+            raise _Bad("transfer.review", "must be true or false")
+        kw["review"] = d["review"]
+    if "urgent_tiers" in d:
+        kw["urgent_tiers"] = _tiers(d["urgent_tiers"], "transfer.urgent_tiers")
+    return dataclasses.replace(base, **kw)

@@ -65,7 +65,8 @@ LEAD = Machine("lead", LeadStatus, frozenset({L.received}), _t({
     L.tiered: {L.working, L.closed, L.transferred},
     L.working: {L.closed, L.transferred},
     L.closed: {L.working},  # reopened: a callback found the person defrauded after all
-    L.transferred: set(),
+    # Handed outside the city after its urgent steps began here: the city center may still close it.
+    L.transferred: {L.closed},
 }))
 
 VISIT = Machine("visit", VisitStatus, frozenset({V.waiting}), _t({
@@ -122,11 +123,25 @@ ACTION_STATUSES: dict[str, frozenset[LeadStatus]] = {
     "call": frozenset({L.tiered, L.working}),
     "callback": frozenset({L.closed}),
     "assign": frozenset({L.tiered, L.working}),
+    "close": frozenset({L.tiered, L.working}),
 }
+
+# The reason of a lead placed outside the city (管辖外移交). Its urgent steps (the warning SMS, the
+# first call) start here before it leaves, so the city center may still call and close it; any other
+# transferred lead is its receiver's, and nothing more is done here.
+HANDED_OUT = "out_of_jurisdiction"
+AFTER_HANDOUT = frozenset({"call", "close"})
+
+
+def handed_out(lead) -> bool:
+    return lead.status == L.transferred and lead.transfer_reason == HANDED_OUT
 
 
 def require(lead, action: str) -> None:
     """409 unless the lead's status allows the center action."""
+    if action in AFTER_HANDOUT and handed_out(lead):
+        return
     if LeadStatus(lead.status) not in ACTION_STATUSES[action]:
-        raise Conflict(f"lead {lead.id} is {lead.status}: it cannot be {action}ed now" if action != "tier"
+        verb = {"close": "closed"}.get(action, f"{action}ed")
+        raise Conflict(f"lead {lead.id} is {lead.status}: it cannot be {verb} now" if action != "tier"
                        else f"lead {lead.id} is {lead.status}: its tier cannot change now")

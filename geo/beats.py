@@ -33,6 +33,7 @@ class Placement:
     beat_code: str | None
     street_code: str | None
     in_jurisdiction: bool
+    district_code: str | None = None  # a CityIndex's answer: the district of the city the point is in
 
 
 def _polygonal(geometry: dict, what: str):
@@ -130,3 +131,46 @@ class BeatIndex:
                 np.minimum.at(beat, miss[inp], hit)
         return [Placement(*row) for row in zip(xs.tolist(), ys.tolist(), self._codes_arr[beat].tolist(),
                                                self._streets_arr[beat].tolist(), inside.tolist())]
+
+
+class CityIndex:
+    """Point → district and beat across every district of a city: one STRtree over all beats (each
+    carrying its district), the city's outline the union of the districts'. A point in no beat but
+    inside a district's outline (a gap in its beat data) is that district's, beat unknown; a point
+    outside every district is outside the city (`in_jurisdiction=False`, no district)."""
+
+    def __init__(self, districts: list[tuple[str, dict, dict]]) -> None:
+        """districts: (code, outline FeatureCollection, beats FeatureCollection) per district."""
+        features, outlines, beat_district = [], [], {}
+        for code, outline, beats in districts:
+            features.extend(outline["features"])
+            outlines.append(shapely.union_all([_polygonal(f["geometry"], f"district {code} outline")
+                                               for f in outline["features"]]))
+            for f in beats["features"]:
+                beat_district[f["properties"]["code"]] = code
+        all_beats = {"type": "FeatureCollection", "features": [f for _c, _o, b in districts for f in b["features"]]}
+        self.beats = BeatIndex.from_geojson(all_beats, {"type": "FeatureCollection", "features": features})
+        self.district_codes = tuple(code for code, _o, _b in districts)
+        self._outlines = outlines
+        for g in outlines:
+            shapely.prepare(g)
+        self._beat_district = beat_district
+
+    def __len__(self) -> int:
+        return len(self.beats)
+
+    def _district(self, p: Placement) -> Placement:
+        if p.beat_code is not None:
+            code = self._beat_district.get(p.beat_code)
+        elif p.in_jurisdiction:
+            point = shapely.Point(p.lon, p.lat)
+            code = next((c for c, g in zip(self.district_codes, self._outlines) if g.intersects(point)), None)
+        else:
+            return p
+        return Placement(p.lon, p.lat, p.beat_code, p.street_code, p.in_jurisdiction, code)
+
+    def locate(self, lon: float, lat: float) -> Placement:
+        return self._district(self.beats.locate(lon, lat))
+
+    def locate_many(self, lons, lats) -> list[Placement]:
+        return [self._district(p) for p in self.beats.locate_many(lons, lats)]

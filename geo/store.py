@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import Session
 
-from geo.beats import BeatIndex
+from geo.beats import CityIndex
 from geo.models import Beat, District, Street
 
 
@@ -27,38 +27,53 @@ def street_feature(s: Street) -> dict:
 
 @dataclass(frozen=True, slots=True)
 class LoadedIndex:
-    index: BeatIndex
-    district_code: str
-    version: int
+    index: CityIndex
+    versions: tuple[tuple[str, int], ...]  # (district code, version) of every district of the city
+
+    @property
+    def district_codes(self) -> tuple[str, ...]:
+        return self.index.district_codes
 
 
-def _build(district: District, beats: list[Beat]) -> LoadedIndex:
-    index = BeatIndex.from_geojson(feature_collection([beat_feature(b) for b in beats]), district.geometry)
-    return LoadedIndex(index, district.code, district.version)
+def _build(districts: list[District], beats: list[Beat]) -> LoadedIndex:
+    by_district: dict[str | None, list[dict]] = {}
+    for b in beats:
+        by_district.setdefault(b.district_code, []).append(beat_feature(b))
+    # Beats imported before the city (no district_code) belong to the one district there was.
+    if None in by_district and len(districts) == 1:
+        by_district.setdefault(districts[0].code, []).extend(by_district.pop(None))
+    index = CityIndex([(d.code, d.geometry, feature_collection(by_district.get(d.code, []))) for d in districts])
+    return LoadedIndex(index, tuple((d.code, d.version) for d in districts))
+
+
+_VERSIONS = select(District.code, District.version).order_by(District.code)
 
 
 class IndexCache:
-    """The STRtree is built once per process and rebuilt only when an import bumps the district version."""
+    """The STRtree over every district's beats is built once per process and rebuilt only when an
+    import adds a district or bumps one's version (checked by code and version alone: the outlines
+    are read only to rebuild)."""
 
     def __init__(self) -> None:
         self.current: LoadedIndex | None = None
 
-    def _stale(self, district: District) -> bool:
-        c = self.current
-        return c is None or (c.district_code, c.version) != (district.code, district.version)
+    def _stale(self, versions: tuple) -> bool:
+        return self.current is None or self.current.versions != versions
 
     def get_sync(self, session: Session) -> LoadedIndex | None:
-        district = session.execute(select(District)).scalars().first()
-        if district is None:
+        versions = tuple(tuple(r) for r in session.execute(_VERSIONS).all())
+        if not versions:
             return None
-        if self._stale(district):
-            self.current = _build(district, list(session.execute(select(Beat)).scalars()))
+        if self._stale(versions):
+            districts = list(session.execute(select(District).order_by(District.code)).scalars())
+            self.current = _build(districts, list(session.execute(select(Beat)).scalars()))
         return self.current
 
     async def get(self, session: AsyncSession) -> LoadedIndex | None:
-        district = (await session.execute(select(District))).scalars().first()
-        if district is None:
+        versions = tuple(tuple(r) for r in (await session.execute(_VERSIONS)).all())
+        if not versions:
             return None
-        if self._stale(district):
-            self.current = _build(district, list((await session.execute(select(Beat))).scalars()))
+        if self._stale(versions):
+            districts = list((await session.execute(select(District).order_by(District.code))).scalars())
+            self.current = _build(districts, list((await session.execute(select(Beat))).scalars()))
         return self.current

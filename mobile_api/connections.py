@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from dispatch.outbox import LIVE_CHANNEL, ONLINE, SEQ_FLOOR, seq_key, stream_key
+from dispatch.outbox import LIVE_CHANNEL, ONLINE, SEQ_FLOOR, is_board, seq_key, stream_key
 from service.core.logging import log
 
 PRESENCE_TTL_S = 30.0
@@ -105,7 +105,7 @@ class Hub:
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
-            users = [u for u in self.conns if u and u != "board"]
+            users = [u for u in self.conns if u and not is_board(u)]
             if users:
                 try:
                     until = time.time() + PRESENCE_TTL_S

@@ -69,7 +69,8 @@ async def serve(ws: WebSocket, board: bool) -> None:
         await _close(ws, actions)
         return
     who = proto.authenticated_as
-    target = outbox.BOARD if board else who.name
+    # A district's screens get their district's board stream; the city center's, the city's (all).
+    target = outbox.board_stream(who.district) if board else who.name
     conn = Connection(target, settings.ws_send_queue)
     hub = app.state.hub
     await hub.register(conn, presence=not board)

@@ -24,6 +24,7 @@ class TokenOut(BaseModel):
     token_type: str = "bearer"
     role: str
     team_code: str | None
+    district_code: str | None = None  # the district the account belongs to; null: the city center
 
 
 class LoginForm(BaseModel):
@@ -43,5 +44,6 @@ async def token(request: Request, session: SessionDep, form: Annotated[LoginForm
         raise Unauthorized("wrong username or password")
     s = request.app.state.settings
     return JSON({"access_token": create_access_token(user.username, user.role, user.team_code, s.secret_key,
-                                                     s.access_token_minutes),
-                 "token_type": "bearer", "role": user.role, "team_code": user.team_code})
+                                                     s.access_token_minutes, district=user.district_code),
+                 "token_type": "bearer", "role": user.role, "team_code": user.team_code,
+                 "district_code": user.district_code})

@@ -4,11 +4,13 @@ from __future__ import annotations
 import gc
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from dispatch import outbox
+from dispatch.access import district_guard
+from dispatch.city.router import router as city_router
 from dispatch.field.router import router as field_router
 from dispatch.field.squads import FieldConfig
 from dispatch.intake.repository import GroupWriter
@@ -105,11 +107,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.beat_index = IndexCache()
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
-    for router in (health_router, auth_router, leads_router, triage_router, ladder_router, field_router, geo_router,
-                   squads_router, ws_router, outcomes_router, shift_router,
-                   protect_router,
-                   phone_router, sms_router, reviews_router):
+    for router in (health_router, auth_router, ws_router):
         app.include_router(router)
+    # Every API router: a district's caller naming another district's row in a path gets 404 (access.py).
+    guarded = [Depends(district_guard)]
+    for router in (leads_router, triage_router, ladder_router, field_router, geo_router, squads_router,
+                   outcomes_router, shift_router, protect_router, phone_router, sms_router, reviews_router, city_router):
+        app.include_router(router, dependencies=guarded)
     install_docs(app)  # /docs and /redoc from vendored assets: nothing loaded from outside
     mount_ui(app)  # last: the pages and /ui assets; every API route above keeps its path
 

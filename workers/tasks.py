@@ -117,7 +117,7 @@ def process_leads(ids: list[int]) -> dict:
         if loaded is None:
             raise RuntimeError("no district imported: run `quanzu import-district DIR`")
         geocoded = geocode_pending(session, ids, ctx.geocoder)  # cached with this commit
-    placement_of = placement_for(loaded.index, loaded.district_code, geocoded)
+    placement_of = placement_for(loaded.index, loaded.district_codes, geocoded)
     done = failed = given_up = 0
     for i in range(0, len(ids), TIER_CHUNK):
         with unit() as session:

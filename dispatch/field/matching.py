@@ -42,6 +42,15 @@ class Squad:
     status: str  # on_duty | off_duty | busy
     open_assignments: int
     position: Position
+    district_code: str | None = None  # the district of the city the squad serves
+
+
+def of_district(squads: list[Squad], district_code: str | None) -> list[Squad]:
+    """The squads that may be sent to a lead of `district_code`: its own district's (a lead of the
+    city center, no district, may have any)."""
+    if district_code is None:
+        return squads
+    return [q for q in squads if q.district_code in (None, district_code)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,11 @@ from sqlmodel import Session
 
 from dispatch import metrics, outbox
 from dispatch.enums import AssignmentStatus, LeadStatus, SmsPurpose, VisitStatus
-from dispatch.field.matching import Choice, choose_squad, rank_squads
+from dispatch.field.matching import Choice, choose_squad, of_district, rank_squads
 from dispatch.field.squads import FieldConfig, adjacency, load_squads, member_phone, members
 from dispatch.identity import mask_phone
 from dispatch.messages import queue_sms
-from dispatch.models import Assignment, Lead, OfferDelivery, SmsMessage, Visit
+from dispatch.models import Assignment, Lead, OfferDelivery, SmsMessage, Team, Visit
 from dispatch.states import ASSIGNMENT, VISIT
 from dispatch.timeline import record
 from service.core import clock
@@ -68,11 +68,13 @@ def to_members(session: Session, team_code: str, type_: str, data: dict) -> list
 
 def board_lead(session: Session, lead: Lead, **extra) -> None:
     outbox.board(session, "lead.updated", {"lead_id": lead.id, "status": lead.status, "tier": lead.tier,
-                                           "assigned_team": lead.assigned_team, **extra})
+                                           "assigned_team": lead.assigned_team, **extra}, district=lead.district_code)
 
 
 def board_team(session: Session, team_code: str, **extra) -> None:
-    outbox.board(session, "team.updated", {"team_code": team_code, **extra})
+    team = session.get(Team, team_code)
+    outbox.board(session, "team.updated", {"team_code": team_code, **extra},
+                 district=team.district_code if team is not None else None)
 
 
 def updated(session: Session, a: Assignment, lead: Lead) -> None:
@@ -104,7 +106,8 @@ def _tried(session: Session, visit_id: int) -> list[str]:
 def candidates(session: Session, lead: Lead, visit: Visit | None, cfg: FieldConfig, k: int = 8) -> list[dict]:
     """The squads the matching would ask for this lead, best first, and why others cannot."""
     tried = frozenset(_tried(session, visit.id)) if visit else frozenset()
-    ranked = rank_squads(lead.beat_code, lead.lon, lead.lat, load_squads(session, cfg), adjacency(session),
+    ranked = rank_squads(lead.beat_code, lead.lon, lead.lat, of_district(load_squads(session, cfg), lead.district_code),
+                         adjacency(session),
                          limit=cfg.workload_limit, tried=tried, k=k, with_unavailable=True)
     return [c.as_json() for c in ranked]
 
@@ -161,7 +164,8 @@ def offer_next(session: Session, visit: Visit, cfg: FieldConfig, online, actor: 
         if len(tried) >= cfg.max_squads and not backup:
             return _back_to_center(session, visit, lead, actor, "max_squads", tried)
         squads = squads or Squads(session, cfg)
-        choice: Choice = choose_squad(lead.beat_code, lead.lon, lead.lat, squads.squads, squads.adjacency,
+        choice: Choice = choose_squad(lead.beat_code, lead.lon, lead.lat, of_district(squads.squads, lead.district_code),
+                                      squads.adjacency,
                                       limit=cfg.workload_limit, tried=frozenset(tried))
         if choice.team_code is None:
             return None if backup else _back_to_center(session, visit, lead, actor, "none_available", tried)
@@ -246,7 +250,7 @@ def sms_fallback(session: Session, a: Assignment, lead: Lead, cfg: FieldConfig, 
     if sent:
         record(session, lead.id, "dispatch", "offer_sms", {"assignment_id": a.id, "why": why, "members": sent})
         outbox.board(session, "lead.updated", {"lead_id": lead.id, "assignment_id": a.id,
-                                               "delivery": "not_delivered", "why": why})
+                                               "delivery": "not_delivered", "why": why}, district=lead.district_code)
     return sent
 
 

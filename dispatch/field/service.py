@@ -11,7 +11,13 @@ from decimal import Decimal
 from sqlalchemy import func, select, update
 from sqlmodel import Session
 
-from dispatch.access import is_center, may_act_on_assignment, may_read_assignment, readable_assignments
+from dispatch.access import (
+    is_center,
+    may_act_on_assignment,
+    may_read_assignment,
+    readable_assignments,
+    readable_teams,
+)
 from dispatch.enums import AssignmentStatus, LeadStatus, Outcome, TeamStatus, VisitStatus
 from dispatch.field.offers import (
     assignment_public,
@@ -50,7 +56,7 @@ class Completion:
 def _lock_assignment(session: Session, assignment_id: int, who: Principal) -> Assignment:
     a = session.execute(select(Assignment).where(Assignment.id == assignment_id)
                         .with_for_update(key_share=True)).scalar()
-    if a is None or not may_act_on_assignment(who, a):
+    if a is None or not may_act_on_assignment(who, a, session):
         raise NotFound(f"assignment {assignment_id} not found")  # another squad's work does not exist for you
     return a
 
@@ -194,8 +200,8 @@ def assign(session: Session, lead_id: int, team_code: str, who: Principal, cfg: 
     if lead is None:
         raise NotFound(f"lead {lead_id} not found")
     require(lead, "assign")
-    if session.get(Team, team_code) is None:
-        raise ValidationFailed([{"field": "team_code", "message": f"no team {team_code!r}"}])
+    if session.execute(select(Team.code).where(Team.code == team_code, readable_teams(who))).first() is None:
+        raise ValidationFailed([{"field": "team_code", "message": f"no team {team_code!r}"}])  # nor another district's
     visit, _new = request_visit(session, lead, "center", actor=who.actor)
     visit = lock_visit(session, visit.id)
     if visit.status in (V.assigned, V.arrived):
@@ -241,7 +247,7 @@ def list_assignments(session: Session, who: Principal, mine: bool, status: str |
 
 def get_assignment(session: Session, assignment_id: int, who: Principal) -> dict:
     a = session.get(Assignment, assignment_id)
-    if a is None or not may_read_assignment(who, a):
+    if a is None or not may_read_assignment(who, a, session):
         raise NotFound(f"assignment {assignment_id} not found")
     ds = session.execute(select(OfferDelivery).where(OfferDelivery.assignment_id == a.id)
                          .order_by(OfferDelivery.username)).scalars().all()

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from dispatch import outbox
-from dispatch.access import may_see_team_phones, own_team
+from dispatch.access import may_see_team_phones, own_team, readable_teams
 from dispatch.enums import TeamStatus
 from dispatch.field.matching import Squad, squad_position
 from dispatch.identity import mask_phone
@@ -79,7 +79,7 @@ def load_squads(session: Session, cfg: FieldConfig, codes: list[str] | None = No
         pos = squad_position((team.last_lon, team.last_lat) if team.last_lon is not None else None, team.last_at,
                              (team.home_lon, team.home_lat) if team.home_lon is not None else None,
                              (slon, slat) if slon is not None else None, now, cfg.stale_s)
-        out.append(Squad(team.code, team.beat_code, team.status, counts.get(team.code, 0), pos))
+        out.append(Squad(team.code, team.beat_code, team.status, counts.get(team.code, 0), pos, team.district_code))
     return out
 
 
@@ -119,7 +119,8 @@ def set_status(session: Session, who: Principal, status: TeamStatus | str) -> di
         raise ValidationFailed([{"field": "status", "message": f"one of {', '.join(TeamStatus)}"}]) from None
     team = _own_team(session, who)
     team.status = status.value
-    outbox.board(session, "team.updated", {"team_code": team.code, "status": status.value, "by": who.name})
+    outbox.board(session, "team.updated", {"team_code": team.code, "status": status.value, "by": who.name},
+                 district=team.district_code)
     return {"team_code": team.code, "status": status.value}
 
 
@@ -139,7 +140,7 @@ def set_location(session: Session, who: Principal, lon: float, lat: float, crs: 
     code = team.code
     outbox.squad_position(session, code, wlon, wlat, when.timestamp())  # Redis GEO, after commit
     outbox.board(session, "team.updated", {"team_code": code, "lon": wlon, "lat": wlat, "at": clock.iso(when),
-                                           "accuracy_m": accuracy_m})
+                                           "accuracy_m": accuracy_m}, district=team.district_code)
     return {"team_code": code, "lon": wlon, "lat": wlat, "at": clock.iso(when)}
 
 
@@ -162,7 +163,7 @@ def _team_public(team: Team, squad, members: list[TeamMember] | None, who: Princ
 
 def list_teams(session: Session, who: Principal, cfg: FieldConfig, status: str | None = None) -> list[dict]:
     squads = {s.code: s for s in load_squads(session, cfg)}
-    q = select(Team).order_by(Team.code)
+    q = select(Team).where(readable_teams(who)).order_by(Team.code)
     if status:
         q = q.where(Team.status == status)
     rows = session.execute(q).scalars().all()

@@ -128,6 +128,7 @@ class LeadSummary(BaseModel):
     subject: SubjectPublic
     beat_code: str | None
     street_code: str | None
+    district_code: str | None = Field(None, description="The district that owns it (null: the city center)")
     in_jurisdiction: bool | None
     flags: list[str]
     outcome: str | None
@@ -157,6 +158,8 @@ class PlacementPublic(BaseModel):
     lat: float | None
     beat_code: str | None
     street_code: str | None
+    district_code: str | None = Field(None, description="The district of the city that owns the lead now "
+                                                        "(null: the city center)")
     in_jurisdiction: bool | None
     placed_by: str
 

@@ -99,7 +99,7 @@ def _placement(lead: Lead) -> dict | None:
     if lead.placed_by is None:
         return None
     out = {"lon": lead.lon, "lat": lead.lat, "beat_code": lead.beat_code, "street_code": lead.street_code,
-           "in_jurisdiction": lead.in_jurisdiction, "placed_by": lead.placed_by}
+           "district_code": lead.district_code, "in_jurisdiction": lead.in_jurisdiction, "placed_by": lead.placed_by}
     if lead.placement_reason:
         out["reason"] = lead.placement_reason
     return out
@@ -114,7 +114,8 @@ def lead_summary(lead: Lead, who: Principal) -> dict:
             "tier": lead.tier, "deadlines": (lead.tier_detail or {}).get("deadlines"),
             "subject": {"phone": mask_phone(lead.phone), "name": lead.name, "id_number": mask_id(lead.id_number) if may_see_id_number(who) else None,
                         "residency": lead.residency},
-            "beat_code": lead.beat_code, "street_code": lead.street_code, "in_jurisdiction": lead.in_jurisdiction,
+            "beat_code": lead.beat_code, "street_code": lead.street_code, "district_code": lead.district_code,
+            "in_jurisdiction": lead.in_jurisdiction,
             "flags": lead.flags, "outcome": lead.outcome, "assigned_team": lead.assigned_team,
             "signed_at": iso(lead.signed_at), "processing_failed": Flag.processing_failed in lead.flags}
 

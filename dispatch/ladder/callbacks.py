@@ -7,7 +7,7 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlmodel import Session
 
-from dispatch.access import audited
+from dispatch.access import audited, owned_leads
 from dispatch.enums import CallbackResult, CallbackState
 from dispatch.identity import mask_phone
 from dispatch.ladder import deadlines
@@ -58,7 +58,7 @@ def callbacks_due(session: Session, who: Principal, limit: int, now: datetime | 
     """Callbacks due by now, oldest first; the phone in full for the caller, each read audited."""
     now = now or clock.now()
     rows = session.execute(select(Callback, Lead).join(Lead, Lead.id == Callback.lead_id)
-                           .where(Callback.done_at.is_(None), Callback.due_at <= now)
+                           .where(Callback.done_at.is_(None), Callback.due_at <= now, owned_leads(who))
                            .order_by(Callback.due_at, Callback.id).limit(limit)).all()
     out = []
     for cb, lead in rows:

@@ -5,8 +5,8 @@ from sqlalchemy import and_, func, or_, select
 from sqlmodel import Session
 
 from dispatch import outbox
-from dispatch.access import audited
-from dispatch.enums import CallChannel, CallResult, Outcome
+from dispatch.access import audited, owned_leads
+from dispatch.enums import CallChannel, CallResult, LeadStatus, Outcome
 from dispatch.identity import mask_phone
 from dispatch.ladder import deadlines
 from dispatch.ladder.rules import Step, after_call
@@ -61,7 +61,9 @@ def _next_due():
 
 
 def _waiting_for_call():
-    return (Lead.needs_call, Lead.status.in_([s.value for s in ACTIVE_LEAD]))
+    # A transferred lead waits for a call only when it was handed outside the city with its urgent
+    # first call still owed (a transfer otherwise clears needs_call).
+    return (Lead.needs_call, Lead.status.in_([*(s.value for s in ACTIVE_LEAD), LeadStatus.transferred.value]))
 
 
 def call_queue(session: Session, who: Principal, limit: int, policy: Policy, lead_ids: list[int] | None = None
@@ -69,7 +71,7 @@ def call_queue(session: Session, who: Principal, limit: int, policy: Policy, lea
     """Leads waiting for a call, most urgent pending deadline first. Operators dial, so the full
     phone is shown (center roles only) and each listed lead's read is written to access_log."""
     next_due = _next_due()
-    q = select(Lead, next_due.label("next_due")).where(*_waiting_for_call())
+    q = select(Lead, next_due.label("next_due")).where(*_waiting_for_call(), owned_leads(who))
     if lead_ids is not None:
         q = q.where(Lead.id.in_(lead_ids))
     rows = session.execute(q.order_by(next_due.asc().nulls_last(), Lead.id).limit(limit)).all()
@@ -117,7 +119,7 @@ def claim_next(session: Session, who: Principal, policy: Policy) -> dict:
                    .correlate(Lead).exists())
     mine = func.coalesce(and_(Lead.claimed_by == who.name, Lead.claimed_until > now), False)
     free = or_(Lead.claimed_until.is_(None), Lead.claimed_until <= now, Lead.claimed_by == who.name)
-    lead = session.execute(select(Lead).where(*_waiting_for_call(), free, or_(mine, ~recent_fail))
+    lead = session.execute(select(Lead).where(*_waiting_for_call(), owned_leads(who), free, or_(mine, ~recent_fail))
                            .order_by(mine.desc(), _next_due().asc().nulls_last(), Lead.id)
                            .limit(1).with_for_update(skip_locked=True, key_share=True)).scalar()
     if lead is None:
@@ -125,7 +127,7 @@ def claim_next(session: Session, who: Principal, policy: Policy) -> dict:
     lead.claimed_by, lead.claimed_until = who.name, now + shift.claim_for
     record(session, lead.id, who.actor, "claimed", {"until": clock.iso(lead.claimed_until)})
     outbox.board(session, "lead.updated", {"lead_id": lead.id, "status": lead.status, "tier": lead.tier,
-                                           "claimed_by": who.name})
+                                           "claimed_by": who.name}, district=lead.district_code)
     session.flush()
     item = call_queue(session, who, 1, policy, [lead.id])
     return {"item": item[0] if item else None, "claimed_until": clock.iso(lead.claimed_until)}
@@ -141,7 +143,7 @@ def release_claim(session: Session, lead_id: int, who: Principal) -> dict:
     if held:
         record(session, lead.id, who.actor, "claim_released", {"claimed_by": lead.claimed_by})
         outbox.board(session, "lead.updated", {"lead_id": lead.id, "status": lead.status, "tier": lead.tier,
-                                               "claimed_by": None})
+                                               "claimed_by": None}, district=lead.district_code)
     lead.claimed_by = lead.claimed_until = None
     return {"lead_id": lead_id, "claimed_by": None, "claimed_until": None}
 

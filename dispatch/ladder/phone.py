@@ -32,7 +32,7 @@ from dispatch.identity import mask_phone
 from dispatch.ladder import calls
 from dispatch.ladder.service import lock_lead
 from dispatch.models import CallAttempt, Dial, Lead
-from dispatch.states import ACTION_STATUSES, require
+from dispatch.states import ACTION_STATUSES, handed_out, require
 from dispatch.timeline import record
 from service.core import clock
 from service.core.auth import Principal
@@ -345,8 +345,10 @@ def finish_dial(session: Session, dial_id: int, heard: Heard) -> tuple[Dial | No
 
 
 def callable_lead(session: Session, lead_id: int) -> bool:
-    """May a call still be recorded on the lead (locked)? Not once it was closed or transferred."""
-    return lock_lead(session, lead_id).status in ACTION_STATUSES["call"]
+    """May a call still be recorded on the lead (locked)? Not once it was closed or transferred (but a
+    lead handed outside the city is still the city center's to call)."""
+    lead = lock_lead(session, lead_id)
+    return lead.status in ACTION_STATUSES["call"] or handed_out(lead)
 
 
 def close_dial(session: Session, dial: Dial, heard: Heard, attempt: CallAttempt | None) -> None:

@@ -20,7 +20,7 @@ from sqlmodel import Session
 from dispatch import outbox
 from dispatch.enums import AssignmentStatus, SmsPurpose
 from dispatch.identity import mask_phone
-from dispatch.models import Assignment, SmsInbound, SmsMessage
+from dispatch.models import Assignment, Lead, SmsInbound, SmsMessage
 from dispatch.timeline import record
 from service.core import clock
 from service.core.auth import Principal
@@ -123,4 +123,6 @@ def person_replied(session: Session, reply: PersonReply, phone: str, text: str) 
     at = clock.now()
     data = {"message_id": reply.sms_id, "text": text[:MAX_TEXT], "from": mask_phone(phone), "purpose": reply.purpose}
     record(session, reply.lead_id, "sms", "sms_reply", data)
-    outbox.board(session, "lead.updated", {"lead_id": reply.lead_id, "reply": {**data, "at": clock.iso(at)}})
+    lead = session.get(Lead, reply.lead_id)
+    outbox.board(session, "lead.updated", {"lead_id": reply.lead_id, "reply": {**data, "at": clock.iso(at)}},
+                 district=lead.district_code if lead is not None else None)

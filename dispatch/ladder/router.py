@@ -24,6 +24,7 @@ from dispatch.ladder.schemas import (
     LeadStatePublic,
     ReceiptIn,
     ReceiptPublic,
+    RefuseIn,
     ReleasePublic,
     TierIn,
     TransferIn,
@@ -62,9 +63,28 @@ async def override(lead_id: Id, body: TierIn, session: SessionDep, who: Command,
 
 
 @router.post("/leads/{lead_id}/transfer", response_model=LeadStatePublic, responses=error_responses(401, 403, 404, 409, 422),
-             summary="移交: transfer the lead to another unit with a reason (admin, commander)")
-async def transfer(lead_id: Id, body: TransferIn, session: SessionDep, who: Command, policy: PolicyDep):
+             summary="移交 with a reason: to a district code of the city, a handover that waits for that district's "
+                     "/transfer/accept (admin, commander, operator; an operator's waits for a commander's review "
+                     "when the policy says transfer.review); to any other unit, the lead leaves (admin, commander)")
+async def transfer(lead_id: Id, body: TransferIn, session: SessionDep, who: Center, policy: PolicyDep):
     return await _act(session, lambda s: flows.transfer_lead(s, lead_id, body.to, body.reason, who, policy))
+
+
+@router.post("/leads/{lead_id}/transfer/accept", response_model=LeadStatePublic,
+             responses=error_responses(401, 403, 404, 409, 422),
+             summary="接收: the receiving district takes the lead handed to it (admin, commander, operator of that "
+                     "district, or the city center)")
+async def accept(lead_id: Id, session: SessionDep, who: Center, policy: PolicyDep):
+    return await session.run_sync(lambda s: ladder.lead_state(s, flows.accept_transfer(s, lead_id, who, policy)))
+
+
+@router.post("/leads/{lead_id}/transfer/refuse", response_model=LeadStatePublic,
+             responses=error_responses(401, 403, 404, 409, 422),
+             summary="The receiving district refuses the handover with a reason; the sender keeps the lead "
+                     "(admin, commander, operator of that district, or the city center)")
+async def refuse(lead_id: Id, body: RefuseIn, session: SessionDep, who: Center, policy: PolicyDep):
+    return await session.run_sync(
+        lambda s: ladder.lead_state(s, flows.refuse_transfer(s, lead_id, body.reason, who, policy)))
 
 
 @router.post("/leads/{lead_id}/close", response_model=LeadStatePublic, responses=error_responses(401, 403, 404, 409, 422),

@@ -22,6 +22,15 @@ class DeadlinePublic(BaseModel):
     met_at: datetime | None = None
 
 
+class Handover(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    id: int
+    from_: str | None = Field(alias="from", description="The sending district (null: the city center)")
+    to: str
+    state: str = Field(description="review | pending | accepted | refused | expired | cancelled")
+    due_at: datetime | None
+
+
 class LeadStatePublic(BaseModel):
     """A lead after a center action: status, tier and every deadline row."""
     id: int
@@ -32,6 +41,8 @@ class LeadStatePublic(BaseModel):
     outcome: str | None
     closed_at: datetime | None
     transfer_to: str | None
+    district_code: str | None = Field(None, description="The district that owns the lead (null: the city center)")
+    handover: Handover | None = Field(None, description="Its latest handover between districts, if any")
     needs_call: bool
     flags: list[str]
     loss_cny: float | None
@@ -49,6 +60,11 @@ class TransferIn(BaseModel):
     model_config = ConfigDict(extra="forbid",
                               json_schema_extra={"examples": [{"to": "市南区反诈中心", "reason": "人在市南区"}]})
     to: Text(200, 1)
+    reason: Text(500, 1)
+
+
+class RefuseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "人不在本区，在市北区"}]})
     reason: Text(500, 1)
 
 

@@ -16,7 +16,7 @@ from dispatch.enums import TIER_ORDER, CallResult, Flag, LeadStatus, Outcome, Re
 from dispatch.ladder import deadlines
 from dispatch.ladder.rules import CALL_DEADLINES, plan_deadlines
 from dispatch.ladder.sms import send_warning_sms
-from dispatch.models import CallAttempt, Callback, Lead
+from dispatch.models import CallAttempt, Callback, Lead, LeadTransfer
 from dispatch.policy import Policy, TierDecision
 from dispatch.states import LEAD, require
 from dispatch.timeline import record
@@ -40,7 +40,29 @@ def touch(session: Session, lead: Lead) -> None:
     """The lead changed: its time, and a `lead.updated` on every screen's board (after the commit)."""
     lead.updated_at = clock.now()
     outbox.board(session, "lead.updated", {"lead_id": lead.id, "status": lead.status, "tier": lead.tier,
-                                           "assigned_team": lead.assigned_team})
+                                           "assigned_team": lead.assigned_team}, district=lead.district_code)
+
+
+def start_urgent_steps(session: Session, lead: Lead, decision: TierDecision, policy: Policy,
+                       actor: str = "worker") -> list[str]:
+    """A lead handed outside the city (管辖外移交) keeps the steps that need no place, when its tier is
+    urgent (`transfer.urgent_tiers`): the warning SMS and the first call in the call queue, with the
+    tier's first-call deadline — done here before the receiver has it, whatever else the tier's
+    response would have asked of a district. → the steps started."""
+    if decision.tier not in policy.transfer.urgent_tiers:
+        return []
+    started = []
+    first_call = policy.deadline(decision.tier, "first_call") or policy.ladder.sms_failed_call_within
+    if lead.phone:
+        deadlines.add_deadlines(session, lead, {"first_call": lead.received_at + first_call})
+        lead.needs_call = True
+        started.append("call")
+        send_warning_sms(session, lead, actor, fresh=True)
+        started.append("sms")
+    if started:
+        record(session, lead.id, actor, "urgent_steps", {"steps": started, "tier": decision.tier,
+                                                         "to": lead.transfer_to})
+    return started
 
 
 def start_ladder(session: Session, lead: Lead, decision: TierDecision, policy: Policy, actor: str = "worker",
@@ -123,6 +145,8 @@ def close_lead(session: Session, lead: Lead, outcome: Outcome | str, *, actor: s
     (回访) is scheduled. 409 when the status does not allow it. Through `dispatch.flows.close_lead`,
     which also ends the lead's field work in the same transaction."""
     outcome = Outcome(outcome)
+    if lead.status == LeadStatus.transferred:
+        require(lead, "close")  # only a lead handed outside the city may still be closed here
     LEAD.move(lead, LeadStatus.closed)
     now = clock.now()
     lead.outcome, lead.closed_at, lead.close_note, lead.needs_call = outcome.value, now, note, False
@@ -195,11 +219,20 @@ def add_call(session: Session, lead: Lead, rule: str, policy: Policy, actor: str
     touch(session, lead)
 
 
+def _handover(session: Session, lead_id: int) -> dict | None:
+    t = session.execute(select(LeadTransfer).where(LeadTransfer.lead_id == lead_id)
+                        .order_by(LeadTransfer.id.desc()).limit(1)).scalar()
+    if t is None:
+        return None
+    return {"id": t.id, "from": t.from_district, "to": t.to_district, "state": t.state, "due_at": clock.iso(t.due_at)}
+
+
 def lead_state(session: Session, lead: Lead) -> dict:
     """What a center action answers: the lead's status, tier and deadlines after it."""
     return {"id": lead.id, "status": lead.status, "tier": lead.tier, "signed_at": clock.iso(lead.signed_at),
             "signed_by": lead.signed_by, "outcome": lead.outcome, "closed_at": clock.iso(lead.closed_at),
             "transfer_to": lead.transfer_to, "needs_call": lead.needs_call, "flags": list(lead.flags),
+            "district_code": lead.district_code, "handover": _handover(session, lead.id),
             "loss_cny": cny(lead.loss_cny), "saved_cny": cny(lead.saved_cny),
             "deadlines": [{"name": d.name, "due_at": clock.iso(d.due_at), "state": d.state,
                            "met_at": clock.iso(d.met_at)} for d in deadlines.deadlines_of(session, lead.id)]}

@@ -20,10 +20,10 @@ router = APIRouter(prefix="/api/v1/sms/kannel", tags=["sms"])
 
 async def gateway_key(request: Request, key: Annotated[str, Query(
         min_length=1, max_length=200, description="The SMS gateway's API key (its name is SMS_GATEWAY_KEY_NAME)")]):
-    name = await request.app.state.api_keys.lookup(request, key)
-    if name is None:
+    who = await request.app.state.api_keys.lookup(request, key)
+    if who is None:
         raise Unauthorized("key: unknown or revoked API key")
-    if name != request.app.state.settings.sms_gateway_key_name:
+    if who.name != request.app.state.settings.sms_gateway_key_name:
         raise Forbidden("key: only the SMS gateway's API key may call this")
 
 

@@ -1,4 +1,5 @@
 """The tables, one module per capability; import them from here (`from dispatch.models import Lead`)."""
+from dispatch.models.city import LeadTransfer
 from dispatch.models.field import Assignment, OfferDelivery, Team, TeamMember, Visit
 from dispatch.models.ladder import (
     CallAttempt,
@@ -15,4 +16,4 @@ from dispatch.models.outcomes import CaseReport
 from dispatch.models.reviews import CaseReview, FeedbackDelivery, FeedbackSource
 from dispatch.models.shift import Alarm
 
-__all__ = ["Lead", "LeadEvent", "Rejection", "AccessLog", "AuditHead", "Team", "TeamMember", "Visit", "Assignment", "OfferDelivery", "LeadDeadline", "CallAttempt", "SmsMessage", "Callback", "FamilyContact", "StopPaymentRequest", "Dial", "SmsInbound", "CaseReport", "Alarm", "CaseReview", "FeedbackSource", "FeedbackDelivery"]
+__all__ = ["Lead", "LeadEvent", "Rejection", "AccessLog", "AuditHead", "Team", "TeamMember", "Visit", "Assignment", "OfferDelivery", "LeadDeadline", "CallAttempt", "SmsMessage", "Callback", "FamilyContact", "StopPaymentRequest", "Dial", "SmsInbound", "CaseReport", "Alarm", "CaseReview", "FeedbackSource", "FeedbackDelivery", "LeadTransfer"]

@@ -34,17 +34,20 @@ RATE_FIELDS = frozenset(kpi.RATES) - {"attempts_per_lead", "attempts_per_person"
 _CASES = text("""
 SELECT c.*, l.id AS lead_id, l.source, l.source_id, l.street_code AS lead_street FROM case_report c
 JOIN lead l ON l.id = c.post_warning_lead_id
-WHERE l.received_at >= :since AND l.received_at < :until ORDER BY c.reported_at, c.id""")
+WHERE l.received_at >= :since AND l.received_at < :until
+  AND (CAST(:district AS text) IS NULL OR l.district_code = CAST(:district AS text))
+ORDER BY c.reported_at, c.id""")
 
 
-async def build_monthly(session, month: str, now: datetime) -> dict:
+async def build_monthly(session, month: str, now: datetime, district: str | None = None) -> dict:
+    """The month of one district (`district`) or of the whole city (None)."""
     start, end = kpi.month_bounds(month)
     since, until = stats.local_start(start), stats.local_start(end)
-    beats, total = await stats.kpi_rows(session, stats.GroupBy.beat, since, until, now)
-    teams, _ = await stats.kpi_rows(session, stats.GroupBy.team, since, until, now)
-    ranking = await stats.ranking(session, month, now)
+    beats, total = await stats.kpi_rows(session, stats.GroupBy.beat, since, until, now, district)
+    teams, _ = await stats.kpi_rows(session, stats.GroupBy.team, since, until, now, district)
+    ranking = await stats.ranking(session, month, now, district)
     cases = []
-    for r in (await session.execute(_CASES, {"since": since, "until": until})).all():
+    for r in (await session.execute(_CASES, {"since": since, "until": until, "district": district})).all():
         cases.append({**case_public(r, masked=True), "street_code": r.lead_street})
     return {"month": month, "quarter": ranking["quarter"], "total": total, "ranking": ranking["rows"],
             "beats": beats, "teams": teams, "cases": cases, "reviews": await reviews.list_reviews(session, since, until),

@@ -2,11 +2,12 @@
 may call it."""
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
+from dispatch.access import stats_district
 from dispatch.models import Rejection
 from dispatch.outcomes import cases as case_service
 from dispatch.outcomes import people, report, stats
@@ -99,9 +100,9 @@ async def get_case(case_id: Annotated[str, Path(min_length=1, max_length=128, pa
 
 
 @router.get("/stats", response_model=StatsAnswer, responses=error_responses(401, 403, 422),
-            summary="KPIs grouped by street, beat, team, tier, fraud type, source or day over received time "
-                    "(admin/commander/operator)")
-async def get_stats(session: SessionDep, _: CenterUser, group_by: stats.GroupBy = stats.GroupBy.street,
+            summary="KPIs grouped by street, beat, team, tier, fraud type, source, day or district over received "
+                    "time; a district's people count their district's leads only (admin/commander/operator)")
+async def get_stats(session: SessionDep, who: CenterUser, group_by: stats.GroupBy = stats.GroupBy.street,
                     since: Annotated[Time | None, Query(alias="from", description="received at or after; "
                                                             "default: 30 days before `to`")] = None,
                     until: Annotated[Time | None, Query(alias="to", description="received before; "
@@ -112,7 +113,7 @@ async def get_stats(session: SessionDep, _: CenterUser, group_by: stats.GroupBy 
         raise ValidationFailed([{"field": "to", "message": "out of range"}]) from None
     if since >= until:
         raise ValidationFailed([{"field": "from", "message": "must be before `to`"}])
-    rows, total = await stats.kpi_rows(session, group_by, since, until, clock.now())
+    rows, total = await stats.kpi_rows(session, group_by, since, until, clock.now(), stats_district(who))
     return JSON({"group_by": group_by, "from": since.isoformat(), "to": until.isoformat(), "total": total,
                  "rows": rows, "rejections": await stats.rejection_counts(session, since, until)})
 
@@ -124,9 +125,13 @@ MonthQuery = Annotated[str, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", descriptio
 @router.get("/stats/ranking", response_model=RankingAnswer, responses=error_responses(401, 403, 422),
             summary="Streets of a month, worst first (逆排名), the quarter's three worst marked for "
                     "supervision (挂牌督办) (admin/commander/operator)")
-async def get_ranking(session: SessionDep, _: CenterUser, month: MonthQuery):
+async def get_ranking(session: SessionDep, who: CenterUser, month: MonthQuery,
+                      by: Annotated[Literal["street", "district"], Query(
+                          description="street (default), or district: the city center ranks its districts")] = "street"):
     _check_month(month)
-    return JSON(await stats.ranking(session, month, clock.now()))
+    if by == "district" and stats_district(who) is not None:
+        raise ValidationFailed([{"field": "by", "message": "only the city center ranks districts"}])
+    return JSON(await stats.ranking(session, month, clock.now(), stats_district(who), stats.GroupBy(by)))
 
 
 def _check_month(month: str) -> None:
@@ -150,8 +155,8 @@ async def person_history(request: Request, session: SessionDep, who: CenterUser)
     200: {"content": {XLSX: {"schema": {"type": "string", "format": "binary"}}},
           "description": "月通报: summary, street ranking (with a chart), beats, squads, post-warning cases"},
     **error_responses(401, 403, 422)}, summary="The monthly report as an .xlsx workbook (admin/commander/operator)")
-async def monthly_report(session: SessionDep, _: CenterUser, month: MonthQuery):
+async def monthly_report(session: SessionDep, who: CenterUser, month: MonthQuery):
     _check_month(month)
-    data = await report.build_monthly(session, month, clock.now())
+    data = await report.build_monthly(session, month, clock.now(), stats_district(who))
     return Response(report.to_xlsx(data), media_type=XLSX,
                     headers={"Content-Disposition": f'attachment; filename="quanzu-{month}.xlsx"'})

@@ -22,6 +22,7 @@ class GroupBy(StrEnum):
     fraud_type = "fraud_type"
     source = "source"
     day = "day"
+    district = "district"  # the city center ranks its districts as a district ranks its streets
 
 
 # The key of a lead for each grouping (the team: the lead's assigned squad, else the squad of its
@@ -34,6 +35,7 @@ KEY_SQL: dict[GroupBy, str] = {
     GroupBy.fraud_type: "l.fraud_type",
     GroupBy.source: "l.source",
     GroupBy.day: "to_char(l.received_at AT TIME ZONE '+08:00'::interval, 'YYYY-MM-DD')",
+    GroupBy.district: "l.district_code",
 }
 # `AT TIME ZONE interval '+08:00'` gives the local wall time for UTC+8 (POSIX sign rules do not apply
 # to intervals).
@@ -94,6 +96,7 @@ WITH c AS (
     LEFT JOIN a ON a.lead_id = l.id LEFT JOIN cb ON cb.lead_id = l.id LEFT JOIN k ON k.lead_id = l.id
     LEFT JOIN d ON d.lead_id = l.id
     WHERE l.received_at >= :since AND l.received_at < :until
+      AND (CAST(:district AS text) IS NULL OR l.district_code = CAST(:district AS text))
 )
 SELECT GROUPING(key) = 1 AS is_total, key,
        count(*) AS leads, count(DISTINCT person) AS people,
@@ -134,10 +137,12 @@ def local_start(d: date) -> datetime:
     return datetime.combine(d, time(), CENTER_TZ)
 
 
-async def kpi_rows(session, group_by: GroupBy, since: datetime, until: datetime, now: datetime
-                   ) -> tuple[list[dict], dict]:
-    """→ (one row per key, the total row), rates included."""
-    result = (await session.execute(_QUERIES[group_by], {"since": since, "until": until, "now": now})).all()
+async def kpi_rows(session, group_by: GroupBy, since: datetime, until: datetime, now: datetime,
+                   district: str | None = None) -> tuple[list[dict], dict]:
+    """→ (one row per key, the total row), rates included; `district`: that district's leads only
+    (dispatch.access.stats_district: a district's people count their own), None for the whole city."""
+    result = (await session.execute(_QUERIES[group_by], {"since": since, "until": until, "now": now,
+                                                         "district": district})).all()
     rows, total = [], kpi.with_rates({"key": None, **_EMPTY})
     for r in result:
         if r.is_total:
@@ -175,14 +180,22 @@ def default_range(since: datetime | None, until: datetime | None, now: datetime)
 __all__ = ["GroupBy", "kpi_rows", "rejection_counts", "CASE_REJECTION_SOURCE"]
 
 
-async def ranking(session, month: str, now: datetime) -> dict:
-    """逆排名 of the streets for `month` (YYYY-MM, center time), with the quarter so far for 挂牌督办.
-    Every street of the district is listed, with or without leads."""
+_NAMES = {GroupBy.street: text("SELECT code, name FROM street WHERE CAST(:district AS text) IS NULL "
+                               "OR district_code = CAST(:district AS text)"),
+          GroupBy.district: text("SELECT code, name FROM district WHERE CAST(:district AS text) IS NULL "
+                                 "OR code = CAST(:district AS text)")}
+
+
+async def ranking(session, month: str, now: datetime, district: str | None = None,
+                  by: GroupBy = GroupBy.street) -> dict:
+    """逆排名 of the streets (or, for the city center, the districts: `by`) for `month` (YYYY-MM,
+    center time), with the quarter so far for 挂牌督办. Every street of the district (`district`:
+    one district's; None: the city's) is listed, with or without leads."""
     start, end = kpi.month_bounds(month)
     q_start, quarter = kpi.quarter_start(month)
-    month_rows, _ = await kpi_rows(session, GroupBy.street, local_start(start), local_start(end), now)
-    quarter_rows, _ = await kpi_rows(session, GroupBy.street, local_start(q_start), local_start(end), now)
-    names = dict((await session.execute(text("SELECT code, name FROM street"))).all())
+    month_rows, _ = await kpi_rows(session, by, local_start(start), local_start(end), now, district)
+    quarter_rows, _ = await kpi_rows(session, by, local_start(q_start), local_start(end), now, district)
+    names = dict((await session.execute(_NAMES[by], {"district": district})).all())
     empty = kpi.with_rates(_EMPTY)
 
     def complete(rows: list[dict]) -> list[dict]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select, true, update
 from sqlmodel import Session
 
 from dispatch import outbox
@@ -44,6 +44,11 @@ def public(a: Alarm, policy: Policy, lead: Lead | None = None) -> dict:
     return out
 
 
+def _district(lead: Lead | None) -> str | None:
+    """The district whose screens see the lead's alarms (None: the city center's only)."""
+    return lead.district_code if lead is not None else None
+
+
 def _next_escalation(policy: Policy, level: int, tier: str | None, now: datetime) -> datetime | None:
     return now + policy.shift.escalation_delay(tier) if level < len(policy.shift.alarm_levels) else None
 
@@ -67,7 +72,7 @@ def raise_alarms(session: Session, misses: list[Miss], policy: Policy, now: date
                            "data": {"alarm_id": a.id, "kind": a.kind, "level": a.level, "team_code": a.team_code}}
                           for a in made])
     for a in made:
-        outbox.board(session, "alarm.raised", public(a, policy, leads.get(a.lead_id)))
+        outbox.board(session, "alarm.raised", public(a, policy, leads.get(a.lead_id)), district=_district(leads.get(a.lead_id)))
     return made
 
 
@@ -84,7 +89,8 @@ def escalate_due(session: Session, policy: Policy, now: datetime | None = None, 
         record(session, a.lead_id, "sweep", "alarm_escalated",
                {"alarm_id": a.id, "kind": a.kind, "level": a.level,
                 "to": policy.shift.alarm_levels[min(a.level, len(policy.shift.alarm_levels)) - 1]})
-        outbox.board(session, "alarm.updated", public(a, policy, session.get(Lead, a.lead_id)))
+        lead = session.get(Lead, a.lead_id)
+        outbox.board(session, "alarm.updated", public(a, policy, lead), district=_district(lead))
     return len(rows)
 
 
@@ -99,7 +105,7 @@ def acknowledge(session: Session, alarm_id: int, who: Principal, policy: Policy)
     a.acked_at, a.acked_by, a.escalate_at = clock.now(), who.name, None
     record(session, a.lead_id, who.actor, "alarm_acked", {"alarm_id": a.id, "kind": a.kind, "level": a.level})
     lead = session.get(Lead, a.lead_id)
-    outbox.board(session, "alarm.updated", public(a, policy, lead))
+    outbox.board(session, "alarm.updated", public(a, policy, lead), district=_district(lead))
     return public(a, policy, lead)
 
 
@@ -111,16 +117,18 @@ def resolve(session: Session, lead_id: int, kinds: tuple[str, ...] | None, polic
     now = clock.now()
     ids = list(session.execute(q.values(resolved_at=now, escalate_at=None).returning(Alarm.id)).scalars())
     if ids:
+        district = _district(session.get(Lead, lead_id))
         for a in session.execute(select(Alarm).where(Alarm.id.in_(ids)).execution_options(
                 populate_existing=True)).scalars():
-            outbox.board(session, "alarm.updated", public(a, policy) | {"resolved": why})
+            outbox.board(session, "alarm.updated", public(a, policy) | {"resolved": why}, district=district)
         record(session, lead_id, "system", "alarm_resolved", {"alarm_ids": ids, "why": why})
     return len(ids)
 
 
-def active(session: Session, policy: Policy, limit: int) -> list[dict]:
-    """Active alarms, highest level first, then the most urgent tier, then the oldest."""
+def active(session: Session, policy: Policy, limit: int, visible=None) -> list[dict]:
+    """Active alarms, highest level first, then the most urgent tier, then the oldest; `visible`: the
+    caller's leads (dispatch.access.owned_leads), None for all."""
     rows = session.execute(select(Alarm, Lead).join(Lead, Lead.id == Alarm.lead_id).where(
-        Alarm.acked_at.is_(None), Alarm.resolved_at.is_(None))
+        Alarm.acked_at.is_(None), Alarm.resolved_at.is_(None), true() if visible is None else visible)
         .order_by(Alarm.level.desc(), Alarm.tier.asc().nulls_last(), Alarm.raised_at, Alarm.id).limit(limit)).all()
     return [public(a, policy, lead) for a, lead in rows]

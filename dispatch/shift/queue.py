@@ -32,6 +32,7 @@ class Filters:
     status: str | None = None
     step: str | None = None
     leads: tuple[int, ...] = ()
+    visible: object = None  # the caller's clause (dispatch.access.owned_leads); None: every lead
 
 
 def _key(item: dict) -> tuple:
@@ -65,6 +66,8 @@ def _open_leads(session: Session, f: Filters, now: datetime):
             q = q.where(column == value)
     if f.leads:
         q = q.where(Lead.id.in_(f.leads))
+    if f.visible is not None:
+        q = q.where(f.visible)
     return session.execute(q).all()
 
 

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from dispatch.access import owned_leads
 from dispatch.policy import PolicyDep
 from dispatch.shift import alarms
 from dispatch.shift.queue import Filters, queue_page
@@ -24,7 +25,7 @@ CodeQ = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
 @router.get("/queue", response_model=QueuePage, responses=error_responses(401, 403, 422),
             summary="Every open lead, most urgent first: tier, then time left to its current step's deadline "
                     "(masked; admin, commander, operator)")
-async def get_queue(session: SessionDep, _: Center, policy: PolicyDep, street: CodeQ = None, beat: CodeQ = None,
+async def get_queue(session: SessionDep, who: Center, policy: PolicyDep, street: CodeQ = None, beat: CodeQ = None,
                     tier: Annotated[str | None, Query(pattern=r"^P[0-3]$")] = None,
                     status: Annotated[str | None, Query(pattern=r"^(received|tiered|working|closed)$")] = None,
                     step: Annotated[str | None, Query(pattern="^(" + "|".join(ORDER) + ")$")] = None,
@@ -32,15 +33,15 @@ async def get_queue(session: SessionDep, _: Center, policy: PolicyDep, street: C
                                                             "refreshing rows it was told changed)")] = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
                     cursor: Annotated[str | None, Query(max_length=200)] = None):
-    f = Filters(street, beat, tier, status, step, tuple(lead or ()))
+    f = Filters(street, beat, tier, status, step, tuple(lead or ()), owned_leads(who))
     return await session.run_sync(lambda s: queue_page(s, policy, f, limit, cursor))
 
 
 @router.get("/alarms", response_model=AlarmList, responses=error_responses(401, 403, 422),
             summary="Active alarms (missed deadlines nobody acknowledged), highest level first (admin, commander, operator)")
-async def get_alarms(session: SessionDep, _: Center, policy: PolicyDep,
+async def get_alarms(session: SessionDep, who: Center, policy: PolicyDep,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 200):
-    items = await session.run_sync(lambda s: alarms.active(s, policy, limit))
+    items = await session.run_sync(lambda s: alarms.active(s, policy, limit, owned_leads(who)))
     return {"items": items, "levels": list(policy.shift.alarm_levels)}
 
 

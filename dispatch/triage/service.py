@@ -12,7 +12,7 @@ from dispatch import outbox
 from dispatch.enums import Flag, LeadStatus
 from dispatch.models import Lead
 from dispatch.policy import LeadFacts, Policy, TierDecision
-from dispatch.states import LEAD
+from dispatch.states import HANDED_OUT, LEAD
 from dispatch.timeline import record
 from dispatch.triage.placement import LeadPlacement, place_lead
 from dispatch.triage.tiering import age_on, tier_lead
@@ -53,13 +53,16 @@ def earlier_warnings_many(session: Session, leads: list[Lead]) -> dict[int, tupl
 
 
 def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy,
-                   actor: str = "worker", warnings: tuple[int, int] | None = None) -> TierDecision | None:
-    """Placed → tiered (→ the decision, for the flow that starts the work), or transferred when the
-    person is outside the district (管辖外移交: → None). `placement_of(lead) -> LeadPlacement`.
-    Writes one timeline event per change."""
+                   actor: str = "worker", warnings: tuple[int, int] | None = None) -> TierDecision:
+    """Placed → tiered, or transferred when the person is outside the city (管辖外移交: to the
+    destination `placement_of` named, with the reason); → the decision, for the flow that starts the
+    work (all of it for a tiered lead, the urgent steps for one handed out). The district the lead is
+    in owns it from now on (`lead.district_code`; None: the city center). `placement_of(lead) ->
+    LeadPlacement`. Writes one timeline event per change."""
     p: LeadPlacement = placement_of(lead)
     lead.lon, lead.lat, lead.beat_code, lead.street_code = p.lon, p.lat, p.beat_code, p.street_code
     lead.in_jurisdiction, lead.placed_by, lead.placement_reason = p.in_jurisdiction, p.placed_by, p.reason
+    lead.district_code = p.district_code
     record(session, lead.id, actor, "placed", p.as_json())
     warned_7d, warned_30d = warnings if warnings is not None else earlier_warnings(session, lead)
     facts = LeadFacts(warning_type=lead.warning_type, fraud_type=lead.fraud_type, risk_level=lead.risk_level,
@@ -71,15 +74,18 @@ def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy,
     lead.updated_at = clock.now()
     if p.in_jurisdiction is False:
         LEAD.move(lead, LeadStatus.transferred)
-        lead.transfer_reason = "out_of_jurisdiction"
-        record(session, lead.id, actor, "transferred", {"reason": "out_of_jurisdiction", "to": None,
+        lead.transfer_to, lead.transfer_reason = p.destination or "outside_city", HANDED_OUT
+        record(session, lead.id, actor, "transferred", {"reason": HANDED_OUT, "to": lead.transfer_to,
                                                         "tier": decision.tier})
     else:
         LEAD.move(lead, LeadStatus.tiered)
         record(session, lead.id, actor, "tiered", decision.as_json())
-    outbox.board(session, "lead.updated", {"lead_id": lead.id, "status": lead.status, "tier": lead.tier,
-                                           "beat_code": lead.beat_code, "street_code": lead.street_code})
-    return decision if lead.status == LeadStatus.tiered else None
+    board = {"lead_id": lead.id, "status": lead.status, "tier": lead.tier, "beat_code": lead.beat_code,
+             "street_code": lead.street_code, "district_code": lead.district_code}
+    if lead.district_code is not None:  # new to the district's screens: it was pushed to the city
+        outbox.board(session, "lead.created", {"lead_ids": [lead.id]}, district=lead.district_code, city=False)
+    outbox.board(session, "lead.updated", board, district=lead.district_code)
+    return decision
 
 
 def record_processing_failure(session: Session, lead: Lead, error: str, max_attempts: int,
@@ -97,13 +103,13 @@ def record_processing_failure(session: Session, lead: Lead, error: str, max_atte
     return True
 
 
-def placement_for(index, district_code: str, geocoded: dict[str, Geocoded] | None = None):
+def placement_for(index, district_codes, geocoded: dict[str, Geocoded] | None = None):
     """`placement_of(lead)` for `place_and_tier`; `geocoded`: address → answer, asked beforehand
     (`geocode_pending`), so no geocoder call happens while a lead is locked."""
     geocoded = geocoded or {}
 
     def placement_of(lead: Lead) -> LeadPlacement:
-        return place_lead(lead.loc_lon, lead.loc_lat, lead.loc_crs, lead.id_number, index, district_code,
+        return place_lead(lead.loc_lon, lead.loc_lat, lead.loc_crs, lead.id_number, index, district_codes,
                           geocoded.get(lead.loc_address) if lead.loc_address else None)
     return placement_of
 

@@ -11,7 +11,9 @@ from service.cli.common import console, db_session, fail, servers
 
 
 def import_district(directory: Path) -> None:
-    """Load or update the district (streets, beats, stations, squads) from DIR."""
+    """Add or update a district of the city (streets, beats, stations, squads) from DIR: the district
+    named by its district.geojson code."""
+    from dispatch.district import CodeTaken
     from dispatch.district import import_district as do_import
     from geo.district import DistrictError, load_district_dir
 
@@ -26,17 +28,32 @@ def import_district(directory: Path) -> None:
             total = 1 + len(data.streets) + len(data.stations) + len(data.beats) + len(data.teams)
             task = bar.add_task(f"importing {data.name}", total=total)
             with db_session(urls) as session:
-                summary = do_import(session, data, lambda what, n: bar.update(task, advance=n,
-                                                                               description=f"importing {what}"))
+                try:
+                    summary = do_import(session, data, lambda what, n: bar.update(task, advance=n,
+                                                                                   description=f"importing {what}"))
+                except CodeTaken as exc:
+                    raise fail(str(exc)) from None
                 session.commit()
         console.print(summary)
     finally:
         urls.stop()
 
 
+DistrictOpt = Annotated[str | None, typer.Option(help="The district of the city the account belongs to "
+                                                     "(its code); without it, the city center")]
+
+
+def _district_exists(session, code: str | None) -> None:
+    from geo.models import District
+
+    if code is not None and session.get(District, code) is None:
+        raise fail(f"no district {code!r}: import it first (quanzu import-district DIR)")
+
+
 def create_user(username: str, role: Annotated[str, typer.Option()], password: Annotated[str, typer.Option()],
-                team: Annotated[str | None, typer.Option()] = None) -> None:
-    """Create or update a user (admin, commander, operator, police, auxiliary, grid_worker)."""
+                team: Annotated[str | None, typer.Option()] = None, district: DistrictOpt = None) -> None:
+    """Create or update a user (admin, commander, operator, police, auxiliary, grid_worker) of a
+    district (--district CODE) or of the city center. A squad member belongs to their squad's district."""
     from sqlalchemy import select
 
     from dispatch.models import Team
@@ -50,21 +67,30 @@ def create_user(username: str, role: Annotated[str, typer.Option()], password: A
     urls = servers()
     try:
         with db_session(urls) as session:
-            if team and session.get(Team, team) is None:
+            _district_exists(session, district)
+            squad = session.get(Team, team) if team else None
+            if team and squad is None:
                 raise fail(f"no team {team!r}: import the district first")
+            if squad is not None and squad.district_code is not None:
+                if district is not None and district != squad.district_code:
+                    raise fail(f"team {team!r} is of district {squad.district_code}, not {district}")
+                district = squad.district_code
             user = session.execute(select(User).where(User.username == username)).scalar()
             if user is None:
                 user = User(username=username, password_hash="", role=role)
                 session.add(user)
             user.password_hash, user.role, user.team_code, user.active = hash_password(password), role, team, True
+            user.district_code = district
             session.commit()
-        console.print(f"user {username} ({role}{', ' + team if team else ''}) ready")
+        where = f"district {district}" if district else "city center"
+        console.print(f"user {username} ({role}{', ' + team if team else ''}, {where}) ready")
     finally:
         urls.stop()
 
 
-def create_api_key(name: Annotated[str, typer.Option()]) -> None:
-    """Create an API key for an upstream source; the key is printed once, alone on the last line."""
+def create_api_key(name: Annotated[str, typer.Option()], district: DistrictOpt = None) -> None:
+    """Create an API key for an upstream source (of a district, or of the city center: the platforms
+    push to the city, and placement decides the district); the key is printed once, alone on the last line."""
     from sqlalchemy.exc import IntegrityError
 
     from service.core.auth import hash_api_key, new_api_key
@@ -74,7 +100,8 @@ def create_api_key(name: Annotated[str, typer.Option()]) -> None:
     urls = servers()
     try:
         with db_session(urls) as session:
-            session.add(ApiKey(name=name, key_hash=hash_api_key(key), prefix=key[:8]))
+            _district_exists(session, district)
+            session.add(ApiKey(name=name, key_hash=hash_api_key(key), prefix=key[:8], district_code=district))
             try:
                 session.commit()
             except IntegrityError:

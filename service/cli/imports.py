@@ -40,7 +40,7 @@ def import_leads(file: Path,
             loaded = IndexCache().get_sync(session)
             if loaded is None and historic:
                 raise fail("no district imported: run `quanzu import-district DIR` first")
-            placement_of = placement_for(loaded.index, loaded.district_code) if loaded else None
+            placement_of = placement_for(loaded.index, loaded.district_codes) if loaded else None
             items = list(loader.read_file(file))
             with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                           console=console) as bar:

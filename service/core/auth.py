@@ -36,10 +36,12 @@ _passwords = PasswordHash.recommended()  # argon2
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """A caller: a person (role from the token) or an upstream source (role "source")."""
+    """A caller: a person (role from the token) or an upstream source (role "source"). `district`:
+    the district of the city the account belongs to (None: the city center, which sees every district)."""
     name: str
     role: str
     team_code: str | None = None
+    district: str | None = None
 
     @property
     def is_source(self) -> bool:
@@ -66,9 +68,12 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_access_token(username: str, role: str, team_code: str | None, secret: str, minutes: int) -> str:
+def create_access_token(username: str, role: str, team_code: str | None, secret: str, minutes: int,
+                        district: str | None = None) -> str:
     now = datetime.now(UTC)
     claims = {"sub": username, "role": role, "team": team_code, "iat": now, "exp": now + timedelta(minutes=minutes)}
+    if district is not None:
+        claims["district"] = district
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -79,7 +84,7 @@ def decode_access_token(token: str, secret: str) -> Principal:
         raise Unauthorized(f"invalid token: {exc}") from None
     if claims.get("role") not in ALL_ROLES:
         raise Unauthorized("invalid token: unknown role")
-    return Principal(claims["sub"], claims["role"], claims.get("team"))
+    return Principal(claims["sub"], claims["role"], claims.get("team"), claims.get("district"))
 
 
 class ApiKeyCache:
@@ -88,21 +93,23 @@ class ApiKeyCache:
 
     def __init__(self, ttl: float):
         self.ttl = ttl
-        self._hits: dict[str, tuple[float, str | None]] = {}
+        self._hits: dict[str, tuple[float, Principal | None]] = {}
 
-    async def lookup(self, request: Request, key: str) -> str | None:
+    async def lookup(self, request: Request, key: str) -> Principal | None:
+        """The source the key speaks for (with its district: None for a key of the city center)."""
         digest = hash_api_key(key)
         now = time.monotonic()
         hit = self._hits.get(digest)
         if hit and hit[0] > now:
             return hit[1]
         async with request.app.state.sessionmaker() as session:
-            name = (await session.execute(
-                select(ApiKey.name).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))).scalar()
+            row = (await session.execute(select(ApiKey.name, ApiKey.district_code).where(
+                ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))).first()
+        who = Principal(row[0], "source", None, row[1]) if row is not None else None
         if len(self._hits) > 10_000:
             self._hits.clear()
-        self._hits[digest] = (now + self.ttl, name)
-        return name
+        self._hits[digest] = (now + self.ttl, who)
+        return who
 
 
 def _bearer(request: Request) -> str | None:
@@ -115,10 +122,10 @@ def _bearer(request: Request) -> str | None:
 async def current_principal(request: Request) -> Principal:
     key = request.headers.get("x-api-key")
     if key:
-        name = await request.app.state.api_keys.lookup(request, key)
-        if name is None:
+        who = await request.app.state.api_keys.lookup(request, key)
+        if who is None:
             raise Unauthorized("unknown or revoked API key")
-        return Principal(name, "source")
+        return who
     token = _bearer(request)
     if not token:
         raise Unauthorized()

@@ -60,8 +60,13 @@ async def test_out_of_district_is_transferred_not_dispatched(client, source_head
     d = (await client.get(f"/api/v1/leads/{lead_id}", headers=commander)).json()
     assert d["status"] == "transferred"
     assert d["placement"]["in_jurisdiction"] is False and d["placement"]["beat_code"] is None
-    assert d["transfer"]["reason"] == "out_of_jurisdiction"
-    assert [e["kind"] for e in d["timeline"]] == ["received", "placed", "transferred"]
+    # registered in the district (370299) but somewhere outside the city: no unit to name
+    assert d["transfer"] == {"to": "outside_city", "reason": "out_of_jurisdiction"}
+    kinds = [e["kind"] for e in d["timeline"]]
+    assert kinds[:3] == ["received", "placed", "transferred"]
+    # a P1 (risk 2, fake investment) outside the city still gets its warning SMS and first call here (issue 23)
+    assert d["tier"]["tier"] == "P1" and {"sms_queued", "urgent_steps"} <= set(kinds)
+    assert "visit_requested" not in kinds
 
 
 async def test_gcj02_point_is_normalised_before_placing(client, source_headers, commander, run_worker):

@@ -45,7 +45,8 @@ def test_each_move_is_made_or_refused_by_the_table(machine: Machine, a, b) -> No
 
 
 def test_terminal_states_end_records() -> None:
-    assert LEAD.terminal() == {enums.LeadStatus.transferred}
+    # A lead handed outside the city may still be closed by the city center (issue 23): none is terminal.
+    assert LEAD.terminal() == set()
     assert ASSIGNMENT.terminal() == {enums.AssignmentStatus.declined, enums.AssignmentStatus.expired,
                                      enums.AssignmentStatus.withdrawn, enums.AssignmentStatus.completed}
     assert VISIT.terminal() == {enums.VisitStatus.done, enums.VisitStatus.cancelled}
