@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from fastapi import Request
 from sqlalchemy import exists, false, or_, select, true
+from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
 from dispatch.models import (
@@ -87,7 +88,8 @@ def readable_assignments(who: Principal):
     if is_center(who):
         if is_city(who):
             return true()
-        return exists().where(Lead.id == Assignment.lead_id, Lead.district_code == who.district)
+        owner = aliased(Lead)  # lists join the lead already: this one stays inside the EXISTS
+        return exists().where(owner.id == Assignment.lead_id, owner.district_code == who.district)
     if is_squad(who) and who.team_code:
         return Assignment.team_code == who.team_code
     return false()
