@@ -33,7 +33,8 @@ class Located(BaseModel):
     lat: float
     beat_code: str | None
     street_code: str | None
-    in_jurisdiction: bool
+    district_code: str | None = Field(None, description="The district of the city the point is in (null: outside)")
+    in_jurisdiction: bool = Field(description="Inside one of the city's districts")
 
 router = APIRouter(prefix="/api/v1/geo", tags=["geo"])
 
@@ -64,4 +65,4 @@ async def locate(request: Request, session: SessionDep, _: AnyCaller,
     wlon, wlat = to_wgs84(lon, lat, crs)
     p = loaded.index.locate(wlon, wlat)
     return {"lon": p.lon, "lat": p.lat, "beat_code": p.beat_code, "street_code": p.street_code,
-            "in_jurisdiction": p.in_jurisdiction}
+            "district_code": p.district_code, "in_jurisdiction": p.in_jurisdiction}

@@ -18,11 +18,12 @@ def feature_collection(features: list[dict]) -> dict:
 def beat_feature(b: Beat) -> dict:
     return {"type": "Feature", "geometry": b.geometry,
             "properties": {"code": b.code, "name": b.name, "street_code": b.street_code,
-                           "station_code": b.station_code}}
+                           "station_code": b.station_code, "district_code": b.district_code}}
 
 
 def street_feature(s: Street) -> dict:
-    return {"type": "Feature", "geometry": s.geometry, "properties": {"code": s.code, "name": s.name}}
+    return {"type": "Feature", "geometry": s.geometry,
+            "properties": {"code": s.code, "name": s.name, "district_code": s.district_code}}
 
 
 @dataclass(frozen=True, slots=True)

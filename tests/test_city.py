@@ -364,3 +364,43 @@ async def test_every_open_lead_has_an_owner(city, placed):
     async with httpx.AsyncClient(base_url=city.api.http, timeout=30) as http:
         listed = (await http.get("/api/v1/leads", params={"limit": 200}, headers=city.heads["city"])).json()["items"]
     assert {x["id"]: x["district_code"] or "city" for x in listed if x["status"] != "closed"} == owners
+
+
+async def test_with_review_an_operators_transfer_waits_for_its_commander(city, placed, work):
+    """policy `[transfer] review = true`: an operator's handover goes to the receiver only once a
+    commander of the sending district approves it; a commander's own goes at once."""
+    import dataclasses
+
+    from dispatch import flows
+    from dispatch.policy import Transfer, load_policy
+    from service.core.auth import Principal
+    from service.core.db import sync_session
+    from service.core.errors import Forbidden, NotFound
+
+    policy = load_policy()
+    policy = dataclasses.replace(policy, transfer=Transfer(review=True, accept_within=policy.transfer.accept_within))
+    async with httpx.AsyncClient(base_url=city.api.http, timeout=30) as http:
+        lead_id = await _push(http, city, location={"lon": INSIDE["lon"], "lat": INSIDE["lat"]})
+        work()
+    op, cmd = Principal("a_op", "operator", None, city.a), Principal("a_cmd", "commander", None, city.a)
+    with sync_session(city.engine) as s:
+        flows.transfer_lead(s, lead_id, city.b, "人在崂山区", op, policy)
+        s.commit()
+    (t,) = city.sql("SELECT id, state, due_at FROM lead_transfer WHERE lead_id = :i", i=lead_id)
+    assert (t.state, t.due_at) == ("review", None)
+    assert city.sql("SELECT count(*) FROM lead_deadline WHERE lead_id = :i AND name = 'transfer_accept'",
+                    i=lead_id) == [(0,)]
+    with sync_session(city.engine) as s:
+        with pytest.raises(Forbidden):  # the receiver does not review the sender's handovers
+            flows.review_transfer(s, t.id, True, None, Principal("b_cmd", "commander", None, city.b), policy)
+    with sync_session(city.engine) as s:
+        with pytest.raises(NotFound):  # the receiver cannot accept before the review either
+            flows.accept_transfer(s, 10**12, Principal("b_cmd", "commander", None, city.b), policy)
+    with sync_session(city.engine) as s:
+        flows.review_transfer(s, t.id, True, "同意", cmd, policy)
+        s.commit()
+    (t2,) = city.sql("SELECT state, reviewed_by, due_at FROM lead_transfer WHERE id = :i", i=t.id)
+    assert (t2.state, t2.reviewed_by) == ("pending", "a_cmd") and t2.due_at is not None
+    (d,) = city.sql("SELECT state, due_at FROM lead_deadline WHERE lead_id = :i AND name = 'transfer_accept'",
+                    i=lead_id)
+    assert (d.state, d.due_at) == ("pending", t2.due_at)

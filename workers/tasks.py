@@ -24,6 +24,7 @@ from dispatch.outcomes import feedback
 from dispatch.policy import Policy, load_policy
 from dispatch.triage.service import geocode_pending, placement_for, record_processing_failure
 from geo.geocode import Geocoder, make_geocoder
+from geo.models import District
 from geo.store import IndexCache
 from service.core import clock
 from service.core.db import make_sync_engine, sync_session, timeouts
@@ -197,8 +198,10 @@ def field_sweep() -> dict:
         repushed = offers.repush_undelivered(session, settings.offer_repush_seconds, ctx.online)
     with unit() as session:
         sms = offers.unacked_fallbacks(session, ctx.field)
-    with unit() as session:  # the board's `stats`, on the sweep's clock
+    with unit() as session:  # the board's `stats`, on the sweep's clock: the city's, and each district's own
         outbox.board(session, "stats", field_stats(session))
+        for code in session.execute(select(District.code).order_by(District.code)).scalars():
+            outbox.board(session, "stats", field_stats(session, code), district=code, city=False)
     counts = {"expired": expired, "waiting": len(waiting), "offered": offered, "repushed": repushed, "sms": sms}
     if any(counts.values()):
         log.info("field_sweep", **counts)

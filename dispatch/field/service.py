@@ -270,12 +270,19 @@ def mark_acked(session: Session, username: str, assignment_ids: list[int]) -> No
                                                 OfferDelivery.acked_at.is_(None)).values(acked_at=now))
 
 
-def field_stats(session: Session) -> dict:
-    """The board's `stats`: open visits by status, offers out, squads by duty status."""
-    visits = dict(session.execute(select(Visit.status, func.count()).where(
-        Visit.status.in_(OPEN_VISIT)).group_by(Visit.status)).all())
-    squads = dict(session.execute(select(Team.status, func.count()).group_by(Team.status)).all())
-    failed = session.execute(select(func.count()).select_from(Visit).where(Visit.status == V.failed)).scalar_one()
+def field_stats(session: Session, district: str | None = None) -> dict:
+    """The board's `stats`: open visits by status, offers out, squads by duty status — of the whole
+    city, or of one district (its screens' own)."""
+    def of(q, lead_id):
+        return q if district is None else q.where(lead_id.in_(select(Lead.id).where(Lead.district_code == district)))
+    visits = dict(session.execute(of(select(Visit.status, func.count()).where(
+        Visit.status.in_(OPEN_VISIT)), Visit.lead_id).group_by(Visit.status)).all())
+    teams = select(Team.status, func.count())
+    if district is not None:
+        teams = teams.where(Team.district_code == district)
+    squads = dict(session.execute(teams.group_by(Team.status)).all())
+    failed = session.execute(of(select(func.count()).select_from(Visit).where(Visit.status == V.failed),
+                                Visit.lead_id)).scalar_one()
     return {"visits": visits, "visits_failed": failed, "squads": squads,
-            "offers_out": session.execute(select(func.count()).select_from(Assignment).where(
-                Assignment.status == A.offered)).scalar_one()}
+            "offers_out": session.execute(of(select(func.count()).select_from(Assignment).where(
+                Assignment.status == A.offered), Assignment.lead_id)).scalar_one()}

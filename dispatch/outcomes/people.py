@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import text
 
+from dispatch.access import stats_district
 from dispatch.identity import normalize_phone
 from dispatch.models import AccessLog
 from dispatch.outcomes.cases import case_public, normalize_id_number
@@ -53,7 +54,9 @@ async def history(session, person: tuple[str, str], who: Principal) -> dict:
     leads = (await session.execute(text(
         f"SELECT id, source, source_id, pushed_at, received_at, warning_type, fraud_type, risk_level, phone, name, "
         f"id_number, status, tier, beat_code, street_code, assigned_team, outcome, signed_at, closed_at, loss_cny, "
-        f"saved_cny FROM lead WHERE {_LEADS[kind]} ORDER BY pushed_at, id"), {"v": value})).all()
+        f"saved_cny FROM lead WHERE {_LEADS[kind]} "
+        f"AND (CAST(:district AS text) IS NULL OR district_code = CAST(:district AS text)) ORDER BY pushed_at, id"),
+        {"v": value, "district": stats_district(who)})).all()  # a district's people: its own leads of the person
     ids = [r.id for r in leads]
 
     async def rows(sql: str) -> list[dict]:
