@@ -6,7 +6,10 @@ records, and these flows put their steps in order, in the caller's one transacti
     triage_lead      placed → tiered → ladder started (deadlines, SMS, call queue) → visit requested
     apply_steps      what the ladder decided after a call, a miss or a failed SMS, done
     close_lead       closed with an outcome → callback scheduled, the lead's field work ended
-    transfer_lead    transferred → deadlines cancelled, the lead's field work ended
+    transfer_lead    to a district of the city: a handover waiting for its acceptance (accept_transfer,
+                     refuse_transfer, review_transfer; unanswered, sweep_deadlines gives it back to the
+                     city center with an alarm); to another unit: transferred → deadlines cancelled, the
+                     lead's field work ended
     arrive / complete_visit   the squad on scene / done → the ladder's deadlines met, the lead closed
     sweep_deadlines  missed deadlines → the ladder's steps, an alarm each, a late squad chased
     checkin          the squad on scene is safe → the next check-in's deadline
