@@ -26,7 +26,12 @@ TABLE: dict[str, frozenset | None] = {
     "GET /api/v1/leads": EVERYONE, "GET /api/v1/leads/{lead_id}": EVERYONE,
     "GET /api/v1/rejections": CENTER, "POST /api/v1/policy/replay": COMMAND,
     "POST /api/v1/leads/{lead_id}/sign": CENTER, "POST /api/v1/leads/{lead_id}/tier": COMMAND,
-    "POST /api/v1/leads/{lead_id}/transfer": COMMAND, "POST /api/v1/leads/{lead_id}/close": CENTER,
+    # 移交 (issue 23): an operator hands a lead over to a district of the city (reviewed by a commander when
+    # the policy says so); only a commander sends one outside the city (decided in the flow: 403)
+    "POST /api/v1/leads/{lead_id}/transfer": CENTER, "POST /api/v1/leads/{lead_id}/close": CENTER,
+    "POST /api/v1/leads/{lead_id}/transfer/accept": CENTER, "POST /api/v1/leads/{lead_id}/transfer/refuse": CENTER,
+    "GET /api/v1/transfers": CENTER, "POST /api/v1/transfers/{transfer_id}/approve": COMMAND,
+    "POST /api/v1/transfers/{transfer_id}/reject": COMMAND,
     "GET /api/v1/calls/queue": CENTER, "POST /api/v1/calls/next": CENTER,
     "DELETE /api/v1/leads/{lead_id}/claim": CENTER, "POST /api/v1/leads/{lead_id}/calls": CENTER,
     "GET /api/v1/callbacks/due": CENTER, "POST /api/v1/leads/{lead_id}/callbacks": CENTER,
