@@ -74,3 +74,29 @@ def test_import_district_names_what_is_wrong(tmp_path, settings):
     (broken / "teams.json").write_text(json.dumps(teams), encoding="utf-8")
     proc = quanzu("import-district", str(broken), check=False)
     assert proc.returncode == 2 and "NOPE-01" in proc.stderr and "teams.json" in proc.stderr
+
+
+async def test_accounts_belong_to_a_district_or_the_city(client, district, sync_engine):
+    """`--district CODE` on create-user and create-api-key (contract.md, The district): the login says
+    the district and its token carries it; a squad member belongs to the squad's district; without
+    it, the city center; an unknown district is refused naming it."""
+    from service.core.models import ApiKey
+
+    quanzu("create-user", "cli-district-op", "--role", "operator", "--password", "pw-9876", "--district", district.code)
+    r = await client.post("/api/v1/auth/token", data={"username": "cli-district-op", "password": "pw-9876"})
+    assert r.status_code == 200 and r.json()["district_code"] == district.code
+    assert (await client.get("/api/v1/queue", headers={"Authorization": f"Bearer {r.json()['access_token']}"})
+            ).status_code == 200
+    quanzu("create-user", "cli-city-op", "--role", "operator", "--password", "pw-9876")
+    r = await client.post("/api/v1/auth/token", data={"username": "cli-city-op", "password": "pw-9876"})
+    assert r.json()["district_code"] is None
+    team = district.teams[1]["code"]
+    quanzu("create-user", "cli-district-police", "--role", "police", "--team", team, "--password", "pw-9876")
+    r = await client.post("/api/v1/auth/token", data={"username": "cli-district-police", "password": "pw-9876"})
+    assert r.json()["district_code"] == district.code
+    bad = quanzu("create-user", "x", "--role", "operator", "--password", "p", "--district", "999999", check=False)
+    assert bad.returncode == 2 and "no district '999999'" in bad.stderr
+    quanzu("create-api-key", "--name", "cli-district-key", "--district", district.code)
+    with sync_engine.connect() as conn:
+        assert conn.execute(select(ApiKey.district_code).where(ApiKey.name == "cli-district-key")).scalar_one() \
+            == district.code
