@@ -424,3 +424,20 @@ async def test_with_review_an_operators_transfer_waits_for_its_commander(city, p
     (d,) = city.sql("SELECT state, due_at FROM lead_deadline WHERE lead_id = :i AND name = 'transfer_accept'",
                     i=lead_id)
     assert (d.state, d.due_at) == ("pending", t2.due_at)
+
+
+def test_a_district_cannot_take_over_another_districts_codes(city):
+    """Codes are unique across the city: an import whose squads or beats are another district's
+    already is refused, naming them, and changes nothing."""
+    import dataclasses
+
+    from dispatch.district import CodeTaken, import_district
+    from geo.district import load_district_dir
+    from service.core.db import sync_session
+
+    a = load_district_dir(district_dir())
+    before = city.sql("SELECT count(*), min(district_code) FROM beat WHERE district_code = :a", a=city.a)
+    with sync_session(city.engine) as s, pytest.raises(CodeTaken, match=city.a):
+        import_district(s, dataclasses.replace(a, code="370213"))
+    assert city.sql("SELECT count(*), min(district_code) FROM beat WHERE district_code = :a", a=city.a) == before
+    assert city.sql("SELECT count(*) FROM district WHERE code = '370213'") == [(0,)]
