@@ -1,7 +1,8 @@
 """The asyncio shell around mobile_api.protocol: sockets in and out, Redis streams, the database.
 
 `GET /api/v1/ws` (squads and anyone signed in: their own stream) and `GET /api/v1/board/ws`
-(center screens: the board stream). Auth by `Authorization: Bearer` on the upgrade, or a `hello`
+(center screens: their district's board stream; the city center's, the city's — every district's —
+or one district's with `?district=CODE`). Auth by `Authorization: Bearer` on the upgrade, or a `hello`
 within `WS_HELLO_SECONDS`; never a token in the query string. One writer task per socket sends
 everything, from a bounded inbox: a client that cannot keep up is dropped and resumes."""
 from __future__ import annotations
@@ -69,8 +70,10 @@ async def serve(ws: WebSocket, board: bool) -> None:
         await _close(ws, actions)
         return
     who = proto.authenticated_as
-    # A district's screens get their district's board stream; the city center's, the city's (all).
-    target = outbox.board_stream(who.district) if board else who.name
+    # A district's screens get their district's board stream; the city center's, the city's (all), or
+    # one district's when the screen asks for it (`?district=CODE`: a wall showing one district).
+    wanted = ws.query_params.get("district") if who.district is None else None
+    target = outbox.board_stream(who.district or _code(wanted)) if board else who.name
     conn = Connection(target, settings.ws_send_queue)
     hub = app.state.hub
     await hub.register(conn, presence=not board)
@@ -92,6 +95,10 @@ async def serve(ws: WebSocket, board: bool) -> None:
     finally:
         sockets.dec()
         await hub.unregister(conn, presence=not board)
+
+
+def _code(value: str | None) -> str | None:
+    return value if value and len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum() else None
 
 
 def _auth(proto: p.ServerProtocol, app, token: str, board: bool) -> list:

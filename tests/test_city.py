@@ -188,9 +188,11 @@ async def placed(city, work):
     # board events of the last 24 h share this Redis (a fresh screen would replay them).
     redis = Redis.from_url(city.redis_url)
     screens = {}
-    for who, district in (("city", None), ("a_cmd", city.a), ("b_cmd", city.b)):
+    for who, district in (("city", None), ("a_cmd", city.a), ("b_cmd", city.b), ("city_on_b", city.b)):
         last = int(redis.get(seq_key(board_stream(district))) or 0)
-        screens[who] = await open_socket(city.api.ws, city.heads[who], path="/api/v1/board/ws", last_seq=last)
+        extra = {"district": district} if who == "city_on_b" else {}  # the city's wall showing one district
+        screens[who] = await open_socket(city.api.ws, city.heads[who.removesuffix("_on_b")],
+                                         path="/api/v1/board/ws", last_seq=last, **extra)
     async with httpx.AsyncClient(base_url=city.api.http, timeout=30) as http:
         in_b = await _push(http, city, location={"lon": city.b_point["lon"], "lat": city.b_point["lat"]})
         in_a = await _push(http, city, location={"lon": INSIDE["lon"], "lat": INSIDE["lat"]})
@@ -220,6 +222,7 @@ async def test_a_lead_pushed_to_the_city_lands_in_its_district_and_on_its_screen
     assert _lead_ids(heard["b_cmd"]) == {placed["b"]}  # nothing of A's, nothing outside the city
     assert _lead_ids(heard["a_cmd"]) == {placed["a"]}, heard["a_cmd"]
     assert {placed["a"], placed["b"], placed["outside"]} <= _lead_ids(heard["city"])  # the city hears all
+    assert _lead_ids(heard["city_on_b"]) == {placed["b"]}
 
 
 async def test_a_district_gets_404_for_the_other_districts_rows(city, placed):
