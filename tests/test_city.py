@@ -387,6 +387,11 @@ async def test_every_open_lead_has_an_owner(city, placed):
     async with httpx.AsyncClient(base_url=city.api.http, timeout=30) as http:
         listed = (await http.get("/api/v1/leads", params={"limit": 200}, headers=city.heads["city"])).json()["items"]
     assert {x["id"]: x["district_code"] or "city" for x in listed if x["status"] != "closed"} == owners
+    async with httpx.AsyncClient(base_url=city.api.http, timeout=30) as http:  # the city center, one owner at a time
+        for owner in (city.a, city.b, "city"):
+            page = (await http.get("/api/v1/leads", params={"limit": 200, "district": owner},
+                                   headers=city.heads["city"])).json()["items"]
+            assert {x["id"] for x in page if x["status"] != "closed"} == {i for i, o in owners.items() if o == owner}
 
 
 async def test_with_review_an_operators_transfer_waits_for_its_commander(city, placed, work):

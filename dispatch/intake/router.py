@@ -88,8 +88,10 @@ async def list_leads(session: SessionDep, who: CurrentUser,
                      until: Time | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
                      cursor: Text(64) | None = None,
                      failed: Annotated[bool | None, Query(description="only leads whose processing failed "
-                                                          "`max_processing_attempts` times")] = None):
-    f = service.LeadFilter(status, tier, street, beat, source, fraud_type, since, until, failed)
+                                                          "`max_processing_attempts` times")] = None,
+                     district: Annotated[Code | None, Query(description="only leads this district owns (`city`: "
+                                                                         "the city center's own)")] = None):
+    f = service.LeadFilter(status, tier, street, beat, source, fraud_type, since, until, failed, district)
     return JSON(await service.list_leads(session, f, who, limit, cursor))
 
 

@@ -174,6 +174,7 @@ class LeadFilter:
     since: datetime | None = None
     until: datetime | None = None
     failed: bool | None = None
+    district: str | None = None  # owned by this district ("city": by the city center); within what `who` reads
 
 
 async def list_leads(session: AsyncSession, f: LeadFilter, who: Principal, limit: int,
@@ -188,6 +189,8 @@ async def list_leads(session: AsyncSession, f: LeadFilter, who: Principal, limit
         q = q.where(Lead.received_at >= f.since)
     if f.until:
         q = q.where(Lead.received_at < f.until)
+    if f.district is not None:
+        q = q.where(Lead.district_code.is_(None) if f.district == "city" else Lead.district_code == f.district)
     if f.failed is not None:
         has_flag = Lead.flags.contains([Flag.processing_failed.value])
         q = q.where(has_flag if f.failed else ~has_flag)
