@@ -11,7 +11,7 @@ row a path names (`/leads/{lead_id}`, `/assignments/{assignment_id}`, `/teams/{c
 from __future__ import annotations
 
 from fastapi import Request
-from sqlalchemy import exists, false, or_, select, true
+from sqlalchemy import and_, exists, false, or_, select, true
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
@@ -66,9 +66,16 @@ def district_leads(who: Principal):
     return or_(Lead.district_code == who.district, _handed_to(who.district))
 
 
-def owned_leads(who: Principal):
-    """The leads the caller's district owns (its work: queues, alarms, KPIs); all for the city center."""
-    return in_district(who, Lead.district_code)
+def owner_is(owner: str):
+    """The leads one owner holds: a district code, or `city` for the city center's own."""
+    return Lead.district_code.is_(None) if owner == "city" else Lead.district_code == owner
+
+
+def owned_leads(who: Principal, only: str | None = None):
+    """The leads the caller's district owns (its work: queues, alarms, KPIs); all for the city center;
+    `only`: narrowed to one owner (the city center looking at one district)."""
+    mine = in_district(who, Lead.district_code)
+    return mine if only is None else and_(mine, owner_is(only))
 
 
 def readable_leads(who: Principal):

@@ -392,6 +392,8 @@ async def test_every_open_lead_has_an_owner(city, placed):
             page = (await http.get("/api/v1/leads", params={"limit": 200, "district": owner},
                                    headers=city.heads["city"])).json()["items"]
             assert {x["id"] for x in page if x["status"] != "closed"} == {i for i, o in owners.items() if o == owner}
+            queue = (await http.get("/api/v1/queue", params={"district": owner}, headers=city.heads["city"])).json()
+            assert {x["id"] for x in queue["items"]} <= {i for i, o in owners.items() if o == owner}
 
 
 async def test_with_review_an_operators_transfer_waits_for_its_commander(city, placed, work):

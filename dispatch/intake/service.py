@@ -13,7 +13,7 @@ from sqlalchemy import column, func, select, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dispatch.access import audited, may_see_id_number, readable_leads
+from dispatch.access import audited, may_see_id_number, owner_is, readable_leads
 from dispatch.enums import Flag
 from dispatch.identity import mask_id, mask_phone
 from dispatch.intake import repository
@@ -190,7 +190,7 @@ async def list_leads(session: AsyncSession, f: LeadFilter, who: Principal, limit
     if f.until:
         q = q.where(Lead.received_at < f.until)
     if f.district is not None:
-        q = q.where(Lead.district_code.is_(None) if f.district == "city" else Lead.district_code == f.district)
+        q = q.where(owner_is(f.district))
     if f.failed is not None:
         has_flag = Lead.flags.contains([Flag.processing_failed.value])
         q = q.where(has_flag if f.failed else ~has_flag)

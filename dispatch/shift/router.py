@@ -32,8 +32,11 @@ async def get_queue(session: SessionDep, who: Center, policy: PolicyDep, street:
                     lead: Annotated[list[int] | None, Query(max_length=500, description="Only these leads (a screen "
                                                             "refreshing rows it was told changed)")] = None,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-                    cursor: Annotated[str | None, Query(max_length=200)] = None):
-    f = Filters(street, beat, tier, status, step, tuple(lead or ()), owned_leads(who))
+                    cursor: Annotated[str | None, Query(max_length=200)] = None,
+                    district: Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description=(
+                        "only this district's leads (`city`: the city center's own); a district's people "
+                        "see their own anyway"))] = None):
+    f = Filters(street, beat, tier, status, step, tuple(lead or ()), owned_leads(who, district))
     return await session.run_sync(lambda s: queue_page(s, policy, f, limit, cursor))
 
 
