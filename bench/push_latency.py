@@ -26,6 +26,7 @@ import json
 import os
 import random
 import resource
+import secrets
 import subprocess
 import sys
 import time
@@ -333,10 +334,11 @@ def main(argv=None) -> int:
         backing.pick()
         backing.create_database()
         env = {**os.environ, "DATABASE_URL": backing.database_url, "REDIS_URL": backing.redis_url,
+               "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(48),
                "LOG_LEVEL": "WARNING", "ENQUEUE_LINGER_SECONDS": str(args.linger),
                "SQUAD_WORKLOAD_LIMIT": "1000000", "WS_PING_SECONDS": "3600", "INTAKE_POOL_SIZE": "4",
                "DB_POOL_SIZE": "8"}
-        secret = env.get("SECRET_KEY") or __import__("service.core.settings", fromlist=["x"]).DEV_SECRET
+        secret = env["SECRET_KEY"]
         users, places = setup_district(backing, args.clients)
         api_key = backing.create_api_key(env)
         api = ingest.Server("api", [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1",

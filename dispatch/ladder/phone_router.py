@@ -15,11 +15,12 @@ from dispatch.enums import CallResult, DialState, Outcome
 from dispatch.ladder import phone, robot
 from dispatch.ladder import service as ladder
 from dispatch.ladder.schemas import LeadStatePublic
+from dispatch.models import Lead
 from dispatch.policy import PolicyDep
 from service.core import clock
-from service.core.auth import Principal, RequireRole, Role
+from service.core.auth import Principal, RequireRole, Role, source_refused
 from service.core.db import SessionDep
-from service.core.errors import ValidationFailed
+from service.core.errors import Forbidden, ValidationFailed
 from service.core.openapi import error_responses
 from service.core.params import Code, Id, Text, Time
 
@@ -147,6 +148,9 @@ async def robot_result(body: RobotResultIn, request: Request, session: SessionDe
                           note=body.note, call_id=body.call_id)
 
     def run(s):
+        known = s.get(Lead, body.lead_id) if body.lead_id is not None else None
+        if refused := (source_refused(who, body.source) or known and source_refused(who, known.source, "lead_id")):
+            raise Forbidden([refused])
         lead, attempt, steps, duplicate = flows.record_robot_call(s, report, tags, who, policy)
         sent = list(attempt.tags or [])
         return {"id": attempt.id, "lead_id": lead.id, "result": attempt.result, "outcome": attempt.outcome,
