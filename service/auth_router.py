@@ -64,7 +64,7 @@ class LoggedOut(BaseModel):
     ok: bool = True
 
 
-@router.post("/logout", response_model=LoggedOut, responses=error_responses(401),
+@router.post("/logout", response_model=LoggedOut, responses=error_responses(401, 403),
              summary="End the caller's token (anyone signed in)",
              description="Bumps the account's token version: this token and every other token of the account "
                          "(other devices, open sockets) end at once; sign in again for a new one.")
