@@ -22,7 +22,7 @@ from service.core.auth import Principal, RequireRole, Role, source_refused
 from service.core.db import SessionDep
 from service.core.errors import Forbidden, ValidationFailed
 from service.core.openapi import error_responses
-from service.core.params import Code, Id, Text, Time
+from service.core.params import Code, Id, Number, Text, Time
 
 router = APIRouter(prefix="/api/v1", tags=["calls"])
 
@@ -78,12 +78,12 @@ class RobotResultIn(BaseModel):
         {"source": "national_platform", "source_id": "NP-20240501-0001", "result": "connected",
          "at": "2024-05-01T10:02:00+08:00", "duration_s": 48, "tags": ["已转账"], "call_id": "robot-88812"},
         {"lead_id": 42, "result": "no_answer", "at": "2024-05-01T10:02:00+08:00"}]})
-    lead_id: int | None = Field(None, ge=1, le=2**63 - 1)
+    lead_id: Annotated[int | None, Number] = Field(None, ge=1, le=2**63 - 1)
     source: Code | None = None
     source_id: Text(128, 1) | None = None
     result: CallResult
     at: Time = Field(description="When the call was made (a time without offset is the center's)")
-    duration_s: int | None = Field(None, ge=0, le=86_400)
+    duration_s: Annotated[int | None, Number] = Field(None, ge=0, le=86_400)
     tags: list[Text(64, 1)] = Field(default_factory=list, max_length=50,
                                     description="The platform's own labels; mapped by robot_tags.toml")
     note: Text(2000) | None = None

@@ -261,3 +261,66 @@ async def test_keys_are_listed_revoked_at_once_and_their_use_recorded(app, clien
     access.list_api_keys()
     line = next(x for x in capsys.readouterr().out.splitlines() if "national" in x)
     assert line.split()[-1] != "-"  # revoked when
+
+
+# ---------------------------------------------------------------- strict input
+async def test_a_string_is_not_a_number_or_a_boolean_in_a_body(client, make_user, source_headers, district):
+    operator, police = make_user("operator"), make_user("police", district.teams[0]["code"])
+
+    async def refused(path: str, body: dict, headers: dict, field: str) -> None:
+        r = await client.post(path, json=body, headers=headers)
+        assert r.status_code == 422, (path, r.text)
+        assert field in [d["field"] for d in r.json()["detail"]], (path, r.json())
+
+    await refused("/api/v1/leads", make_lead(risk_level="1"), source_headers, "risk_level")
+    await refused("/api/v1/leads/999999/close", {"outcome": "dissuaded", "loss_cny": "5"}, operator, "loss_cny")
+    await refused("/api/v1/calls/results", {"source": "national_platform", "source_id": "x", "result": "connected",
+                                            "at": "2026-11-02T10:00:00+08:00", "duration_s": "30"},
+                  source_headers, "duration_s")
+    await refused("/api/v1/teams/me/location", {"lon": "120.1", "lat": 36.0}, police, "lon")
+    await refused("/api/v1/cases", {"case_id": "C-STRICT", "reported_at": "2026-11-02T10:00:00+08:00",
+                                    "victim": {"phone": "13800000000"}, "loss_cny": "100"}, source_headers, "loss_cny")
+    # numbers as numbers, times as ISO strings, enums as their values: still taken
+    r = await client.post("/api/v1/leads/999999/close", json={"outcome": "dissuaded", "loss_cny": 5, "saved_cny": 2.5},
+                          headers=operator)
+    assert r.status_code == 404, r.text
+    r = await client.post("/api/v1/teams/me/location", json={"lon": 120, "lat": 36.05, "at": "2026-11-02T10:00:00+08:00"},
+                          headers=police)
+    assert r.status_code != 422, r.text
+
+
+def test_the_visit_check_list_takes_booleans_only():
+    from pydantic import ValidationError
+
+    from dispatch.field.schemas import CompleteIn
+
+    ok = CompleteIn.model_validate({"outcome": "dissuaded", "met_in_person": True, "checklist": {"look": {"chat_apps": True}}})
+    assert ok.checklist.look.chat_apps is True
+    for bad, loc in (({"met_in_person": "true"}, ("met_in_person",)),
+                     ({"met_in_person": 1}, ("met_in_person",)),
+                     ({"met_in_person": True, "checklist": {"look": {"chat_apps": "yes"}}}, ("checklist", "look", "chat_apps"))):
+        with pytest.raises(ValidationError) as err:
+            CompleteIn.model_validate({"outcome": "dissuaded", **bad})
+        assert err.value.errors()[0]["loc"] == loc
+
+
+async def test_a_policy_is_parsed_bounded_by_the_api_and_the_cli(client, make_user, tmp_path):
+    import typer
+
+    from service.cli.policy import check_policy
+
+    commander = make_user("commander")
+    for deep in ("a = " + "[" * 20 + "]" * 20, "a = " + "[" * 100_000, "a = " + "{b = " * 5000 + "1" + "}" * 5000):
+        r = await client.post("/api/v1/policy/replay", headers=commander, json={"policy": deep})
+        assert r.status_code == 422, r.text
+        (d,) = r.json()["detail"]
+        assert d["field"] == "policy" and "nested too deeply" in d["message"]
+        f = tmp_path / "deep.toml"
+        f.write_text(deep)
+        with pytest.raises(typer.Exit) as ex:
+            check_policy(f)
+        assert ex.value.exit_code == 2
+    big = tmp_path / "big.toml"
+    big.write_text("# padding\n" * 40_000)
+    with pytest.raises(typer.Exit):
+        check_policy(big)
