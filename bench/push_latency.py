@@ -67,7 +67,7 @@ def raise_nofile() -> int:
 # ---------------------------------------------------------------- setup
 
 
-def setup_district(backing: ingest.Backing, clients: int) -> tuple[list[tuple[str, str]], list[dict]]:
+def setup_district(backing: ingest.Backing, clients: int, idle: int = 0) -> tuple[list[tuple[str, str]], list[dict]]:
     """Import the shared district, put every squad on duty at home, make `clients` member users.
     → ([(username, team)], P0-ready places [{lon, lat, team}])."""
     from sqlalchemy import text
@@ -94,6 +94,10 @@ def setup_district(backing: ingest.Backing, clients: int) -> tuple[list[tuple[st
                        "CAST(:r AS text[])) AS x(u, t, r)"),
                   {"h": hashed, "u": [u for u, _t, _r in users], "t": [t for _u, t, _r in users],
                    "r": [r for _u, _t, r in users]})
+        # the idle sockets' accounts: a token speaks only for a user that exists (issue 24)
+        s.execute(text("INSERT INTO app_user (username, password_hash, role, active) "
+                       "SELECT 'idle-' || i, :h, 'operator', true FROM generate_series(0, :n - 1) AS i"),
+                  {"h": hashed, "n": idle})
         s.commit()
     engine.dispose()
     places = []
@@ -251,7 +255,7 @@ async def idle_memory(api: ingest.Server, want: int, secret: str) -> dict:
     error = None
     for i in range(0, want, 200):
         async def one(j):
-            token = create_access_token(f"idle-{j}", "police", None, secret, 120)
+            token = create_access_token(f"idle-{j}", "operator", None, secret, 120)
             return await connect(url, additional_headers={"Authorization": f"Bearer {token}"}, compression=None,
                                  open_timeout=120, ping_interval=None)
         try:
@@ -339,7 +343,7 @@ def main(argv=None) -> int:
                "SQUAD_WORKLOAD_LIMIT": "1000000", "WS_PING_SECONDS": "3600", "INTAKE_POOL_SIZE": "4",
                "DB_POOL_SIZE": "8"}
         secret = env["SECRET_KEY"]
-        users, places = setup_district(backing, args.clients)
+        users, places = setup_district(backing, args.clients, args.idle)
         api_key = backing.create_api_key(env)
         api = ingest.Server("api", [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1",
                                     "--ws", "websockets", "--ws-per-message-deflate", "false", "--no-access-log",

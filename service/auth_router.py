@@ -8,12 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from pydantic import BaseModel
-from sqlalchemy import select
 
 from service.core.auth import CurrentUser, create_access_token, ends_tokens, hash_password, verify_password
-from service.core.db import SessionDep, unit_of_work
+from service.core.db import unit_of_work
 from service.core.errors import Unauthorized
-from service.core.models import User
 from service.core.openapi import error_responses
 from service.core.params import Name, Secret
 from service.core.redis import auth_channel
@@ -41,23 +39,27 @@ class LoginForm(BaseModel):
              summary="Log in with username and password (anyone with an account)",
              description="Wrong passwords are limited per account and per address (429 with Retry-After): "
                          "see README \"Sign-in limits\".")
-async def token(request: Request, session: SessionDep, form: Annotated[LoginForm, Form()]):
+async def token(request: Request, form: Annotated[LoginForm, Form()]):
     limits: SignInLimits = request.app.state.signin_limits
     address = request.client.host if request.client else "-"
     await limits.check(form.username, address)
-    user = (await session.execute(select(User).where(User.username == form.username))).scalar()
-    # argon2 takes tens of milliseconds: off the event loop. An unknown or inactive user costs the
-    # same hash work as a known one, so the time of the answer does not tell which usernames exist.
-    known = user is not None and user.active
-    ok = await asyncio.to_thread(verify_password, form.password, user.password_hash if known else _dummy_hash())
+    # One read, no connection held while hashing: argon2 takes tens of milliseconds (more under load).
+    user = await request.app.state.intake_pool.fetchrow(_USER, form.username)
+    # Off the event loop. An unknown or inactive user costs the same hash work as a known one, so
+    # the time of the answer does not tell which usernames exist.
+    known = user is not None and user["active"]
+    ok = await asyncio.to_thread(verify_password, form.password, user["password_hash"] if known else _dummy_hash())
     if not (ok and known):
         await limits.failed(form.username, address)
         raise Unauthorized("wrong username or password")
     await limits.succeeded(form.username, address)
     s = request.app.state.settings
-    return JSON({"access_token": create_access_token(user.username, user.role, user.team_code, s.secret_key,
-                                                     s.access_token_minutes, user.token_version),
-                 "token_type": "bearer", "role": user.role, "team_code": user.team_code})
+    return JSON({"access_token": create_access_token(user["username"], user["role"], user["team_code"], s.secret_key,
+                                                     s.access_token_minutes, user["token_version"]),
+                 "token_type": "bearer", "role": user["role"], "team_code": user["team_code"]})
+
+
+_USER = "SELECT username, password_hash, role, team_code, active, token_version FROM app_user WHERE username = $1"
 
 
 class LoggedOut(BaseModel):

@@ -138,7 +138,7 @@ class KeyGrant:
     gateway: bool
 
     def principal(self) -> Principal:
-        return Principal(self.name, GATEWAY if self.gateway else SOURCE, None, self.sources)
+        return Principal(self.name, GATEWAY if self.gateway else SOURCE, sources=self.sources)
 
 
 class ApiKeyCache:
