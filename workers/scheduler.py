@@ -38,11 +38,16 @@ from workers.tasks import (
 MAX_BACKOFF = 30.0
 
 
+def clock_lock() -> str:
+    """The short lock that lets one worker's clock fire per period (in the deployment's namespace)."""
+    return key("reconcile:lock")
+
+
 def tick(cron: CronScheduler, retries: RQScheduler, redis: Redis, period: int) -> bool:
     """One period: fire the due periodic jobs if this worker holds the lock, and move due retries
     back onto the queue. → whether it fired."""
     fired = False
-    if redis.set(key("reconcile:lock"), "1", nx=True, ex=max(1, period - 1)):
+    if redis.set(clock_lock(), "1", nx=True, ex=max(1, period - 1)):
         fired = bool(cron.enqueue_jobs())
         CLOCK_TICK.set_to_current_time()  # this worker holds the clock this period
     if retries.acquire_locks():  # rq Retry with backoff: due retries back onto the queue
