@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from dispatch.outbox import SEQ_FLOOR, live_channel, online_key, seq_key, stream_key
+from dispatch.outbox import BOARD, SEQ_FLOOR, live_channel, online_key, seq_key, stream_key
 from service.core.logging import log
 from service.core.redis import auth_channel
 
@@ -121,8 +121,8 @@ class Hub:
 
     def _auth_event(self, data: bytes) -> None:
         kind, _, name = data.decode(errors="replace").partition(":")
-        if kind == "user":
-            for c in self.conns.get(name, ()):
+        if kind == "user":  # that user's own sockets, and the screens (each re-checks its own token)
+            for c in (*self.conns.get(name, ()), *self.conns.get(BOARD, ())):
                 c.offer(RECHECK)
         elif kind == "keys":
             self._keys_changed()

@@ -43,7 +43,8 @@ async def _closed_with(sock) -> int:
         return exc.rcvd.code
 
 
-async def test_open_sockets_close_when_the_user_is_deactivated_or_signs_out(api_a, make_squad, own_team):
+async def test_open_sockets_close_when_the_user_is_deactivated_or_signs_out(api_a, make_squad, own_team,
+                                                                            make_user):
     from service.cli import access
 
     squad = make_squad(own_team)
@@ -59,3 +60,8 @@ async def test_open_sockets_close_when_the_user_is_deactivated_or_signs_out(api_
         # and a token of before cannot open a new one
         again = await open_socket(api_a.ws, police)
         assert await _closed_with(again) == 4401
+        # a screen's socket too
+        name = make_user("commander")["X-Username"]
+        screen = await open_socket(api_a.ws, await _login(http, name), path="/api/v1/board/ws")
+        access.update_user(name, role="operator")
+        assert await _closed_with(screen) == 4401
