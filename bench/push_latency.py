@@ -87,8 +87,8 @@ def setup_district(backing: ingest.Backing, clients: int, idle: int = 0) -> tupl
                        "last_at = now() + interval '1 day'"))  # fresh for the whole run
         teams = [r[0] for r in s.execute(text("SELECT code FROM team ORDER BY code"))]
         hashed = hash_password("bench")
-        roles = ("police", "auxiliary", "grid_worker")
-        users = [(f"bench-{i}", teams[i % len(teams)], roles[(i // len(teams)) % 3]) for i in range(clients)]
+        # all police: the benches sign their tokens as police, and a token must match its user's row (issue 24)
+        users = [(f"bench-{i}", teams[i % len(teams)], "police") for i in range(clients)]
         s.execute(text("INSERT INTO app_user (username, password_hash, role, team_code, active) "
                        "SELECT u, :h, r, t, true FROM unnest(CAST(:u AS text[]), CAST(:t AS text[]), "
                        "CAST(:r AS text[])) AS x(u, t, r)"),
