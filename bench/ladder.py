@@ -26,6 +26,7 @@ import cProfile
 import json
 import os
 import pstats
+import secrets
 import signal
 import sys
 import time
@@ -141,6 +142,7 @@ def main() -> None:
     url = with_database(admin, name)
     os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = url, with_redis_db(servers.redis_url, REDIS_DB)
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(48))  # serve and worker refuse the development key
     try:
         from dispatch.district import import_district
         from geo.district import load_district_dir

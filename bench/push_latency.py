@@ -26,6 +26,7 @@ import json
 import os
 import random
 import resource
+import secrets
 import subprocess
 import sys
 import time
@@ -66,7 +67,7 @@ def raise_nofile() -> int:
 # ---------------------------------------------------------------- setup
 
 
-def setup_district(backing: ingest.Backing, clients: int) -> tuple[list[tuple[str, str]], list[dict]]:
+def setup_district(backing: ingest.Backing, clients: int, idle: int = 0) -> tuple[list[tuple[str, str]], list[dict]]:
     """Import the shared district, put every squad on duty at home, make `clients` member users.
     → ([(username, team)], P0-ready places [{lon, lat, team}])."""
     from sqlalchemy import text
@@ -86,13 +87,17 @@ def setup_district(backing: ingest.Backing, clients: int) -> tuple[list[tuple[st
                        "last_at = now() + interval '1 day'"))  # fresh for the whole run
         teams = [r[0] for r in s.execute(text("SELECT code FROM team ORDER BY code"))]
         hashed = hash_password("bench")
-        roles = ("police", "auxiliary", "grid_worker")
-        users = [(f"bench-{i}", teams[i % len(teams)], roles[(i // len(teams)) % 3]) for i in range(clients)]
+        # all police: the benches sign their tokens as police, and a token must match its user's row (issue 24)
+        users = [(f"bench-{i}", teams[i % len(teams)], "police") for i in range(clients)]
         s.execute(text("INSERT INTO app_user (username, password_hash, role, team_code, active) "
                        "SELECT u, :h, r, t, true FROM unnest(CAST(:u AS text[]), CAST(:t AS text[]), "
                        "CAST(:r AS text[])) AS x(u, t, r)"),
                   {"h": hashed, "u": [u for u, _t, _r in users], "t": [t for _u, t, _r in users],
                    "r": [r for _u, _t, r in users]})
+        # the idle sockets' accounts: a token speaks only for a user that exists (issue 24)
+        s.execute(text("INSERT INTO app_user (username, password_hash, role, active) "
+                       "SELECT 'idle-' || i, :h, 'operator', true FROM generate_series(0, :n - 1) AS i"),
+                  {"h": hashed, "n": idle})
         s.commit()
     engine.dispose()
     places = []
@@ -250,7 +255,7 @@ async def idle_memory(api: ingest.Server, want: int, secret: str) -> dict:
     error = None
     for i in range(0, want, 200):
         async def one(j):
-            token = create_access_token(f"idle-{j}", "police", None, secret, 120)
+            token = create_access_token(f"idle-{j}", "operator", None, secret, 120)
             return await connect(url, additional_headers={"Authorization": f"Bearer {token}"}, compression=None,
                                  open_timeout=120, ping_interval=None)
         try:
@@ -333,11 +338,12 @@ def main(argv=None) -> int:
         backing.pick()
         backing.create_database()
         env = {**os.environ, "DATABASE_URL": backing.database_url, "REDIS_URL": backing.redis_url,
+               "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(48),
                "LOG_LEVEL": "WARNING", "ENQUEUE_LINGER_SECONDS": str(args.linger),
                "SQUAD_WORKLOAD_LIMIT": "1000000", "WS_PING_SECONDS": "3600", "INTAKE_POOL_SIZE": "4",
                "DB_POOL_SIZE": "8"}
-        secret = env.get("SECRET_KEY") or __import__("service.core.settings", fromlist=["x"]).DEV_SECRET
-        users, places = setup_district(backing, args.clients)
+        secret = env["SECRET_KEY"]
+        users, places = setup_district(backing, args.clients, args.idle)
         api_key = backing.create_api_key(env)
         api = ingest.Server("api", [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1",
                                     "--ws", "websockets", "--ws-per-message-deflate", "false", "--no-access-log",

@@ -28,6 +28,7 @@ import itertools
 import json
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -376,6 +377,7 @@ def main(argv=None) -> int:
         backing.pick()
         backing.create_database()
         env = {**os.environ, "DATABASE_URL": backing.database_url, "REDIS_URL": backing.redis_url,
+               "SECRET_KEY": os.environ.get("SECRET_KEY") or secrets.token_urlsafe(48),
                "LOG_LEVEL": "WARNING", "INTAKE_POOL_SIZE": "4", "DB_POOL_SIZE": "8"}
         setup(backing)
         api_key = backing.create_api_key(env)

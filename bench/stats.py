@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import statistics
 import sys
 import time
@@ -80,9 +81,13 @@ async def measure(database_url: str, redis_url: str, runs: int) -> tuple[list[fl
 
     os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = database_url, redis_url
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(48))  # serve and worker refuse the development key
     get_settings.cache_clear()
     settings = get_settings()
     app = create_app(settings)
+    with psycopg.connect(plain_url(database_url), autocommit=True) as c:  # a token speaks for a user that exists
+        c.execute("INSERT INTO app_user (username, password_hash, role) VALUES ('bench', '-', 'commander') "
+                  "ON CONFLICT (username) DO NOTHING")
     token = create_access_token("bench", "commander", None, settings.secret_key, 60)
     since, until = (datetime.fromisoformat(t) for t in RANGE)
     base, total, api = [], [], []

@@ -6,11 +6,13 @@ drops it: no ghost offer, no ghost job. Anything a crash loses between commit an
 again by the sweeps (visits still waiting, SMS still pending, open offers a live socket never had)
 and the reconciler.
 
-Socket messages go to per-user Redis Streams (`quanzu:ws:s:<user>`; for the screens
-`quanzu:ws:s:board`, the city's, which gets every board event, and `quanzu:ws:s:board:<district>`,
-each district's, which gets its own district's only): one Lua script takes the stream's next seq, appends the envelope `{type, seq, ts, data}`
-and publishes it on `quanzu:ws:live` for every API process, atomically — so the seq order, the
-stream and the live fan-out never disagree."""
+Socket messages go to per-user Redis Streams (`<ns>:ws:s:<user>`; for the screens `<ns>:ws:s:board`,
+the city's, which gets every board event, and `<ns>:ws:s:board:<district>`, each district's, which
+gets its own district's only): one Lua script takes the stream's next seq, appends the envelope
+`{type, seq, ts, data}` and publishes it, headed by its stream key, on `<ns>:ws:live` for every API
+process, atomically — so the seq order, the stream and the live fan-out never disagree. `<ns>` is the
+deployment's Redis namespace (service.core.redis.key): another deployment on the same Redis hears
+none of it."""
 from __future__ import annotations
 
 import time
@@ -23,21 +25,29 @@ from sqlalchemy.orm import Session
 
 from service.core import clock
 from service.core.logging import log
+from service.core.redis import key
 
 BOARD = "board"  # the city's screens' stream (seq per board stream); a district's: board_stream(code)
-LIVE_CHANNEL = "quanzu:ws:live"
-ONLINE = "quanzu:ws:online"  # sorted set: username → until when its socket counts as live
 STREAM_MAXLEN = 20_000  # per user; a day of offers is far fewer. Replay also stops at 24 h (by ts).
 STREAM_TTL_S = 25 * 3600
 _KEY = "quanzu_outbox"
 
 
+def live_channel() -> str:
+    return key("ws:live")
+
+
+def online_key() -> str:
+    """Sorted set: username → until when its socket counts as live."""
+    return key("ws:online")
+
+
 def stream_key(target: str) -> str:
-    return f"quanzu:ws:s:{target}"
+    return key(f"ws:s:{target}")
 
 
 def seq_key(target: str) -> str:
-    return f"quanzu:ws:q:{target}"
+    return key(f"ws:q:{target}")
 
 
 _PUBLISH = """
@@ -79,10 +89,12 @@ def publish(redis, pushes: Iterable[Push]) -> list[int]:
     script = redis.register_script(_PUBLISH)
     pipe = redis.pipeline(transaction=False)
     ts = clock.now_iso()
+    channel = live_channel()
     for p in pushes:
-        script(keys=[seq_key(p.target), stream_key(p.target)],
-               args=[p.type, orjson.dumps(p.data).decode(), ts, p.target, STREAM_MAXLEN, STREAM_TTL_S,
-                     LIVE_CHANNEL], client=pipe)
+        stream = stream_key(p.target)
+        script(keys=[seq_key(p.target), stream],
+               args=[p.type, orjson.dumps(p.data).decode(), ts, stream, STREAM_MAXLEN, STREAM_TTL_S, channel],
+               client=pipe)
     return pipe.execute()
 
 
@@ -191,7 +203,7 @@ def online(redis, usernames: list[str]) -> set[str]:
     if not usernames or redis is None:
         return set()
     try:
-        scores = redis.zmscore(ONLINE, usernames)
+        scores = redis.zmscore(online_key(), usernames)
     except Exception as exc:
         log.warning("presence_unavailable", error=str(exc))
         return set()

@@ -302,18 +302,69 @@ def policy_version(doc: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+MAX_POLICY_BYTES = 256 * 1024  # the packaged policy is ~10 KB
+MAX_POLICY_NESTING = 16  # arrays and inline tables; the packaged policy nests 3 deep
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of arrays and inline tables (table headers count 1-2) in TOML text,
+    strings and comments skipped: measured before parsing, so no text reaches the recursive parser
+    nested deeper than any policy is."""
+    depth = deepest = i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif c in "\"'":
+            quote = text[i:i + 3] if text[i:i + 3] in ('"""', "'''") else c
+            j = i + len(quote)
+            while True:
+                k = text.find(quote, j)
+                if k < 0:
+                    return deepest  # unterminated: the parser says so
+                backslashes = len(text[j:k]) - len(text[j:k].rstrip("\\"))
+                if quote[0] == '"' and backslashes % 2:
+                    j = k + 1
+                    continue
+                break
+            i = k + len(quote)
+        else:
+            if c in "[{":
+                depth += 1
+                deepest = max(deepest, depth)
+            elif c in "]}":
+                depth = max(0, depth - 1)
+            i += 1
+    return deepest
+
+
+def read_policy_toml(text: str, source: str) -> dict[str, Any]:
+    """TOML text → its document, bounded: too large or nested too deeply is a ValueError naming
+    `source`, never a RecursionError."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
+        raise ValueError(f"{source}: larger than {MAX_POLICY_BYTES // 1024} KB: not a policy")
+    if _nesting(text) > MAX_POLICY_NESTING:
+        raise ValueError(f"{source}: nested too deeply to be a policy (more than {MAX_POLICY_NESTING} levels)")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:  # not reached within MAX_POLICY_NESTING; kept as the last guard
+        raise ValueError(f"{source}: nested too deeply to be a policy") from None
+
+
 def load_policy(path: str | Path | None = None) -> Policy:
     """The policy in `path`, or the packaged dispatch/policy.toml."""
     if path is None:
         text, source = resources.files("dispatch").joinpath("policy.toml").read_text("utf-8"), "dispatch/policy.toml"
     else:
-        text, source = Path(path).read_text("utf-8"), str(path)
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{source}: not valid TOML: {exc}") from None
-    except RecursionError:
-        raise ValueError(f"{source}: nested too deeply to be a policy") from None
+        path = Path(path)
+        if path.stat().st_size > MAX_POLICY_BYTES:
+            raise ValueError(f"{path}: larger than {MAX_POLICY_BYTES // 1024} KB: not a policy")
+        text, source = path.read_text("utf-8"), str(path)
+    doc = read_policy_toml(text, source)
     try:
         return parse_policy(doc, source)
     except _Bad as exc:

@@ -1,8 +1,11 @@
 """Live connections of one API process, and the Redis fan-out that feeds them.
 
-Every process subscribes to one pub/sub channel (`quanzu:ws:live`); the Lua publish script
-(dispatch.outbox) puts each message in its stream and on that channel at once, so a squad
-connected to process B gets what a worker or process A sent. Pub/sub may lose a message (a
+Every process subscribes to its deployment's pub/sub channel (`<ns>:ws:live`); the Lua publish
+script (dispatch.outbox) puts each message in its stream and on that channel at once, headed by
+the stream's key, so a squad connected to process B gets what a worker or process A sent. A
+message is delivered only to the sockets of the stream it names, and only when that stream is one
+of this deployment's: nothing from elsewhere moves a socket's seq. The same subscription hears
+`<ns>:auth` (a user's tokens ended, an API key revoked), so open sockets are re-checked at once. Pub/sub may lose a message (a
 reconnect): each connection notices the seq gap, or resyncs after a reconnect, and replays
 from the stream — pub/sub is only the fast path, the stream is the truth."""
 from __future__ import annotations
@@ -13,12 +16,14 @@ from datetime import datetime, timedelta
 
 import orjson
 
-from dispatch.outbox import LIVE_CHANNEL, ONLINE, SEQ_FLOOR, is_board, seq_key, stream_key
+from dispatch.outbox import SEQ_FLOOR, is_board, live_channel, online_key, seq_key, stream_key
 from service.core.logging import log
+from service.core.redis import auth_channel
 
 PRESENCE_TTL_S = 30.0
 HEARTBEAT_S = 10.0
 RESYNC = object()  # put on every inbox after the subscription was lost and restored
+RECHECK = object()  # the user's token version may have changed: check it now
 
 
 class Connection:
@@ -39,8 +44,12 @@ class Connection:
 
 
 class Hub:
-    def __init__(self, aredis, replay_hours: float = 24.0):
+    def __init__(self, aredis, replay_hours: float = 24.0, on_keys_changed=None):
         self.aredis = aredis
+        self.on_keys_changed = on_keys_changed  # an API key was revoked or changed: forget cached keys
+        self.live, self.auth, self.online = live_channel(), auth_channel(), online_key()
+        self.stream_prefix = stream_key("").encode()
+        self.foreign = 0  # messages on our channel naming no stream of ours (never delivered)
         self.replay_window = timedelta(hours=replay_hours)
         self.conns: dict[str, set[Connection]] = {}
         self._tasks: list[asyncio.Task] = []
@@ -62,7 +71,7 @@ class Hub:
         users = [u for u in self.conns if u]
         if users:
             try:
-                await self.aredis.zrem(ONLINE, *users)
+                await self.aredis.zrem(self.online, *users)
             except Exception:  # Redis away at shutdown: the presence entries expire by themselves
                 pass
 
@@ -71,16 +80,21 @@ class Hub:
         while True:
             pubsub = self.aredis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(LIVE_CHANNEL)
+                await pubsub.subscribe(self.live, self.auth)
                 self.subscribed.set()
                 if not first:  # messages may have gone by while we were away: every socket replays
                     for conns in self.conns.values():
                         for c in conns:
                             c.offer(RESYNC)
+                            c.offer(RECHECK)
+                    self._keys_changed()
                 first = False
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
-                        self._fan_out(message["data"])
+                        if message["channel"] == self.auth.encode():
+                            self._auth_event(message["data"])
+                        else:
+                            self._fan_out(message["data"])
             except asyncio.CancelledError:
                 await pubsub.aclose()
                 raise
@@ -93,14 +107,30 @@ class Hub:
                 await asyncio.sleep(0.5)
 
     def _fan_out(self, data: bytes) -> None:
-        target, _, text = data.partition(b"\n")
-        conns = self.conns.get(target.decode())
+        stream, _, text = data.partition(b"\n")
+        if not stream.startswith(self.stream_prefix):
+            self.foreign += 1
+            return
+        conns = self.conns.get(stream[len(self.stream_prefix):].decode())
         if not conns:
             return
         msg = orjson.loads(text)
         item = (msg["seq"], text.decode(), msg)
         for c in conns:
             c.offer(item)
+
+    def _auth_event(self, data: bytes) -> None:
+        kind, _, name = data.decode(errors="replace").partition(":")
+        if kind == "user":  # that user's own sockets, and the screens (each re-checks its own token)
+            for target in (name, *(t for t in self.conns if is_board(t))):  # the city's and districts' screens
+                for c in tuple(self.conns.get(target, ())):
+                    c.offer(RECHECK)
+        elif kind == "keys":
+            self._keys_changed()
+
+    def _keys_changed(self) -> None:
+        if self.on_keys_changed is not None:
+            self.on_keys_changed()
 
     async def _heartbeat(self) -> None:
         while True:
@@ -109,8 +139,8 @@ class Hub:
             if users:
                 try:
                     until = time.time() + PRESENCE_TTL_S
-                    await self.aredis.zadd(ONLINE, {u: until for u in users})
-                    await self.aredis.zremrangebyscore(ONLINE, "-inf", time.time())
+                    await self.aredis.zadd(self.online, {u: until for u in users})
+                    await self.aredis.zremrangebyscore(self.online, "-inf", time.time())
                 except Exception as exc:
                     log.warning("ws_presence_failed", error=str(exc))
 
@@ -118,7 +148,7 @@ class Hub:
     async def register(self, conn: Connection, presence: bool) -> None:
         self.conns.setdefault(conn.target, set()).add(conn)
         if presence:
-            await self.aredis.zadd(ONLINE, {conn.target: time.time() + PRESENCE_TTL_S})
+            await self.aredis.zadd(self.online, {conn.target: time.time() + PRESENCE_TTL_S})
 
     async def unregister(self, conn: Connection, presence: bool) -> None:
         conns = self.conns.get(conn.target)
@@ -128,7 +158,7 @@ class Hub:
                 del self.conns[conn.target]
                 if presence:
                     try:
-                        await self.aredis.zrem(ONLINE, conn.target)
+                        await self.aredis.zrem(self.online, conn.target)
                     except Exception:
                         pass
 

@@ -83,6 +83,7 @@ class ServerProtocol:
     """One connection. `authenticated_as` is set when the upgrade carried a valid header."""
     board: bool = False
     authenticated_as: Any = None
+    token_version: int = 0  # of the token it opened with; the shell re-checks it against the user
     last_seq: int | None = None
     phase: Phase = Phase.AWAIT_HELLO
     last_sent: int = 0  # the highest stream seq sent on this connection (resume point)

@@ -17,9 +17,9 @@ from dispatch.field import service as svc
 from dispatch.field import squads
 from dispatch.field.schemas import CompleteIn, DeclineIn, LocationIn, PhoneTimeIn, StatusIn
 from mobile_api import protocol as p
-from mobile_api.connections import RESYNC, Connection
+from mobile_api.connections import RECHECK, RESYNC, Connection
 from service.core import clock
-from service.core.auth import CENTER_ROLES, decode_access_token
+from service.core.auth import CENTER_ROLES, check_current, read_access_token
 from service.core.db import unit_of_work
 from service.core.errors import AppError
 from service.core.logging import log
@@ -54,7 +54,7 @@ async def serve(ws: WebSocket, board: bool) -> None:
     token = _bearer(ws)
     actions: list = []
     if token:
-        actions = _auth(proto, app, token, board)
+        actions = await _auth(proto, app, token, board)
     else:
         try:
             text = await asyncio.wait_for(ws.receive_text(), settings.ws_hello_seconds)
@@ -65,7 +65,7 @@ async def serve(ws: WebSocket, board: bool) -> None:
         else:
             actions = proto.receive(text)
             if actions and isinstance(actions[0], p.Authenticate):
-                actions = _auth(proto, app, actions[0].token, board)
+                actions = await _auth(proto, app, actions[0].token, board)
     if proto.phase is not p.Phase.OPEN:
         await _close(ws, actions)
         return
@@ -101,14 +101,30 @@ def _code(value: str | None) -> str | None:
     return value if value and len(value) <= 64 and value.replace("-", "").replace("_", "").isalnum() else None
 
 
-def _auth(proto: p.ServerProtocol, app, token: str, board: bool) -> list:
+async def _auth(proto: p.ServerProtocol, app, token: str, board: bool) -> list:
     try:
-        who = decode_access_token(token, app.state.settings.secret_key)
+        who, version = read_access_token(token, app.state.settings.secret_key)
+        await check_current(app.state.intake_pool, who, version)
     except AppError as exc:
         return proto.auth_failed(str(exc.detail))
+    except Exception as exc:  # the database away: the client retries
+        log.warning("ws_auth_unavailable", error=str(exc))
+        return proto.auth_failed("cannot check the token now; retry")
     if board and who.role not in CENTER_ROLES:
         return proto.forbidden("the board is for center roles")
+    proto.token_version = version
     return proto.authenticated(who)
+
+
+async def _still_current(app, proto: p.ServerProtocol) -> bool:
+    """The socket's token still speaks for its user (not signed out, deactivated, moved or re-roled)."""
+    try:
+        await check_current(app.state.intake_pool, proto.authenticated_as, proto.token_version)
+    except AppError:
+        return False
+    except Exception as exc:  # the database away: keep the socket, check again later
+        log.warning("ws_recheck_unavailable", error=str(exc))
+    return True
 
 
 async def _close(ws: WebSocket, actions: list) -> None:
@@ -140,6 +156,9 @@ async def _read(ws: WebSocket, proto: p.ServerProtocol, conn: Connection, app, w
 async def _write(ws: WebSocket, proto: p.ServerProtocol, conn: Connection, app, who, target: str) -> None:
     hub = app.state.hub
     ping_every = app.state.settings.ws_ping_seconds
+    recheck_every = app.state.settings.ws_recheck_seconds
+    loop = asyncio.get_running_loop()
+    ping_at, next_check = loop.time() + ping_every, loop.time() + recheck_every
 
     async def do(actions) -> bool:
         for a in actions:
@@ -158,10 +177,26 @@ async def _write(ws: WebSocket, proto: p.ServerProtocol, conn: Connection, app, 
 
     while True:
         try:
-            item = await asyncio.wait_for(conn.inbox.get(), ping_every)
+            item = await asyncio.wait_for(conn.inbox.get(), max(0.0, min(ping_at, next_check) - loop.time()))
         except TimeoutError:
-            await ws.send_text(p.envelope("ping", {}, _now()))
+            item = None
+        now = loop.time()
+        if item is RECHECK or now >= next_check:  # a bumped token version ends the socket
+            next_check = now + recheck_every
+            if not await _still_current(app, proto):
+                await _close(ws, proto.auth_failed("token no longer valid: sign in again"))
+                return
+            if item is RECHECK:
+                continue
+        if item is None:
+            if now >= ping_at:
+                ping_at = now + ping_every
+                try:
+                    await ws.send_text(p.envelope("ping", {}, _now()))
+                except (WebSocketDisconnect, RuntimeError, OSError):
+                    return
             continue
+        ping_at = now + ping_every
         try:
             if item is RESYNC:
                 ok = await do([p.Replay(proto.last_sent)])

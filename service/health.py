@@ -23,6 +23,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from service.core import clock
 from service.core.responses import JSON
+from workers.queues import rq_queue_name
 
 SNAPSHOT_SECONDS = 5.0  # scrape-time gauges are read at most this often per process
 router = APIRouter(tags=["operations"])
@@ -81,8 +82,8 @@ def _rq_figures(redis, queue_names: list[str]) -> list[tuple[str, int, int, int]
     """(queue, jobs waiting, jobs failed and kept, live workers) per queue. A worker counts while its
     key lives (rq renews it with each heartbeat); rq leaves dead ones in the queue's set."""
     out = []
-    for name in queue_names:
-        queue = Queue(name, connection=redis)
+    for name in queue_names:  # labelled QUEUE_NAME / DIAL_QUEUE_NAME; rq's queue is in the deployment's namespace
+        queue = Queue(rq_queue_name(name), connection=redis)
         keys = sorted(get_keys(queue))
         live = sum(redis.exists(*keys[i:i + 500]) for i in range(0, len(keys), 500))
         out.append((name, queue.count, FailedJobRegistry(queue=queue).count, live))

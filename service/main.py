@@ -35,10 +35,11 @@ from service.core.auth import ApiKeyCache
 from service.core.db import make_async_engine, make_intake_pool, timeouts
 from service.core.errors import install_error_handlers
 from service.core.limits import BodyLimit
-from service.core.logging import configure_logging, log
+from service.core.logging import configure_logging
 from service.core.redis import make_async_redis, make_redis
 from service.core.runtime import Urls
-from service.core.settings import DEV_SECRET, Settings, get_settings
+from service.core.settings import Settings, get_settings, secret_problem
+from service.core.signin import SignInLimits
 from service.docs import install_docs
 from service.health import router as health_router
 from service.ui.router import mount_ui
@@ -48,14 +49,14 @@ from workers.queues import AfterCommit, lead_queue, send
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    if settings.secret_key == DEV_SECRET and settings.database_url:
-        log.warning("dev_secret_key", hint="set SECRET_KEY: tokens signed with the development key can be forged")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if not settings.database_url or not settings.redis_url:
             raise RuntimeError("DATABASE_URL and REDIS_URL must be set (`quanzu serve` starts embedded servers "
                                "when they are not)")
+        if problem := secret_problem(settings.secret_key):  # `uvicorn service.asgi:app` as well as `quanzu serve`
+            raise RuntimeError(problem)
         urls = Urls(settings.database_url, settings.redis_url)
         state = app.state
         state.urls = urls
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redis_timeouts = (settings.redis_connect_timeout_seconds, settings.redis_socket_timeout_seconds)
         state.redis = make_redis(urls.redis_url, *redis_timeouts)
         state.aredis = make_async_redis(urls.redis_url, *redis_timeouts)
+        state.signin_limits = SignInLimits(state.aredis, settings)
         queue = lead_queue(state.redis, settings.queue_name)
         state.after_commit = AfterCommit(queue, settings.enqueue_linger_seconds)
         # The policy, loaded once for this process and handed to every route that decides with it.
@@ -78,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The sockets' fan-out listens on pub/sub for as long as the process lives: a socket timeout
         # would end every idle subscription (and resync every socket) after a few quiet seconds.
         state.hub_redis = make_async_redis(urls.redis_url, settings.redis_connect_timeout_seconds, None)
-        state.hub = Hub(state.hub_redis, settings.ws_replay_hours)
+        state.hub = Hub(state.hub_redis, settings.ws_replay_hours, on_keys_changed=app.state.api_keys.clear)
         await state.hub.start()
         # Startup objects live as long as the process: keep them out of every GC pass. The young
         # generation is collected when allocations outnumber deallocations by the threshold; a
@@ -103,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="quanzu 劝阻", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Warning-and-dissuasion dispatch for a district anti-fraud center (反诈中心).")
     app.state.settings = settings
-    app.state.api_keys = ApiKeyCache(settings.api_key_cache_seconds)
+    app.state.api_keys = ApiKeyCache(settings.api_key_cache_seconds, settings.sms_gateway_key_name)
     app.state.beat_index = IndexCache()
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)

@@ -5,6 +5,7 @@ else embedded servers started for the run. Nothing of ours is mocked."""
 from __future__ import annotations
 
 import os
+import secrets
 import uuid
 
 import httpx
@@ -18,6 +19,9 @@ from tests.data import SHARED_DISTRICT, district_dir, district_is_generated
 from tests.servers import find_servers
 
 TEST_REDIS_DB = int(os.environ.get("QUANZU_TEST_REDIS_DB", "15"))
+# A real key for the run (serve and worker refuse the repository's development key); the processes
+# tests start inherit it.
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,9 @@ from redis import Redis
 from rq import Queue, Retry
 
 from dispatch import metrics, outbox
-from dispatch.field.squads import GEO_AT, GEO_KEY
+from dispatch.field.squads import geo_at_key, geo_key
 from service.core.logging import log
+from service.core.redis import key
 from service.core.settings import get_settings
 
 CHUNK = 500
@@ -19,11 +20,18 @@ CHUNK = 500
 # no duplicate jobs pile up behind a busy worker: a lead waiting in the queue gets at most one
 # resend per reenqueue_after_seconds. A Redis restart empties it with the queue, and then
 # everything still `received` is sent again, as it must be.
-ENQUEUED = "quanzu:enqueued"
+def enqueued_key() -> str:
+    return key("enqueued")
+
+
+def rq_queue_name(name: str) -> str:
+    """QUEUE_NAME / DIAL_QUEUE_NAME as rq sees them: in the deployment's namespace, so two deployments
+    on one Redis never take each other's jobs (rq's own keys follow the queue's name)."""
+    return key(name)
 
 
 def lead_queue(redis: Redis, name: str) -> Queue:
-    return Queue(name, connection=redis)
+    return Queue(rq_queue_name(name), connection=redis)
 
 
 def enqueue_leads(queue: Queue, ids: list[int], mark: bool = False) -> None:
@@ -36,7 +44,7 @@ def enqueue_leads(queue: Queue, ids: list[int], mark: bool = False) -> None:
     with queue.connection.pipeline() as pipe:
         queue.enqueue_many(jobs, pipeline=pipe)
         if mark:
-            pipe.zadd(ENQUEUED, dict.fromkeys(ids, time.time()))
+            pipe.zadd(enqueued_key(), dict.fromkeys(ids, time.time()))
         pipe.execute()
 
 
@@ -46,8 +54,8 @@ def recently_enqueued(redis: Redis, ids: list[int], within_seconds: float) -> se
         return set()
     cutoff = time.time() - within_seconds
     with redis.pipeline() as pipe:
-        pipe.zremrangebyscore(ENQUEUED, "-inf", cutoff)
-        pipe.zmscore(ENQUEUED, ids)
+        pipe.zremrangebyscore(enqueued_key(), "-inf", cutoff)
+        pipe.zmscore(enqueued_key(), ids)
         _removed, scores = pipe.execute()
     return {i for i, score in zip(ids, scores) if score is not None}
 
@@ -72,7 +80,7 @@ def enqueue_sms(queue: Queue, ids: list[int], retry_intervals: list[int] | None 
 def dial_queue(redis: Redis) -> Queue:
     """Dials have a queue of their own: a dial holds its worker for the whole call (ringing, then the
     conversation), and must never hold up placing and tiering."""
-    return Queue(get_settings().dial_queue_name, connection=redis)
+    return Queue(rq_queue_name(get_settings().dial_queue_name), connection=redis)
 
 
 def enqueue_dials(redis: Redis, dial_ids: list[int]) -> None:
@@ -105,8 +113,8 @@ def send(box: outbox.Outbox, redis: Redis, queue: Queue, sms_retry_intervals: li
         if box.squad_positions:
             pipe = redis.pipeline(transaction=False)
             for code, lon, lat, at in box.squad_positions:
-                pipe.geoadd(GEO_KEY, (lon, lat, code))
-                pipe.hset(GEO_AT, code, at)
+                pipe.geoadd(geo_key(), (lon, lat, code))
+                pipe.hset(geo_at_key(), code, at)
             pipe.execute()
     except Exception as exc:
         log.warning("push_failed", pushes=len(box.pushes), error=str(exc))

@@ -21,7 +21,9 @@ from dispatch.ladder.gateways import gateway_kind
 from dispatch.metrics import CLOCK_TICK
 from service.core.errors import count_dependency_error
 from service.core.logging import log
+from service.core.redis import key
 from service.core.settings import get_settings
+from workers.queues import rq_queue_name
 from workers.tasks import (
     field_sweep,
     poll_sms_receipts,
@@ -33,15 +35,19 @@ from workers.tasks import (
     sweep_sms,
 )
 
-LOCK = "quanzu:reconcile:lock"
 MAX_BACKOFF = 30.0
+
+
+def clock_lock() -> str:
+    """The short lock that lets one worker's clock fire per period (in the deployment's namespace)."""
+    return key("reconcile:lock")
 
 
 def tick(cron: CronScheduler, retries: RQScheduler, redis: Redis, period: int) -> bool:
     """One period: fire the due periodic jobs if this worker holds the lock, and move due retries
     back onto the queue. → whether it fired."""
     fired = False
-    if redis.set(LOCK, "1", nx=True, ex=max(1, period - 1)):
+    if redis.set(clock_lock(), "1", nx=True, ex=max(1, period - 1)):
         fired = bool(cron.enqueue_jobs())
         CLOCK_TICK.set_to_current_time()  # this worker holds the clock this period
     if retries.acquire_locks():  # rq Retry with backoff: due retries back onto the queue
@@ -51,7 +57,8 @@ def tick(cron: CronScheduler, retries: RQScheduler, redis: Redis, period: int) -
 
 def run_reconciler(redis: Redis, queue_name: str, every: int, stop: threading.Event, sweep_every: int = 5) -> None:
     settings = get_settings()
-    cron = CronScheduler(connection=redis, name=f"quanzu-reconciler-{threading.get_native_id()}")
+    queue_name = rq_queue_name(queue_name)
+    cron = CronScheduler(connection=redis, name=key(f"reconciler-{threading.get_native_id()}"))
     cron.register(reconcile, queue_name, interval=every, result_ttl=0, job_timeout=120)
     cron.register(seal_audit, queue_name, interval=every, result_ttl=0, job_timeout=600)
     cron.register(sweep_deadlines, queue_name, interval=settings.deadline_sweep_every_seconds, result_ttl=0,

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from dispatch.enums import Outcome, TeamStatus
 from dispatch.field.service import Completion
-from service.core.params import Text
+from service.core.params import Bool, Number, Text
 
 MONEY = 10 ** 12  # Numeric(14, 2)
 
@@ -34,10 +34,10 @@ class LocationIn(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"lon": 120.3483933, "lat": 36.0472158, "crs": "gcj02", "accuracy_m": 12, "at": "2026-10-01T09:30:00+08:00"}]})
     model_config = ConfigDict(allow_inf_nan=False, json_schema_extra=model_config["json_schema_extra"])
-    lon: float = Field(ge=-180, le=180)
-    lat: float = Field(ge=-90, le=90)
+    lon: Annotated[float, Number] = Field(ge=-180, le=180)
+    lat: Annotated[float, Number] = Field(ge=-90, le=90)
     crs: Crs = Crs.wgs84
-    accuracy_m: float | None = Field(None, ge=0, le=1e6)
+    accuracy_m: Annotated[float | None, Number] = Field(None, ge=0, le=1e6)
     at: AwareDatetime | None = Field(None, description="When the fix was taken (2000–2100); default now")
 
     @field_validator("at")
@@ -61,7 +61,8 @@ class DeclineIn(BaseModel):
 
 
 class _Items(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # an item the list does not have is a client's mistake
+    # an item the list does not have is a client's mistake; "true" is not true
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ChecklistLook(_Items):
@@ -112,10 +113,10 @@ class CompleteIn(BaseModel):
         "outcome": "dissuaded", "met_in_person": True, "note": "已劝阻，卸载诈骗APP", "loss_cny": 0, "saved_cny": 20000,
         "checklist": CHECKLIST_EXAMPLE}]})
     outcome: Outcome
-    met_in_person: bool
+    met_in_person: Bool
     note: Text(4000) | None = None
-    loss_cny: float | None = Field(None, ge=0, lt=MONEY)
-    saved_cny: float | None = Field(None, ge=0, lt=MONEY)
+    loss_cny: Annotated[float | None, Number] = Field(None, ge=0, lt=MONEY)
+    saved_cny: Annotated[float | None, Number] = Field(None, ge=0, lt=MONEY)
     checklist: Checklist | None = None
     at: AwareDatetime | None = Field(None, description="When, by the phone (made offline, sent later)")
 

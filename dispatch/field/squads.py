@@ -1,8 +1,8 @@
 """Squads (劝阻小组: 民警 + 辅警 + 网格员): how they are read for matching, their duty status and
 location, and how they read to the center and to themselves.
 
-The live position also goes to Redis (GEOADD `quanzu:teams:geo`, with its time in
-`quanzu:teams:at`) after commit, for maps and quick radius queries; PostgreSQL keeps the last one
+The live position also goes to Redis (GEOADD `<ns>:teams:geo`, with its time in
+`<ns>:teams:at`) after commit, for maps and quick radius queries; PostgreSQL keeps the last one
 (`team.last_*`), which is what matching reads."""
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from service.core import clock
 from service.core.auth import SQUAD_ROLES, Principal
 from service.core.errors import NotFound, ValidationFailed
 from service.core.models import User
+from service.core.redis import key
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +101,12 @@ def member_phone(session: Session, user: User) -> str | None:
     return m.phone if m else None
 
 
-GEO_KEY = "quanzu:teams:geo"
-GEO_AT = "quanzu:teams:at"
+def geo_key() -> str:
+    return key("teams:geo")
+
+
+def geo_at_key() -> str:
+    return key("teams:at")
 
 
 def _own_team(session: Session, who: Principal) -> Team:

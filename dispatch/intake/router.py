@@ -20,10 +20,10 @@ from dispatch.intake.schemas import (
 )
 from dispatch.intake.storable import storable_body
 from dispatch.metrics import LEADS_PUSHED
-from service.core.auth import CenterUser, CurrentUser, LeadPusher
+from service.core.auth import CenterUser, CurrentUser, LeadPusher, source_refused
 from service.core.bodies import documented_body, parse_json
 from service.core.db import SessionDep, acquire
-from service.core.errors import ValidationFailed
+from service.core.errors import Forbidden, ValidationFailed
 from service.core.openapi import error_responses
 from service.core.params import Code, Id, Text, Time
 from service.core.responses import JSON
@@ -41,9 +41,13 @@ async def _leads_body(request: Request) -> tuple[object, bool]:
              response_model=LeadAccepted, summary="Push one lead (source API key, or admin/commander/operator)",
              responses={200: {"model": LeadDuplicate,
                               "description": "Duplicate: the same source+source_id was pushed before"},
-                        **error_responses(401, 403)})
+                        **error_responses(401, 403)},
+             description="A source's API key bound to sources (`create-api-key --source`) pushing as another "
+                         "source: 403 naming `source`.")
 async def push_lead(request: Request, who: LeadPusher):
     raw, storable = await _leads_body(request)
+    if refused := source_refused(who, raw.get("source") if isinstance(raw, dict) else None):
+        raise Forbidden([refused])
     try:
         taken = await service.take_lead(request.app.state.lead_writer, raw, who.actor, storable)
     except ValidationFailed:
@@ -60,7 +64,9 @@ async def push_lead(request: Request, who: LeadPusher):
 
 @router.post("/leads/batch", openapi_extra=documented_body(BatchIn, in_components=True), response_model=BatchOut,
              responses=error_responses(401, 403),
-             summary="Push up to 1,000 leads (source API key, or admin/commander/operator)")
+             summary="Push up to 1,000 leads (source API key, or admin/commander/operator)",
+             description="A lead whose `source` the API key may not speak for is rejected with that reason; "
+                         "the others are taken.")
 async def push_batch(request: Request, who: LeadPusher):
     raw, storable = await _leads_body(request)
     leads = raw.get("leads") if isinstance(raw, dict) else None
@@ -71,7 +77,8 @@ async def push_batch(request: Request, who: LeadPusher):
         raise ValidationFailed([{"field": "leads", "message": f"must hold 1 to {limit} leads, got {len(leads)}"}])
     async with acquire(request.app.state.intake_pool) as conn:
         async with conn.transaction():
-            results, new_ids = await service.take_batch(conn, leads, who.actor, storable)
+            results, new_ids = await service.take_batch(conn, leads, who.actor, storable,
+                                                        refuse=lambda x: source_refused(who, x.get("source")))
     request.app.state.after_commit.submit(new_ids)
     for verdict, n in Counter(r["status"] for r in results).items():
         LEADS_PUSHED.labels(verdict).inc(n)

@@ -63,12 +63,19 @@ async def _reject(writer: repository.GroupWriter, actor: str, raw: object, error
     raise ValidationFailed(errors)
 
 
-async def take_batch(conn, items: list, actor: str, storable: bool = False) -> tuple[list[dict], list[int]]:
+async def take_batch(conn, items: list, actor: str, storable: bool = False,
+                     refuse=None) -> tuple[list[dict], list[int]]:
     """Each lead on its own: one bad lead never fails the others. → (results, ids of new leads).
-    The caller wraps this in one transaction. `storable`: as `validate_lead`'s."""
+    The caller wraps this in one transaction. `storable`: as `validate_lead`'s. `refuse(lead)`: the
+    field error when the caller may not push that lead (an API key bound to other sources), else None."""
     results: list[dict] = [{} for _ in items]
     accepted, rejections = [], []  # (index, checked) of valid leads; rejections as recorded
-    for i, c in enumerate(validate_lead(x, storable) for x in items):
+    for i, x in enumerate(items):
+        if refuse is not None and isinstance(x, dict) and (refused := refuse(x)):
+            results[i] = {"index": i, "status": "rejected", "errors": [refused]}
+            rejections.append((*_key_of(x), [refused]))
+            continue
+        c = validate_lead(x, storable)
         if c.lead is None:
             errors = field_errors(c.errors)
             results[i] = {"index": i, "status": "rejected", "errors": errors}

@@ -60,11 +60,9 @@ def _risk_level(v: object) -> int | None:
     t = type(v)
     if t is int:
         r = v
-    elif t is float and v.is_integer():  # type: ignore[union-attr]
+    elif t is float and v.is_integer():  # type: ignore[union-attr]  # 2.0 is the JSON integer 2
         r = int(v)  # type: ignore[arg-type]
-    elif t is str and len(v) < 8 and v.strip().isascii() and v.strip().isdigit():  # type: ignore[union-attr,arg-type]
-        r = int(v)  # type: ignore[arg-type]
-    else:
+    else:  # a string ("2") is not the integer the schema says (issue 24: strict types on input)
         return None
     return r if 1 <= r <= 3 else None  # type: ignore[operator,return-value]
 

@@ -15,13 +15,14 @@ from dispatch.enums import CallResult, DialState, Outcome
 from dispatch.ladder import phone, robot
 from dispatch.ladder import service as ladder
 from dispatch.ladder.schemas import LeadStatePublic
+from dispatch.models import Lead
 from dispatch.policy import PolicyDep
 from service.core import clock
-from service.core.auth import Principal, RequireRole, Role
+from service.core.auth import Principal, RequireRole, Role, source_refused
 from service.core.db import SessionDep
-from service.core.errors import ValidationFailed
+from service.core.errors import Forbidden, ValidationFailed
 from service.core.openapi import error_responses
-from service.core.params import Code, Id, Text, Time
+from service.core.params import Code, Id, Number, Text, Time
 
 router = APIRouter(prefix="/api/v1", tags=["calls"])
 
@@ -77,12 +78,12 @@ class RobotResultIn(BaseModel):
         {"source": "national_platform", "source_id": "NP-20240501-0001", "result": "connected",
          "at": "2024-05-01T10:02:00+08:00", "duration_s": 48, "tags": ["已转账"], "call_id": "robot-88812"},
         {"lead_id": 42, "result": "no_answer", "at": "2024-05-01T10:02:00+08:00"}]})
-    lead_id: int | None = Field(None, ge=1, le=2**63 - 1)
+    lead_id: Annotated[int | None, Number] = Field(None, ge=1, le=2**63 - 1)
     source: Code | None = None
     source_id: Text(128, 1) | None = None
     result: CallResult
     at: Time = Field(description="When the call was made (a time without offset is the center's)")
-    duration_s: int | None = Field(None, ge=0, le=86_400)
+    duration_s: Annotated[int | None, Number] = Field(None, ge=0, le=86_400)
     tags: list[Text(64, 1)] = Field(default_factory=list, max_length=50,
                                     description="The platform's own labels; mapped by robot_tags.toml")
     note: Text(2000) | None = None
@@ -147,6 +148,9 @@ async def robot_result(body: RobotResultIn, request: Request, session: SessionDe
                           note=body.note, call_id=body.call_id)
 
     def run(s):
+        known = s.get(Lead, body.lead_id) if body.lead_id is not None else None
+        if refused := (source_refused(who, body.source) or known and source_refused(who, known.source, "lead_id")):
+            raise Forbidden([refused])
         lead, attempt, steps, duplicate = flows.record_robot_call(s, report, tags, who, policy)
         sent = list(attempt.tags or [])
         return {"id": attempt.id, "lead_id": lead.id, "result": attempt.result, "outcome": attempt.outcome,

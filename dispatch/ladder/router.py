@@ -32,7 +32,6 @@ from dispatch.ladder.schemas import (
 from dispatch.policy import PolicyDep
 from service.core.auth import Principal, RequireRole, Role
 from service.core.db import SessionDep
-from service.core.errors import Forbidden
 from service.core.money import cny
 from service.core.openapi import error_responses
 from service.core.params import Id
@@ -42,7 +41,7 @@ router = APIRouter(prefix="/api/v1", tags=["ladder"])
 Limit = Annotated[int, Query(ge=1, le=500)]
 Center = Annotated[Principal, Depends(RequireRole(Role.admin, Role.commander, Role.operator))]
 Command = Annotated[Principal, Depends(RequireRole(Role.admin, Role.commander))]
-Gateway = Annotated[Principal, Depends(RequireRole(sources=True))]
+Gateway = Annotated[Principal, Depends(RequireRole(gateway=True))]
 
 
 async def _act(session, fn) -> dict:
@@ -143,10 +142,9 @@ async def record_callback(lead_id: Id, body: CallbackIn, session: SessionDep, wh
 
 
 @router.post("/sms/receipts", response_model=ReceiptPublic, responses=error_responses(401, 403, 404, 422),
-             summary="Delivery receipt from the SMS gateway (the gateway's API key, named SMS_GATEWAY_KEY_NAME)")
+             summary="Delivery receipt from the SMS gateway (the gateway's API key: create-api-key --gateway, "
+                     "or the key named SMS_GATEWAY_KEY_NAME)")
 async def sms_receipt(request: Request, body: ReceiptIn, session: SessionDep, who: Gateway, policy: PolicyDep):
-    if who.name != request.app.state.settings.sms_gateway_key_name:
-        raise Forbidden("only the SMS gateway's API key may post receipts")
     changed, escalated = await session.run_sync(
         lambda s: flows.sms_receipt(s, body.message_id, SmsStatus(body.status), policy))
     return {"message_id": body.message_id, "status": body.status, "changed": changed, "escalated": escalated}

@@ -6,13 +6,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from dispatch.enums import CallbackResult, CallResult, Outcome, Tier
-from service.core.params import Text
+from service.core.params import Number, Text
 
 # Numeric(14, 2): |x| < 10^12, cents at most.
-Money = Annotated[Decimal, Field(ge=0, lt=10**12, max_digits=14, decimal_places=2, examples=[11208.77])]
+# A JSON number, never a string (service.core.params.Number): its schema says so.
+Money = Annotated[Decimal, Number, Field(ge=0, lt=10**12, max_digits=14, decimal_places=2, examples=[11208.77]),
+                  WithJsonSchema({"type": "number", "minimum": 0, "exclusiveMaximum": 10**12, "examples": [11208.77]},
+                                 mode="validation")]
 
 
 class DeadlinePublic(BaseModel):

@@ -19,12 +19,12 @@ router = APIRouter(prefix="/api/v1/sms/kannel", tags=["sms"])
 
 
 async def gateway_key(request: Request, key: Annotated[str, Query(
-        min_length=1, max_length=200, description="The SMS gateway's API key (its name is SMS_GATEWAY_KEY_NAME)")]):
-    who = await request.app.state.api_keys.lookup(request, key)
-    if who is None:
+        min_length=1, max_length=200, description="The SMS gateway's API key (create-api-key --gateway, or the key named SMS_GATEWAY_KEY_NAME)")]):
+    grant = await request.app.state.api_keys.lookup(request, key)
+    if grant is None:
         raise Unauthorized("key: unknown or revoked API key")
-    if who.name != request.app.state.settings.sms_gateway_key_name:
-        raise Forbidden("key: only the SMS gateway's API key may call this")
+    if not grant.gateway:
+        raise Forbidden("key: only the SMS gateway's API key (create-api-key --gateway) may call this")
 
 
 GatewayKey = Depends(gateway_key)

@@ -23,10 +23,10 @@ from dispatch.outcomes.schemas import (
     StatsAnswer,
 )
 from service.core import clock
-from service.core.auth import CenterUser, LeadPusher
+from service.core.auth import CASES, CenterUser, LeadPusher, Principal
 from service.core.bodies import documented_body, json_body
 from service.core.db import SessionDep, separate_unit
-from service.core.errors import NotFound, ValidationFailed, field_errors
+from service.core.errors import Forbidden, NotFound, ValidationFailed, field_errors
 from service.core.openapi import error_responses
 from service.core.params import Time
 from service.core.responses import JSON
@@ -42,11 +42,19 @@ async def _reject(session, actor: str, raw, errs: list[dict]) -> None:
                           errors=errs))
 
 
+def may_push_cases(who: Principal) -> None:
+    """Cases come from the police's case system: a key bound to lead sources pushes them only when
+    `cases` is among its sources (`create-api-key --source cases`)."""
+    if who.sources is not None and CASES not in who.sources:
+        raise Forbidden("this API key may not push cases (create it with --source cases)")
+
+
 @router.post("/cases", response_model=CaseAnswer, openapi_extra=documented_body(CaseIn),
              summary="Push one case report (source API key, or admin/commander/operator); idempotent on case_id",
              responses={201: {"model": CaseAnswer, "description": "Stored"}, **error_responses(400, 401, 403, 422)},
              status_code=200)
 async def push_case(request: Request, session: SessionDep, who: LeadPusher):
+    may_push_cases(who)
     raw = await json_body(request)
     case, errs = case_service.validate_case(raw)
     if case is None:
@@ -63,6 +71,7 @@ async def push_case(request: Request, session: SessionDep, who: LeadPusher):
              summary="Push up to 1,000 case reports (source API key, or admin/commander/operator); "
                      "one bad case never fails the others", responses=error_responses(400, 401, 403, 422))
 async def push_cases(request: Request, session: SessionDep, who: LeadPusher):
+    may_push_cases(who)
     raw = await json_body(request)
     items = raw.get("cases") if isinstance(raw, dict) else None
     limit = request.app.state.settings.max_batch

@@ -2,9 +2,11 @@
 "Stats and reports"). Public schemas, apart from the tables."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from service.core.params import Number
 
 CASE_EXAMPLE = {"case_id": "C37029920261001900062", "reported_at": "2026-10-01T01:09:56+08:00",
                 "victim": {"phone": "17524934571", "id_number": None}, "fraud_type": "order_brushing",
@@ -23,7 +25,7 @@ class CaseIn(BaseModel):
     reported_at: str = Field(description="ISO 8601; without offset taken as +08:00")
     victim: VictimIn
     fraud_type: str | None = Field(None, description="Unknown values are stored as `other`")
-    loss_cny: float | None = Field(None, ge=0, lt=1e12)
+    loss_cny: Annotated[float | None, Number] = Field(None, ge=0, lt=1e12)
     beat_code: str | None = Field(None, max_length=64)
 
 

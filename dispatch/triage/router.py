@@ -1,12 +1,11 @@
 """/api/v1/policy/replay: what a candidate policy would change, before the center adopts it."""
 from __future__ import annotations
 
-import tomllib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from dispatch.policy import parse_policy
+from dispatch.policy import parse_policy, read_policy_toml
 from dispatch.triage.replay import replay, replay_query
 from dispatch.triage.schemas import ReplayIn, ReplayPublic
 from service.core.auth import Principal, RequireRole, Role
@@ -20,13 +19,13 @@ Command = Annotated[Principal, Depends(RequireRole(Role.admin, Role.commander))]
 
 
 def candidate_policy(text: str):
-    """A policy from TOML text; 422 on `policy` naming the bad key."""
+    """A policy from TOML text, parsed bounded (size, nesting); 422 on `policy` naming the bad key."""
     try:
-        return parse_policy(tomllib.loads(text), "candidate")
-    except tomllib.TOMLDecodeError as exc:
-        raise ValidationFailed([{"field": "policy", "message": f"not valid TOML: {exc}"}]) from None
-    except RecursionError:  # the parser recurses per level of nested arrays and tables
-        raise ValidationFailed([{"field": "policy", "message": "nested too deeply to be a policy"}]) from None
+        doc = read_policy_toml(text, "candidate")
+    except ValueError as exc:
+        raise ValidationFailed([{"field": "policy", "message": str(exc).removeprefix("candidate: ")}]) from None
+    try:
+        return parse_policy(doc, "candidate")
     except (ValueError, KeyError, TypeError) as exc:
         raise ValidationFailed([{"field": "policy", "message": str(exc)}]) from None
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from service.cli import admin, audit, imports, policy, report, run, simulation
+from service.cli import access, admin, audit, imports, policy, report, run, simulation
 
 app = typer.Typer(help="quanzu 劝阻: warning-and-dissuasion dispatch.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -17,6 +17,9 @@ app.command("worker")(run.worker)
 app.command("import-district")(admin.import_district)
 app.command("create-user")(admin.create_user)
 app.command("create-api-key")(admin.create_api_key)
+app.command("update-user")(access.update_user)
+app.command("api-keys")(access.list_api_keys)
+app.command("revoke-api-key")(access.revoke_api_key)
 app.command("import-leads")(imports.import_leads)
 app.command("source-feedback")(imports.source_feedback)
 app.command("field-sim")(simulation.field_sim)

@@ -79,6 +79,8 @@ def create_user(username: str, role: Annotated[str, typer.Option()], password: A
             if user is None:
                 user = User(username=username, password_hash="", role=role)
                 session.add(user)
+            else:  # a new password (and maybe role or squad): every earlier token ends
+                user.token_version += 1
             user.password_hash, user.role, user.team_code, user.active = hash_password(password), role, team, True
             user.district_code = district
             session.commit()
@@ -88,20 +90,27 @@ def create_user(username: str, role: Annotated[str, typer.Option()], password: A
         urls.stop()
 
 
-def create_api_key(name: Annotated[str, typer.Option()], district: DistrictOpt = None) -> None:
+def create_api_key(name: Annotated[str, typer.Option()], district: DistrictOpt = None,
+                   source: Annotated[list[str] | None, typer.Option(
+                       help="A source it may push as (repeatable; `cases` for case reports); none: any")] = None,
+                   gateway: Annotated[bool, typer.Option(
+                       help="The SMS gateway's key: receipts and replies only, never leads")] = False) -> None:
     """Create an API key for an upstream source (of a district, or of the city center: the platforms
     push to the city, and placement decides the district); the key is printed once, alone on the last line."""
     from sqlalchemy.exc import IntegrityError
 
+    from service.cli.access import key_scope
     from service.core.auth import hash_api_key, new_api_key
     from service.core.models import ApiKey
 
+    sources, kind = key_scope(source, gateway)
     key = new_api_key()
     urls = servers()
     try:
         with db_session(urls) as session:
             _district_exists(session, district)
-            session.add(ApiKey(name=name, key_hash=hash_api_key(key), prefix=key[:8], district_code=district))
+            session.add(ApiKey(name=name, key_hash=hash_api_key(key), prefix=key[:8], sources=sources, kind=kind,
+                               district_code=district))
             try:
                 session.commit()
             except IntegrityError:

@@ -31,6 +31,25 @@ def db_session(urls):
     return sync_session(make_sync_engine(urls.database_url, pool_size=1))
 
 
+def require_secret() -> None:
+    """`serve` and `worker` sign and check tokens: a development or short SECRET_KEY ends the command
+    (exit 2, one line saying why). On embedded servers (DATABASE_URL unset: a laptop, the demo) an
+    unset SECRET_KEY becomes the state dir's own random key instead."""
+    import os
+
+    from service.core.settings import DEV_SECRET, local_secret, secret_problem
+
+    settings = get_settings()
+    problem = secret_problem(settings.secret_key)
+    if problem is None:
+        return
+    if settings.database_url is None and settings.secret_key == DEV_SECRET:
+        os.environ["SECRET_KEY"] = local_secret(settings.state_dir)
+        get_settings.cache_clear()
+        return
+    raise fail(problem)
+
+
 def servers_in_environment():
     """DATABASE_URL / REDIS_URL, else embedded servers started (or reused) here and named in this
     process's environment, so the API's and the worker's code read one place → Urls (stop() them)."""

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import console, servers, servers_in_environment
+from service.cli.common import console, require_secret, servers, servers_in_environment
 
 
 def migrate() -> None:
@@ -24,6 +24,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     """Run the HTTP API (uvicorn)."""
     import uvicorn
 
+    require_secret()
     urls = servers_in_environment()
     try:  # No per-message deflate: it doubles memory and triples CPU for small messages (style.md).
         uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, access_log=False,
@@ -39,6 +40,7 @@ def worker(burst: Annotated[bool, typer.Option(help="Exit when the queue is empt
     """Run an rq worker (placing, tiering, escalation) and the reconciler's clock; `--dial`: a dial worker."""
     from workers.run import run_worker
 
+    require_secret()
     urls = servers_in_environment()
     try:
         run_worker(burst=burst, dial=dial)

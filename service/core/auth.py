@@ -41,7 +41,8 @@ class Principal:
     name: str
     role: str
     team_code: str | None = None
-    district: str | None = None
+    district: str | None = None  # the district the account belongs to (None: the city center)
+    sources: frozenset[str] | None = None  # an API key bound to sources (None: any)
 
     @property
     def is_source(self) -> bool:
@@ -49,7 +50,20 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        return f"{'source' if self.is_source else 'user'}:{self.name}"
+        return f"{'source' if self.role in (SOURCE, GATEWAY) else 'user'}:{self.name}"
+
+
+SOURCE, GATEWAY = "source", "gateway"  # the roles of API keys
+CASES = "cases"  # what a key bound to sources needs among them to push cases (`--source cases`)
+
+
+def source_refused(who: Principal, source: object, field: str = "source") -> dict | None:
+    """The field error when `who` (an API key bound to sources) may not speak for `source`, else None.
+    A value that is not a string is left to validation (422)."""
+    if who.sources is None or not isinstance(source, str) or source in who.sources:
+        return None
+    return {"field": field, "message": f"this API key may not speak for {source!r} "
+                                       f"(it may for: {', '.join(sorted(who.sources)) or 'nothing'})"}
 
 
 def hash_password(password: str) -> str:
@@ -69,47 +83,115 @@ def hash_api_key(key: str) -> str:
 
 
 def create_access_token(username: str, role: str, team_code: str | None, secret: str, minutes: int,
-                        district: str | None = None) -> str:
+                        version: int = 0, district: str | None = None) -> str:
+    """`version`: the user's token_version now; bumping it ends this token (check_current).
+    `district`: the account's district (None: the city center)."""
     now = datetime.now(UTC)
-    claims = {"sub": username, "role": role, "team": team_code, "iat": now, "exp": now + timedelta(minutes=minutes)}
+    claims = {"sub": username, "role": role, "team": team_code, "ver": version, "iat": now,
+              "exp": now + timedelta(minutes=minutes)}
     if district is not None:
         claims["district"] = district
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def decode_access_token(token: str, secret: str) -> Principal:
+def read_access_token(token: str, secret: str) -> tuple[Principal, int]:
+    """→ (who the token says, its token_version); the signature and expiry checked, not the user row."""
     try:
         claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["sub", "exp"]})
     except jwt.PyJWTError as exc:
         raise Unauthorized(f"invalid token: {exc}") from None
     if claims.get("role") not in ALL_ROLES:
         raise Unauthorized("invalid token: unknown role")
-    return Principal(claims["sub"], claims["role"], claims.get("team"), claims.get("district"))
+    version = claims.get("ver", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise Unauthorized("invalid token: bad version")
+    return Principal(claims["sub"], claims["role"], claims.get("team"), claims.get("district")), version
+
+
+def decode_access_token(token: str, secret: str) -> Principal:
+    return read_access_token(token, secret)[0]
+
+
+_CURRENT = "SELECT token_version, active, role, team_code, district_code FROM app_user WHERE username = $1"
+
+
+async def check_current(pool, who: Principal, version: int) -> None:
+    """The token still speaks for its user: one indexed lookup per request. Deactivation, a role,
+    squad, district or password change and a logout bump `app_user.token_version`: every earlier token ends."""
+    row = await pool.fetchrow(_CURRENT, who.name)
+    if (row is None or not row["active"] or row["token_version"] != version or row["role"] != who.role
+            or row["team_code"] != who.team_code or row["district_code"] != who.district):
+        raise Unauthorized("token no longer valid (signed out, or the account changed): sign in again")
+
+
+def ends_tokens(username: str):
+    """The statement that ends every token of `username` issued so far: run it in the unit of work
+    that deactivates, changes role, squad or password, or signs out."""
+    from sqlalchemy import update
+
+    from service.core.models import User
+
+    return update(User).where(User.username == username).values(token_version=User.token_version + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyGrant:
+    """What an API key may do: speak for `sources` (None: any), or be the SMS gateway."""
+    id: int
+    name: str
+    sources: frozenset[str] | None
+    gateway: bool
+    district: str | None = None  # the district the key belongs to (None: the city center)
+
+    def principal(self) -> Principal:
+        return Principal(self.name, GATEWAY if self.gateway else SOURCE, district=self.district,
+                         sources=self.sources)
 
 
 class ApiKeyCache:
     """API keys are checked on every push; a short in-process cache keeps that off the database.
-    A revoked key stops working within `ttl` seconds."""
+    A revocation (`quanzu revoke-api-key`) is announced on the deployment's auth channel and every
+    process forgets its cache at once (mobile_api.connections.Hub); `ttl` is the safety net. Use is
+    recorded in `api_key.last_used_at`, at most once a minute per key and process."""
 
-    def __init__(self, ttl: float):
-        self.ttl = ttl
-        self._hits: dict[str, tuple[float, Principal | None]] = {}
+    USED_EVERY = 60.0
 
-    async def lookup(self, request: Request, key: str) -> Principal | None:
-        """The source the key speaks for (with its district: None for a key of the city center)."""
+    def __init__(self, ttl: float, gateway_name: str = "sms-gateway"):
+        self.ttl, self.gateway_name = ttl, gateway_name
+        self._hits: dict[str, tuple[float, KeyGrant | None]] = {}
+        self._used: dict[int, float] = {}
+
+    def clear(self) -> None:
+        self._hits.clear()
+
+    async def lookup(self, request: Request, key: str) -> KeyGrant | None:
         digest = hash_api_key(key)
         now = time.monotonic()
         hit = self._hits.get(digest)
         if hit and hit[0] > now:
-            return hit[1]
-        async with request.app.state.sessionmaker() as session:
-            row = (await session.execute(select(ApiKey.name, ApiKey.district_code).where(
-                ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))).first()
-        who = Principal(row[0], "source", None, row[1]) if row is not None else None
-        if len(self._hits) > 10_000:
-            self._hits.clear()
-        self._hits[digest] = (now + self.ttl, who)
-        return who
+            grant = hit[1]
+        else:
+            async with request.app.state.sessionmaker() as session:
+                row = (await session.execute(
+                    select(ApiKey.id, ApiKey.name, ApiKey.sources, ApiKey.kind, ApiKey.district_code)
+                    .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))).first()
+            grant = None if row is None else KeyGrant(
+                row.id, row.name, None if row.sources is None else frozenset(row.sources),
+                row.kind == GATEWAY or row.name == self.gateway_name, row.district_code)
+            if len(self._hits) > 10_000:
+                self._hits.clear()
+            self._hits[digest] = (now + self.ttl, grant)
+        if grant is not None and now - self._used.get(grant.id, float("-inf")) >= self.USED_EVERY:
+            self._used[grant.id] = now
+            await _mark_used(request, grant.id)
+        return grant
+
+
+async def _mark_used(request: Request, key_id: int) -> None:
+    try:
+        await request.app.state.intake_pool.execute("UPDATE api_key SET last_used_at = now() WHERE id = $1", key_id)
+    except Exception:  # bookkeeping: never in the caller's way
+        pass
 
 
 def _bearer(request: Request) -> str | None:
@@ -122,28 +204,33 @@ def _bearer(request: Request) -> str | None:
 async def current_principal(request: Request) -> Principal:
     key = request.headers.get("x-api-key")
     if key:
-        who = await request.app.state.api_keys.lookup(request, key)
-        if who is None:
+        grant = await request.app.state.api_keys.lookup(request, key)
+        if grant is None:
             raise Unauthorized("unknown or revoked API key")
-        return who
+        return grant.principal()
     token = _bearer(request)
     if not token:
         raise Unauthorized()
-    return decode_access_token(token, request.app.state.settings.secret_key)
+    who, version = read_access_token(token, request.app.state.settings.secret_key)
+    await check_current(request.app.state.intake_pool, who, version)
+    return who
 
 
 class RequireRole:
     """`Depends(RequireRole(Role.commander, ...))`: 401 without credentials, 403 for another role."""
 
-    def __init__(self, *roles: str, sources: bool = False):
+    def __init__(self, *roles: str, sources: bool = False, gateway: bool = False):
         self.roles = frozenset(roles)
-        self.sources = sources
+        self.sources, self.gateway = sources, gateway
 
     async def __call__(self, request: Request) -> Principal:
         # current_principal is called, not declared as a sub-dependency: one level of dependency
         # solving less on every request (intake is measured, bench/ingest.py).
         principal = await current_principal(request)
-        if principal.is_source:
+        if principal.role == GATEWAY:
+            if not self.gateway:
+                raise Forbidden("the SMS gateway's API key may only post its receipts and replies")
+        elif principal.is_source:
             if not self.sources:
                 raise Forbidden("API keys may only push leads")
         elif principal.role not in self.roles:

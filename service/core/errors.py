@@ -53,6 +53,14 @@ class PayloadTooLarge(AppError):
     status, code = 413, "payload_too_large"
 
 
+class TooManyRequests(AppError):
+    """429 + Retry-After: this caller must wait (sign-in limits)."""
+    status, code = 429, "too_many_requests"
+
+    def __init__(self, detail: Any, retry_after: int):
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
 class ValidationFailed(AppError):
     """422 with detail = [{"field": "subject.phone", "message": "..."}]."""
     status, code = 422, "validation_error"

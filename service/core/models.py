@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, Integer, SmallInteger, func
+from sqlalchemy import Column, DateTime, Integer, SmallInteger, String, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -38,6 +38,9 @@ class ApiKey(SQLModel, table=True):
     district_code: str | None = None  # null: the city center
     sources: list | None = Field(default=None, sa_column=Column(JSONB))  # the sources it may speak for
     last_used_at: datetime | None = Field(default=None, sa_column=_ts())
+    # source: pushes leads, cases, call results (as `sources`, or any when null); gateway: the SMS
+    # gateway's receipts and replies only (`create-api-key --gateway`)
+    kind: str = Field(default="source", sa_column=Column(String, nullable=False, server_default="source"))
 
 
 class IdempotentRequest(SQLModel, table=True):

@@ -29,6 +29,8 @@ _EXAMPLES: dict[int, tuple[str, dict]] = {
     403: ("This caller's role may not do this", {"error": "forbidden", "detail": "role 'police' may not do this"}),
     404: ("No such thing (or not visible to this caller)", {"error": "not_found", "detail": "lead 7 not found"}),
     409: ("Not allowed in the current state", {"error": "conflict", "detail": "lead 7 is closed"}),
+    429: ("Too many attempts; retry after Retry-After",
+          {"error": "too_many_requests", "detail": "too many wrong passwords; try again later"}),
     413: ("Body over the limit", {"error": "payload_too_large", "detail": "request body over the limit"}),
     422: ("Invalid input; detail names each field",
           {"error": "validation_error", "detail": [{"field": "subject.phone", "message": "not a valid number"}]}),
@@ -45,7 +47,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         description, example = _EXAMPLES[code]
         entry: dict[str, Any] = {"model": ErrorOut, "description": description,
                                  "content": {"application/json": {"example": example}}}
-        if code == 503:
+        if code in (429, 503):
             entry["headers"] = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
         out[code] = entry
     return out

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Annotated
 
 from fastapi import Path
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Strict, StringConstraints
 
 from service.core.clock import CENTER_TZ  # a time without offset is the center's local time
 
@@ -35,4 +35,17 @@ def _storable_time(t: datetime) -> datetime:
 
 
 Time = Annotated[datetime, AfterValidator(_storable_time)]
+
+
+def _number_not_text(v):
+    if isinstance(v, (str, bytes, bool)):
+        raise ValueError("must be a JSON number, not a string or a boolean")
+    return v
+
+
+# JSON bodies are read strictly where the schema says number or boolean: pydantic's lax mode would
+# take "12.5", "true" or 1 (times stay ISO 8601 strings, enums their values). Use as
+# `Annotated[float | None, Number] = Field(...)` and `Bool`.
+Number = BeforeValidator(_number_not_text)
+Bool = Annotated[bool, Strict()]
 Id = Annotated[int, Path(ge=1, le=BIGINT_MAX)]

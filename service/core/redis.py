@@ -18,6 +18,8 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.sentinel import Sentinel
 
+from service.core.settings import get_settings
+
 CONNECT_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 5.0
 SENTINEL_SCHEMES = ("redis+sentinel",)
@@ -80,3 +82,25 @@ def make_async_redis(url: str, connect_timeout: float = CONNECT_TIMEOUT,
         return AsyncSentinel(sentinel.sentinels, sentinel_kwargs=sentinel_kwargs).master_for(sentinel.master, **master)
     return AsyncRedis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout,
                                health_check_interval=30)
+
+
+def key(name: str) -> str:
+    """A Redis key or channel of this deployment: `<REDIS_NAMESPACE>:<name>` (default namespace
+    `quanzu:<database name>`). Pub/sub ignores database numbers, so a deployment's channel must carry
+    its own name: two deployments on one server (any db) never hear each other."""
+    return f"{get_settings().redis_prefix}:{name}"
+
+
+def auth_channel() -> str:
+    """`user:<name>` (its tokens ended: open sockets re-check) and `keys` (an API key revoked: every
+    process forgets its cached keys), heard by every API process's hub."""
+    return key("auth")
+
+
+def announce(redis, event: str) -> None:
+    """Tell every API process now (sync client; best effort: sockets re-check on their own within
+    WS_RECHECK_SECONDS, cached keys expire within API_KEY_CACHE_SECONDS)."""
+    try:
+        redis.publish(auth_channel(), event)
+    except Exception:  # Redis away: the fallbacks above still hold
+        pass

@@ -1,6 +1,9 @@
 """All configuration comes from the environment, read once into `Settings`."""
 from __future__ import annotations
 
+import os
+import re
+import secrets
 import subprocess
 from functools import lru_cache
 from pathlib import Path
@@ -11,7 +14,8 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[2]
-DEV_SECRET = "dev-only-change-me-please-32bytes!"
+DEV_SECRET = "dev-only-change-me-please-32bytes!"  # known to every reader: signs nothing real
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -23,9 +27,25 @@ class Settings(BaseSettings):
     state_dir: Path = ROOT / ".quanzu"
     policy_file: Path | None = None
 
+    # Signs the tokens. `serve` and `worker` refuse the development key and anything shorter than
+    # MIN_SECRET_BYTES (secret_problem); the embedded demo makes one of its own under STATE_DIR.
     secret_key: str = Field(default=DEV_SECRET, min_length=16)
     access_token_minutes: int = 12 * 60
-    api_key_cache_seconds: float = 30.0
+    api_key_cache_seconds: float = 30.0  # safety net: a revocation reaches every process at once (pub/sub)
+    # Sign-in limits (service.core.signin), Redis counters over a window: wrong passwords for one
+    # account from one address lock that pair, growing (5 min, 10, 20 … up to the max); for one
+    # account from anywhere, a short fixed lock (an attacker cannot keep an officer out for long);
+    # from one address over every account, growing.
+    signin_window_seconds: int = Field(default=300, ge=1)
+    signin_failures_per_account_address: int = Field(default=5, ge=1)
+    signin_failures_per_account: int = Field(default=20, ge=1)
+    signin_failures_per_address: int = Field(default=50, ge=1)
+    signin_lock_seconds: int = Field(default=300, ge=1)
+    signin_lock_max_seconds: int = Field(default=3600, ge=1)
+    # Every Redis key, channel and rq queue of this deployment starts with it (service.core.redis.key);
+    # unset: `quanzu:<database name>`, so two deployments on one Redis server never meet — pub/sub
+    # ignores database numbers.
+    redis_namespace: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
 
     max_body_bytes: int = 1024 * 1024
     max_batch: int = 1000
@@ -75,6 +95,7 @@ class Settings(BaseSettings):
     ws_hello_seconds: float = 5.0  # an unauthenticated socket must say hello within this
     ws_send_queue: int = 256  # messages buffered per connection; a slower client is dropped and resumes
     ws_ping_seconds: float = 20.0
+    ws_recheck_seconds: float = 10.0  # an open socket re-checks its token against the user this often
     ws_replay_hours: float = 24.0
     # The response ladder (dispatch/actions.py): the deadline sweep, SMS and the gateway's receipts.
     deadline_sweep_every_seconds: int = 5  # how often the workers' sweep looks for due deadlines
@@ -135,6 +156,13 @@ class Settings(BaseSettings):
     # JSON lines for log collectors; unset: readable lines when stderr is a terminal, else JSON.
     log_json: bool | None = None
 
+    @property
+    def redis_prefix(self) -> str:
+        if self.redis_namespace:
+            return self.redis_namespace
+        name = urlsplit(self.database_url).path.strip("/") if self.database_url else ""
+        return "quanzu:" + (re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "quanzu")
+
     @model_validator(mode="after")
     def _geocoder_complete(self) -> Settings:
         if self.geocoder == "nominatim" and not self.geocoder_url:
@@ -166,6 +194,33 @@ def find_sample_district() -> Path | None:
         there = Path(origin).resolve().parent / "shared" / "data" / "district"
         return there if there.is_dir() else None
     return None
+
+
+def secret_problem(secret: str) -> str | None:
+    """Why SECRET_KEY cannot sign tokens of a real deployment (one line), or None."""
+    how = "e.g. SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')"
+    if secret == DEV_SECRET:
+        return f"SECRET_KEY is not set (the development key in the repository would sign anyone's tokens): {how}"
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        return f"SECRET_KEY is {len(secret.encode())} bytes, needs at least {MIN_SECRET_BYTES} random bytes: {how}"
+    if len(set(secret)) < 10:
+        return f"SECRET_KEY repeats a few characters: give it {MIN_SECRET_BYTES} random bytes, {how}"
+    return None
+
+
+def local_secret(state_dir: Path) -> str:
+    """The embedded demo's own SECRET_KEY: random, made once under STATE_DIR (mode 0600)."""
+    path = state_dir / "secret_key"
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another quanzu process made it just now
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48) + "\n")
+    return path.read_text().strip()
 
 
 def audit_secret(settings: Settings) -> str:

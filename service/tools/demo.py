@@ -69,7 +69,7 @@ class Demo:
         previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGTERM, signal.SIGHUP)}
         urls = None
         try:
-            from service.core.settings import get_settings
+            from service.core.settings import get_settings, local_secret, secret_problem
             from service.tools.embedded import resolve_urls
 
             self.say("starting PostgreSQL and Redis …" if not os.environ.get("DATABASE_URL") else
@@ -78,6 +78,8 @@ class Demo:
             key, accounts = self.prepare(urls)
             env = {**os.environ, "DATABASE_URL": urls.database_url, "REDIS_URL": urls.redis_url,
                    "LOG_JSON": "true", "PYTHONUNBUFFERED": "1"}
+            if secret_problem(get_settings().secret_key):  # the demo's own key, never the repository's
+                env["SECRET_KEY"] = local_secret(self.state_dir)
             self.spawn("api", ["serve", "--port", str(self.port)], env)
             self.spawn("worker", ["worker"], env)
             self.wait_ready()

@@ -9,7 +9,6 @@ import httpx
 import pytest
 import yaml
 from redis import Redis
-from rq import Queue
 from rq.cron import CronScheduler
 from rq.scheduler import RQScheduler
 from sqlalchemy import text
@@ -19,6 +18,7 @@ from tests.data import ROOT
 from tests.factories import make_lead
 from tests.mobile_api.conftest import free_port
 from tests.scrape import names, value
+from workers.queues import lead_queue
 from workers.scheduler import tick
 
 MONITORING = ROOT / "deploy" / "monitoring"
@@ -67,7 +67,7 @@ async def test_every_metric_the_dashboard_and_rules_use_is_exposed_and_counts(ap
     lead_id = r.json()["id"]
     settings = app.state.settings
     redis = Redis.from_url(redis_url)
-    queue = Queue(settings.queue_name, connection=redis)
+    queue = lead_queue(redis, settings.queue_name)
     await app.state.after_commit.drain()
     queued = (await client.get("/metrics")).text
     assert value(queued, "quanzu_rq_queue_depth", queue=settings.queue_name) == 1  # the lead's job, waiting

@@ -114,9 +114,15 @@ def test_pushed_at_naive_is_center_time(pushed: str, expected: datetime) -> None
     assert at == expected and at.utcoffset() == expected.utcoffset()
 
 
-@pytest.mark.parametrize("raw, risk", [(1, 1), (3, 3), ("2", 2), (2.0, 2)])
+@pytest.mark.parametrize("raw, risk", [(1, 1), (3, 3), (2.0, 2)])
 def test_risk_level_accepted(raw: object, risk: int) -> None:
     assert validate_lead(lead(risk_level=raw)).lead.risk_level == risk
+
+
+@pytest.mark.parametrize("raw", ["2", True, 2.5])
+def test_risk_level_is_a_json_integer_not_a_string(raw: object) -> None:
+    checked = validate_lead(lead(risk_level=raw))
+    assert checked.lead is None and [e.field for e in checked.errors] == ["risk_level"]
 
 
 def test_soft_defects_are_flags() -> None:

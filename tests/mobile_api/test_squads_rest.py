@@ -6,6 +6,7 @@ import asyncio
 from redis import Redis
 from sqlalchemy import text
 
+from dispatch.field.squads import geo_key
 from dispatch.models import Assignment
 from geo.crs import to_wgs84
 from mobile_api.connections import Connection
@@ -35,7 +36,7 @@ async def test_status_and_location_of_my_squad(client, make_squad, own_team, com
         row = conn.execute(text("SELECT status, last_lon, last_lat, last_at FROM team WHERE code = :c"),
                            {"c": own_team}).one()
     assert row.status == "on_duty" and abs(row.last_lon - lon) < 1e-9 and row.last_at is not None
-    (pos,) = Redis.from_url(redis_url).geopos("quanzu:teams:geo", own_team)
+    (pos,) = Redis.from_url(redis_url).geopos(geo_key(), own_team)
     assert abs(pos[0] - lon) < 1e-5 and abs(pos[1] - lat) < 1e-5
     team = (await client.get(f"/api/v1/teams/{own_team}", headers=commander)).json()
     assert team["position_source"] == "live" and team["location_stale"] is False

@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from dispatch.outcomes import feedback
 from service.core.db import sync_session
+from service.core.redis import key
 from tests.data import shared_file
 from tests.service.test_cli import quanzu
 from workers import tasks
@@ -31,7 +32,7 @@ def _nothing_started(sync_engine, redis_url) -> None:
             assert _count(conn, f"SELECT count(*) FROM {table}") == 0, table
         assert _count(conn, "SELECT count(*) FROM lead WHERE needs_call OR NOT historic") == 0
     redis = Redis.from_url(redis_url)
-    assert [k for k in redis.scan_iter("quanzu:ws:*")] == []  # no board or socket push
+    assert [k for k in redis.scan_iter(key("ws:*"))] == []  # no board or socket push
     assert [k for k in redis.scan_iter("rq:queue:*") if redis.llen(k)] == []  # no job
 
 

@@ -18,7 +18,7 @@ from service.tools.embedded import _valkey_bin
 from tests.mobile_api.conftest import free_port
 from tests.waiting import until_sync
 from workers.run import Worker
-from workers.scheduler import LOCK, tick
+from workers.scheduler import clock_lock, tick
 
 
 def test_sentinel_urls_are_read_and_others_left_alone():
@@ -84,7 +84,7 @@ async def test_clients_workers_and_the_clock_reach_redis_through_a_sentinel(sent
     Worker([queue], connection=through).work(burst=True, with_scheduler=False)  # the workers' own class
     assert job.get_status(refresh=True) == "finished"
     # the clock's retry scheduler makes connections of its own from the client's pool
-    plain.delete(LOCK)
+    plain.delete(clock_lock())
     assert tick(CronScheduler(connection=through, name="sentinel-test"), RQScheduler([queue.name], connection=through),
                 through, 5) is False
-    assert plain.exists(LOCK)  # taken through the sentinel's master
+    assert plain.exists(clock_lock())  # taken through the sentinel's master

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from dispatch.models import Lead
 from tests.factories import make_lead
 from tests.waiting import until
+from workers.queues import enqueued_key
 from workers.tasks import reconcile
 
 pytestmark = pytest.mark.usefixtures("district", "clean")
@@ -120,7 +121,7 @@ async def test_a_lead_that_always_fails_ends_visibly_failed_and_is_not_resent(ap
             return conn.execute(select(Lead.attempts).where(Lead.id == lead_id)).scalar()
 
     while attempts() < settings.max_processing_attempts:  # each time the reconciler resends it
-        Redis.from_url(redis_url).delete("quanzu:enqueued")  # as if reenqueue_after_seconds had passed
+        Redis.from_url(redis_url).delete(enqueued_key())  # as if reenqueue_after_seconds had passed
         assert reconcile(older_than_seconds=0) == 1
         await run_worker()
     with sync_engine.connect() as conn:
@@ -130,7 +131,7 @@ async def test_a_lead_that_always_fails_ends_visibly_failed_and_is_not_resent(ap
     assert "epsg:9999" in lead.last_error and "processing_failed" in lead.flags
     assert kinds == ["received", "processing_failed"]
     # not resent: neither by the reconciler nor by a job that was already queued
-    Redis.from_url(redis_url).delete("quanzu:enqueued")
+    Redis.from_url(redis_url).delete(enqueued_key())
     assert reconcile(older_than_seconds=0) == 0
     from workers.tasks import process_leads
     assert process_leads([lead_id])["asked"] == 1 and lead_queue(Redis.from_url(redis_url), "quanzu").count == 0
@@ -162,7 +163,7 @@ async def test_no_duplicate_jobs_pile_up_behind_a_busy_worker(app, client, sourc
     for _ in range(5):
         assert reconcile(older_than_seconds=0) == 0
     assert queue.count == 2
-    Redis.from_url(redis_url).delete("quanzu:enqueued")  # as after reenqueue_after_seconds
+    Redis.from_url(redis_url).delete(enqueued_key())  # as after reenqueue_after_seconds
     assert reconcile(older_than_seconds=0) == 30
     assert reconcile(older_than_seconds=0) == 0
     assert queue.count == 3

@@ -16,8 +16,9 @@ TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    pass
+    # source | gateway: the SMS gateway's key speaks for no source (it may not push leads)
+    op.add_column("api_key", sa.Column("kind", sa.String(), server_default="source", nullable=False))
 
 
 def downgrade() -> None:
-    pass
+    op.drop_column("api_key", "kind")
