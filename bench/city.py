@@ -173,7 +173,7 @@ async def replay(apis: list[ingest.Server], key: str, people: list[tuple], leads
     async def open_one(i: int, person: tuple):
         name, role, team, district = person
         api = apis[i % len(apis)]
-        token = create_access_token(name, role, team, secret, 600)
+        token = create_access_token(name, role, team, secret, 600, district=district)
         path = "/api/v1/ws" if role == "police" else "/api/v1/board/ws"
         ws = await connect(f"ws://127.0.0.1:{api.port}{path}", additional_headers={"Authorization": f"Bearer {token}"},
                            compression=None, open_timeout=120, ping_interval=None, max_queue=None)
