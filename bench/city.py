@@ -112,6 +112,20 @@ def day_of_leads(dirs: list[Path]) -> list[dict]:
     return sorted(leads, key=lambda x: str(x.get("pushed_at")))
 
 
+def busiest_hours(leads: list[dict], hours: float | None) -> list[dict]:
+    """The `hours` of the day with the most leads (all of it when None)."""
+    if not hours:
+        return leads
+    times = [_at(x) for x in leads]
+    span, best, j = hours * 3600, (0, 0), 0
+    for i, t in enumerate(times):
+        while times[j] < t - span:
+            j += 1
+        best = max(best, (i - j + 1, j))
+    n, start = best
+    return leads[start:start + n]
+
+
 def _at(lead: dict) -> float:
     try:
         return datetime.fromisoformat(str(lead["pushed_at"])).timestamp()
@@ -236,7 +250,7 @@ async def replay(apis: list[ingest.Server], key: str, people: list[tuple], leads
 
 
 def run(label: str, dirs: list[Path], phones: int, screens: int, n_apis: int, n_workers: int, speed: float,
-        redis_db: int) -> dict:
+        redis_db: int, hours: float | None = None) -> dict:
     ingest.BENCH_REDIS_DB = redis_db
     backing = ingest.Backing()
     apis: list[ingest.Server] = []
@@ -250,7 +264,7 @@ def run(label: str, dirs: list[Path], phones: int, screens: int, n_apis: int, n_
                "WS_PING_SECONDS": "3600", "INTAKE_POOL_SIZE": "4", "DB_POOL_SIZE": "8"}
         city = setup(backing, dirs, phones, screens)
         key = backing.create_api_key(env)
-        leads = day_of_leads(dirs)
+        leads = busiest_hours(day_of_leads(dirs), hours)
         for i in range(n_apis):
             apis.append(ingest.Server(f"api{i}", [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host",
                                                   "127.0.0.1", "--ws", "websockets", "--ws-per-message-deflate",
@@ -303,6 +317,7 @@ def main(argv=None) -> int:
     ap.add_argument("--apis", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--redis-db", type=int, default=12)
+    ap.add_argument("--hours", type=float, help="replay only the busiest HOURS of the day (default: all of it)")
     ap.add_argument("--skip-one", action="store_true", help="the city only, not the one-district comparison")
     args = ap.parse_args(argv)
     full = {"districts": 10, "beats": 150, "leads": 13_000, "speed": 60.0, "phones": 3000, "screens": 300}
@@ -317,11 +332,11 @@ def main(argv=None) -> int:
     dirs = generate(cfg["districts"], cfg["beats"], cfg["leads"] // cfg["districts"], work)
     print("config:", json.dumps(cfg), flush=True)
     out = {"city": run("city", dirs, cfg["phones"], cfg["screens"], args.apis, args.workers, cfg["speed"],
-                       args.redis_db)}
+                       args.redis_db, args.hours)}
     if not args.skip_one:
         n = cfg["districts"]
         out["one_district"] = run("one district", dirs[:1], max(1, cfg["phones"] // n), max(1, cfg["screens"] // n),
-                                  1, 1, cfg["speed"], args.redis_db)
+                                  1, 1, cfg["speed"], args.redis_db, args.hours)
         c, o = out["city"], out["one_district"]
         print(f"\npush → offer p50 {c['offer_p50_ms']} ms (one district {o['offer_p50_ms']} ms), "
               f"p99 {c['offer_p99_ms']} ms ({o['offer_p99_ms']} ms); screens p99 {c['screen_p99_ms']} ms "
