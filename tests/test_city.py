@@ -115,7 +115,8 @@ def city(servers, settings, tmp_path_factory):
         database_url: str
         redis_url: str
 
-    api = ApiProcess(_S(url, settings.redis_url)).start()
+    # The run's Redis namespace: the in-process worker drains the queue this API process fills.
+    api = ApiProcess(_S(url, settings.redis_url), env={"REDIS_NAMESPACE": settings.redis_prefix}).start()
     try:
         yield City(api, url, a_data.code, B, _b_point(out), heads, {"X-API-Key": key}, engine,
                    settings.redis_url)
