@@ -57,6 +57,7 @@ import push_latency  # noqa: E402  (setup_district, p0, raise_nofile)
 from service.tools.embedded import EmbeddedPostgres, private_temp_dir  # noqa: E402
 
 SECRET = "kills-" + secrets.token_hex(24)  # a real key: `quanzu serve` on a real database asks for one
+NAMESPACE = "quanzu-bench-kills"  # every server of a run shares it; the checks read its streams
 
 
 # ---------------------------------------------------------------- private servers
@@ -173,6 +174,7 @@ class Stack:
             upgrade(database_url)
             path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
             stack.env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "SECRET_KEY": SECRET,
+                         "REDIS_NAMESPACE": NAMESPACE,
                          "PYTHONPATH": path, "LOG_LEVEL": "WARNING", "SQUAD_WORKLOAD_LIMIT": "1000000",
                          "WS_PING_SECONDS": "3600", "RECONCILE_AFTER_SECONDS": "2", "RECONCILE_EVERY_SECONDS": "2",
                          "REENQUEUE_AFTER_SECONDS": "5", "FIELD_SWEEP_EVERY_SECONDS": "2",
@@ -571,7 +573,8 @@ async def kill_api(small: bool) -> dict:
         # every message of each member's stream (the truth), on its socket, once, in order
         from redis import Redis
 
-        from dispatch.outbox import stream_key
+        def stream_key(user: str) -> str:  # the servers' namespace, not this process's settings
+            return f"{NAMESPACE}:ws:s:{user}"
 
         redis = Redis.from_url(stack.redis.url)
         deadline = time.monotonic() + (60 if small else 120)

@@ -23,7 +23,7 @@ async def gateway_key(request: Request, key: Annotated[str, Query(
     grant = await request.app.state.api_keys.lookup(request, key)
     if grant is None:
         raise Unauthorized("key: unknown or revoked API key")
-    if not grant.gateway:
+    if not (grant.gateway or grant.name == request.app.state.settings.sms_gateway_key_name):
         raise Forbidden("key: only the SMS gateway's API key (create-api-key --gateway) may call this")
 
 
