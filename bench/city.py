@@ -134,12 +134,26 @@ def _at(lead: dict) -> float:
 
 
 # ---------------------------------------------------------------- CPU of each part
-def _ticks(pid: int) -> int:
+def _ticks(pid: int, children: bool = False) -> int:
+    """utime + stime (and, with `children`, the reaped children's: a PostgreSQL backend that exits
+    leaves its CPU in the postmaster's cutime/cstime)."""
     try:
         parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(parts[11]) + int(parts[12])
+        return int(parts[11]) + int(parts[12]) + ((int(parts[13]) + int(parts[14])) if children else 0)
     except (OSError, IndexError):
         return 0
+
+
+def _postgres_ticks() -> int:
+    pids = set(_pids("postgres"))
+    total = 0
+    for pid in pids:
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        total += _ticks(pid, children=ppid not in pids)  # the postmaster carries its exited backends
+    return total
 
 
 def _pids(name: str) -> list[int]:
@@ -161,8 +175,8 @@ class Cpu:
         self.parts, self.hz = parts, os.sysconf("SC_CLK_TCK")
 
     def _read(self) -> dict[str, int]:
-        live = {**self.parts, "postgresql": _pids("postgres"), "redis": _pids("redis-server") + _pids("valkey")}
-        return {k: sum(_ticks(p) for p in pids) for k, pids in live.items()}
+        live = {**self.parts, "redis": _pids("redis-server") + _pids("valkey")}
+        return {**{k: sum(_ticks(p) for p in pids) for k, pids in live.items()}, "postgresql": _postgres_ticks()}
 
     def start(self) -> None:
         self.t0, self.a = time.monotonic(), self._read()
