@@ -1,8 +1,9 @@
 """Least privilege as a matrix: every operation of the app's own OpenAPI × every kind of caller ×
-own / other squad, checked against one table written here (a second statement of who may do what,
+own / other squad × own / other district, checked against one table written here (a second statement of who may do what,
 which must agree with the code's). A route without a row fails the test, so a new route is decided
 the day it lands. Unknown ids are 404, wrong roles 403, no credentials 401; a squad member asking
-for another squad's lead or assignment gets 404, as if it did not exist."""
+for another squad's lead or assignment gets 404, as if it did not exist, and so does a center user of
+another district of the city."""
 from __future__ import annotations
 
 import re
@@ -112,7 +113,29 @@ async def world(client, source_headers, commander, make_user, run_worker, distri
     r = await client.post(f"/api/v1/assignments/{assignments[0]}/accept", headers=callers["police"])
     assert r.status_code == 200, r.text  # taken on: the squad now reads its lead in full
     return {"own": {"lead_id": leads[0], "assignment_id": assignments[0]},
-            "other": {"lead_id": leads[1], "assignment_id": assignments[1]}, "callers": callers, "team": teams[0]}
+            "other": {"lead_id": leads[1], "assignment_id": assignments[1]}, "callers": callers, "team": teams[0],
+            "districts": {where: {role: _district_user(sync_engine, role, code) for role in CENTER}
+                          for where, code in (("own", district.code), ("other", OTHER_DISTRICT))}}
+
+
+OTHER_DISTRICT = "999999"  # a district of the city that owns none of the world's rows
+
+
+def _district_user(sync_engine, role: str, code: str) -> dict:
+    """Headers of a center-role user of district `code` (the city center's users have none)."""
+    import uuid
+
+    from service.core.auth import create_access_token, hash_password
+    from service.core.db import sync_session
+    from service.core.models import User
+    from service.core.settings import get_settings
+
+    name = f"{role}-{code}-{uuid.uuid4().hex[:6]}"
+    with sync_session(sync_engine) as session:
+        session.add(User(username=name, password_hash=hash_password("pw-123456"), role=role, district_code=code))
+        session.commit()
+    return {"Authorization": "Bearer " + create_access_token(name, role, None, get_settings().secret_key, 60,
+                                                              district=code)}
 
 
 def _fill(path: str, ids: dict, team: str) -> str:
@@ -148,4 +171,11 @@ async def test_each_caller_gets_what_the_table_says(operation, world, client, ma
                                      **({"json": BODIES.get(operation, {})} if method in ("POST", "PUT") else {}))
             if r.status_code != 404:
                 wrong.append(f"{caller} on another squad's record: {r.status_code} {r.text[:120]}")
+        if allowed and caller in CENTER and caller in allowed and scoped:  # own district: as the city; other: 404
+            for where in ("own", "other"):
+                r = await client.request(method, _fill(path, world["own"], world["team"]),
+                                         headers=world["districts"][where][caller],
+                                         **({"json": BODIES.get(operation, {})} if method in ("POST", "PUT") else {}))
+                if (r.status_code == 404) != (where == "other") or r.status_code in (401, 403):
+                    wrong.append(f"{caller} of the {where} district: {r.status_code} {r.text[:120]}")
     assert not wrong, wrong
