@@ -22,17 +22,21 @@ from dispatch.policy_knobs import (  # noqa: F401 - the knobs' names are the pol
     CALL_RESULTS,
     CONTACT_CHANNELS,
     LADDER_STEPS,
+    CallbackRetry,
     Contact,
     Family,
     Ladder,
+    Merge,
     Shift,
     StopPayment,
     _Bad,
+    _callback,
     _choice,
     _contact,
     _family,
     _int,
     _ladder,
+    _merge,
     _only,
     _shift,
     _stop_payment,
@@ -52,7 +56,7 @@ class LeadFacts:
     age: int | None
     ongoing: bool = False
     warned_within_7d: bool = False
-    warned_30d: int = 0  # earlier warnings of the same person (phone or ID number) in the 30 days before
+    warned_30d: int = 0  # the person's earlier warnings (dispatch.person) in the 30 days before
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +153,8 @@ class Policy:
     contact: dict[Tier, Contact] = field(default_factory=dict)
     family: Family = field(default_factory=Family)
     stop_payment: StopPayment = field(default_factory=StopPayment)
+    merge: Merge = field(default_factory=Merge)
+    callback: CallbackRetry = field(default_factory=CallbackRetry)
 
     def deadline(self, tier: Tier | str, name: str) -> timedelta | None:
         """The duration of a named deadline of a tier, conditional or not (for escalations)."""
@@ -253,7 +259,7 @@ def _rule(raw: object, i: int, switches: dict[str, bool], names: set[str]) -> Ru
 def parse_policy(doc: dict[str, Any], source: str = "<policy>") -> Policy:
     """A validated `Policy` from a parsed TOML document; ValueError names the bad key."""
     _only(doc, {"version", "default_tier", "switches", "escalation", "ladder", "tiers", "rules", "alarms", "field",
-                "desk", "contact", "family", "stop_payment"}, "")
+                "desk", "contact", "family", "stop_payment", "merge", "callback"}, "")
     if doc.get("version", 1) != 1:
         raise _Bad("version", "only version 1 is understood")
     switches = _table(doc.get("switches", {}), "switches")
@@ -286,7 +292,8 @@ def parse_policy(doc: dict[str, Any], source: str = "<policy>") -> Policy:
     default = Tier(_choice(doc.get("default_tier", "P3"), _CHOICES["tier"], "default_tier"))
     return Policy(tiers, rules, dict(switches), escalation, default, source, _ladder(doc.get("ladder", {})),
                   policy_version(doc), _shift(doc), _contact(doc.get("contact", {})), _family(doc.get("family", {})),
-                  _stop_payment(doc.get("stop_payment", {})))
+                  _stop_payment(doc.get("stop_payment", {})), _merge(doc.get("merge", {})),
+                  _callback(doc.get("callback", {})))
 
 
 def policy_version(doc: dict[str, Any]) -> str:

@@ -3,14 +3,13 @@ it is by the policy, and why. What follows (deadlines, SMS, a visit) is started 
 `dispatch.flows.triage_lead`, not here."""
 from __future__ import annotations
 
-from datetime import timedelta
-
-from sqlalchemy import func, or_, select, tuple_
+from sqlalchemy import select
 from sqlmodel import Session
 
 from dispatch import outbox
 from dispatch.enums import Flag, LeadStatus
 from dispatch.models import Lead
+from dispatch.person import earlier_warnings_query
 from dispatch.policy import LeadFacts, Policy, TierDecision
 from dispatch.states import LEAD
 from dispatch.timeline import record
@@ -21,22 +20,21 @@ from service.core import clock
 
 
 def earlier_warnings(session: Session, lead: Lead) -> tuple[int, int]:
-    """How often the same person (phone or ID number) was warned before this lead: (in the 7 days
-    before, in the 30 days before). One indexed query for both."""
-    who = [c == v for c, v in ((Lead.phone, lead.phone), (Lead.id_number, lead.id_number)) if v]
-    if not who:
+    """How often the lead's person (一人一档: every identifier linked to them) was warned before this
+    lead: (in the 7 days before, in the 30 days before). A lead not linked to anyone (no phone, no
+    valid ID number) has no earlier warnings. One indexed query for both."""
+    if lead.person_id is None:
         return 0, 0
-    q = select(func.count().filter(Lead.pushed_at > lead.pushed_at - timedelta(days=7)), func.count()).where(
-        or_(*who), tuple_(Lead.pushed_at, Lead.id) < (lead.pushed_at, lead.id),
-        Lead.pushed_at > lead.pushed_at - timedelta(days=30))
-    week, month = session.execute(q).one()
+    week, month = session.execute(earlier_warnings_query(lead.person_id, lead.id, lead.pushed_at)).one()
     return week, month
 
 
 def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy,
                    actor: str = "worker") -> TierDecision | None:
     """Placed → tiered (→ the decision, for the flow that starts the work), or transferred when the
-    person is outside the district (管辖外移交: → None). `placement_of(lead) -> LeadPlacement`.
+    person is outside the district (管辖外移交: → None). `placement_of(lead) -> LeadPlacement`. The
+    lead is linked to its person first (`dispatch.flows.triage_lead`): the policy's warned facts count
+    the person's earlier warnings.
     Writes one timeline event per change."""
     p: LeadPlacement = placement_of(lead)
     lead.lon, lead.lat, lead.beat_code, lead.street_code = p.lon, p.lat, p.beat_code, p.street_code
