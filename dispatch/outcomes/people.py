@@ -11,6 +11,7 @@ from sqlalchemy import text
 from dispatch.identity import mask_id, mask_phone, normalize_phone
 from dispatch.models import AccessLog
 from dispatch.outcomes.cases import case_public, normalize_id_number
+from dispatch.outcomes.linking import masked
 from dispatch.person import fold_summaries, summary_query
 from service.core.auth import Principal
 from service.core.clock import iso
@@ -142,13 +143,13 @@ async def page(session, person_id: int, who: Principal, now: datetime) -> dict |
         "SELECT id FROM person WHERE merged_into = :p ORDER BY id"), {"p": person_id})).scalars())
     splits = [{"split_id": r.id, "at": iso(r.at), "actor": r.actor, "reason": r.reason,
                "from": r.person_id, "into": r.new_person_id, "kind": r.kind,
-               "identifier": mask_phone(r.value) if r.kind == "phone" else mask_id(r.value), "lead_ids": r.lead_ids}
+               "identifier": masked(r.kind, r.value), "lead_ids": r.lead_ids}
               for r in (await session.execute(text(
                   "SELECT * FROM person_split WHERE person_id = :p OR new_person_id = :p ORDER BY id"),
                   {"p": person_id})).all()]
     summary = fold_summaries([person_id], (await session.execute(summary_query([person_id], now))).all())[person_id]
     found = await _history(session, person_id, keys, who, what="person.page", masked=True)
     for i in idents:
-        i["value"] = mask_phone(i["value"]) if i["kind"] == "phone" else mask_id(i["value"])
+        i["value"] = masked(i["kind"], i["value"])
     return {"id": person_id, "requested_id": asked, "created_at": iso(row.created_at), "merged_from": merged_from,
             "identifiers": idents, "splits": splits, "person": summary, **found}
