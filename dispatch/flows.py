@@ -3,7 +3,8 @@ a reader finds a lead's whole path here, not inside commit listeners or another 
 service. The capabilities below never import each other; they decide and change their own
 records, and these flows put their steps in order, in the caller's one transaction.
 
-    triage_lead      placed → tiered → ladder started (deadlines, SMS, call queue) → visit requested
+    triage_lead      linked to its person → placed → tiered → ladder started (deadlines, SMS, call queue)
+                     → visit requested; or, the person's work being open, joined to it (join_work)
     apply_steps      what the ladder decided after a call, a miss or a failed SMS, done
     close_lead       closed with an outcome → callback scheduled, the lead's field work ended
     transfer_lead    to a district of the city: a handover waiting for its acceptance (accept_transfer,
@@ -37,11 +38,24 @@ from dispatch.field.offers import (
 from dispatch.field.squads import FieldConfig
 from dispatch.field.visits import end_field_work, open_visit, request_visit, required_visit, visit_still_required
 from dispatch.intake import historic
-from dispatch.ladder import callbacks, calls, contact, deadlines, family, phone, replies, robot, sms, stop_payment
+from dispatch.ladder import (
+    callbacks,
+    calls,
+    contact,
+    deadlines,
+    family,
+    merge,
+    phone,
+    replies,
+    robot,
+    sms,
+    stop_payment,
+)
 from dispatch.ladder import service as ladder
 from dispatch.ladder.rules import SCHEDULED, Step, plan_deadlines, visit_deadline
 from dispatch.models import CallAttempt, Callback, Lead
-from dispatch.outcomes.cases import rematch_people, rematch_person
+from dispatch.outcomes import linking
+from dispatch.outcomes.cases import rematch_people
 from dispatch.outcomes.feedback import feed_back
 from dispatch.policy import Policy, TierDecision
 from dispatch.shift import alarms
@@ -55,15 +69,34 @@ from service.core.errors import Conflict, Forbidden, NotFound
 
 # ---------------------------------------------------------------- a new lead (workers)
 def triage_lead(session: Session, lead: Lead, placement_of, policy: Policy, actor: str = "worker") -> None:
-    """Place and tier a received lead; a lead in the city gets its work started (by the district it
-    is in, or the city center); one handed outside the city gets its urgent steps (SMS, first call)
-    before it leaves; a case reported before this lead arrived is matched to it now (预警后发案)."""
+    """Link a received lead to its person (一人一档), place and tier it (the person's earlier warnings
+    count); a lead in the city joins the person's open work (一次预警一件事) or gets its own work
+    started (by the district it is in, or the city center); one handed outside the city gets its
+    urgent steps (SMS, first call) before it leaves; the person's cases are matched again (预警后发案:
+    a case reported before this lead)."""
+    link = linking.link_lead(session, lead, actor)
     decision = triage.place_and_tier(session, lead, placement_of, policy, actor)
     if lead.status == LeadStatus.tiered:
-        start_work(session, lead, decision, policy, actor)
+        work = merge.open_work(session, lead, decision, policy)
+        if work is not None:
+            join_work(session, lead, work, decision, policy, actor)
+        else:
+            start_work(session, lead, decision, policy, actor)
     elif handed_out(lead):
         ladder.start_urgent_steps(session, lead, decision, policy, actor)
-    rematch_person(session, lead.phone, lead.id_number)
+    people = [p for p in (link.person_id, *link.merged) if p is not None]
+    own = [(k, v) for k, v in (("phone", lead.phone), ("id_number", lead.id_number)) if v]
+    rematch_people(session, people, own + linking.identifiers_of(session, people), actor)
+
+
+def join_work(session: Session, lead: Lead, work: Lead, decision: TierDecision, policy: Policy, actor: str) -> None:
+    """The lead joins the person's open work: no ladder of its own; a more urgent one raises the
+    work's tier, its deadlines re-planned from now as an override does (a visit if the tier asks)."""
+    if merge.join(session, lead, work, decision, policy, actor):
+        note = {"reason": f"merged lead {lead.id}", "rule": "merged_lead", "lead_id": lead.id}
+        if ladder.replan_tier(session, work, decision.tier, policy, open_visit(session, work.id) is not None,
+                              actor=actor, kind="tier_raised", note=note, sign_from_now=True):
+            escalate_to_visit(session, work, "merged_lead", policy, actor)
 
 
 def start_work(session: Session, lead: Lead, decision: TierDecision, policy: Policy, actor: str) -> None:
@@ -88,19 +121,21 @@ def load_historic(session: Session, leads: list, placement_of, policy: Policy, a
     if not ids:
         return 0
     leads = session.execute(select(Lead).where(Lead.id.in_(ids)).order_by(Lead.id)).scalars().all()
-    # No round trip per lead: the earlier warnings a lead's tier counts are stored already (the
-    # insert above) and counted for the chunk at once; changes and events go out together.
-    warned = triage.earlier_warnings_many(session, leads)
+    people: set[int] = set()
+    for lead in leads:  # one record per person, as the workers link them; the tier counts the person's warnings
+        link = linking.link_lead(session, lead, actor)
+        people.update(p for p in (link.person_id, *link.merged) if p is not None)
     with session.no_autoflush:
         for lead in leads:
-            triage.place_and_tier(session, lead, placement_of, policy, actor, warned[lead.id])
+            triage.place_and_tier(session, lead, placement_of, policy, actor)
             if lead.status == LeadStatus.tiered:
                 outcome, closed_at = extra[(lead.source, lead.source_id)]
                 LEAD.move(lead, LeadStatus.closed)
                 lead.outcome, lead.closed_at = outcome, closed_at or lead.pushed_at
                 record(session, lead.id, actor, "closed", {"outcome": outcome, "historic": True})
     session.flush()
-    rematch_people(session, [(lead.phone, lead.id_number) for lead in leads], actor)
+    own = {(k, v) for lead in leads for k, v in (("phone", lead.phone), ("id_number", lead.id_number)) if v}
+    rematch_people(session, sorted(people), sorted(own), actor)
     return len(ids)
 
 
@@ -310,12 +345,13 @@ def record_robot_call(session: Session, report: robot.Report, tags: robot.TagMap
 
 
 def record_callback(session: Session, lead_id: int, result: CallbackResult, loss_cny: Decimal | None,
-                    note: str | None, who: Principal, policy: Policy) -> tuple[Lead, Callback]:
-    lead, cb, reopened = callbacks.record_callback(session, lead_id, result, loss_cny, note, who)
+                    note: str | None, who: Principal, policy: Policy) -> tuple[Lead, Callback, Callback | None]:
+    """One 回访 attempt → (lead, the attempt, the next one when not reached and attempts remain)."""
+    lead, cb, retry, reopened = callbacks.record_callback(session, lead_id, result, loss_cny, note, who, policy)
     alarms.resolve(session, lead_id, ("callback",), policy, "callback_done")
     if reopened:
         escalate_to_visit(session, lead, "callback_defrauded", policy, who.actor)
-    return lead, cb
+    return lead, cb, retry
 
 
 def sms_receipt(session: Session, gateway_message_id: str, status: SmsStatus, policy: Policy) -> tuple[bool, bool]:

@@ -22,19 +22,23 @@ from dispatch.policy_knobs import (  # noqa: F401 - the knobs' names are the pol
     CALL_RESULTS,
     CONTACT_CHANNELS,
     LADDER_STEPS,
+    CallbackRetry,
     Contact,
     Family,
     Ladder,
+    Merge,
     Retention,
     Shift,
     StopPayment,
     Transfer,
     _Bad,
+    _callback,
     _choice,
     _contact,
     _family,
     _int,
     _ladder,
+    _merge,
     _only,
     _retention,
     _shift,
@@ -56,7 +60,7 @@ class LeadFacts:
     age: int | None
     ongoing: bool = False
     warned_within_7d: bool = False
-    warned_30d: int = 0  # earlier warnings of the same person (phone or ID number) in the 30 days before
+    warned_30d: int = 0  # the person's earlier warnings (dispatch.person) in the 30 days before
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +159,8 @@ class Policy:
     stop_payment: StopPayment = field(default_factory=StopPayment)
     retention: Retention = field(default_factory=Retention)
     transfer: Transfer = field(default_factory=Transfer)
+    merge: Merge = field(default_factory=Merge)
+    callback: CallbackRetry = field(default_factory=CallbackRetry)
 
     def deadline(self, tier: Tier | str, name: str) -> timedelta | None:
         """The duration of a named deadline of a tier, conditional or not (for escalations)."""
@@ -259,7 +265,7 @@ def _rule(raw: object, i: int, switches: dict[str, bool], names: set[str]) -> Ru
 def parse_policy(doc: dict[str, Any], source: str = "<policy>") -> Policy:
     """A validated `Policy` from a parsed TOML document; ValueError names the bad key."""
     _only(doc, {"version", "default_tier", "switches", "escalation", "ladder", "tiers", "rules", "alarms", "field",
-                "desk", "contact", "family", "stop_payment", "retention", "transfer"}, "")
+                "desk", "contact", "family", "stop_payment", "retention", "transfer", "merge", "callback"}, "")
     if doc.get("version", 1) != 1:
         raise _Bad("version", "only version 1 is understood")
     switches = _table(doc.get("switches", {}), "switches")
@@ -293,7 +299,7 @@ def parse_policy(doc: dict[str, Any], source: str = "<policy>") -> Policy:
     return Policy(tiers, rules, dict(switches), escalation, default, source, _ladder(doc.get("ladder", {})),
                   policy_version(doc), _shift(doc), _contact(doc.get("contact", {})), _family(doc.get("family", {})),
                   _stop_payment(doc.get("stop_payment", {})), _retention(doc.get("retention", {})),
-                  _transfer(doc.get("transfer", {})))
+                  _transfer(doc.get("transfer", {})), _merge(doc.get("merge", {})), _callback(doc.get("callback", {})))
 
 
 def policy_version(doc: dict[str, Any]) -> str:

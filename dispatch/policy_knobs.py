@@ -1,5 +1,5 @@
 """The policy's knobs beyond the tier rules (policy.toml `[ladder]`, `[alarms]`, `[field]`, `[desk]`,
-`[contact.*]`, `[family]`, `[stop_payment]`, `[transfer]`): each a frozen dataclass with its defaults, and its
+`[contact.*]`, `[family]`, `[stop_payment]`, `[retention]`, `[transfer]`, `[merge]`, `[callback]`): each a frozen dataclass with its defaults, and its
 parser, which names the bad key. `dispatch.policy` builds the whole `Policy` from them and the
 tier rules."""
 from __future__ import annotations
@@ -108,6 +108,19 @@ class Transfer:
     urgent_tiers: frozenset[Tier] = frozenset({Tier.P0, Tier.P1})
 
 
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """一次预警一件事 (policy.toml `[merge]`): a warning about a person whose work is open, pushed within
+    `window` of it, with the same fraud type or a tier at least as urgent, joins that work."""
+    enabled: bool = True
+    window: timedelta = timedelta(hours=6)
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRetry:
+    """回访 not reached (policy.toml `[callback]`): tried again `retry_after` later, `max_attempts` in all."""
+    retry_after: timedelta = timedelta(days=1)
+    max_attempts: int = 3
 
 
 _DURATION = re.compile(r"(?:\d+[smhd])+", re.ASCII)
@@ -302,3 +315,27 @@ def _transfer(raw: object) -> Transfer:
     if "urgent_tiers" in d:
         kw["urgent_tiers"] = _tiers(d["urgent_tiers"], "transfer.urgent_tiers")
     return dataclasses.replace(base, **kw)
+
+
+def _merge(raw: object) -> Merge:
+    d = _table(raw, "merge")
+    _only(d, {"enabled", "window"}, "merge")
+    kw: dict[str, Any] = {}
+    if "enabled" in d:
+        if type(d["enabled"]) is not bool:
+            raise _Bad("merge.enabled", "must be true or false")
+        kw["enabled"] = d["enabled"]
+    if "window" in d:
+        kw["window"] = parse_duration(d["window"], "merge.window")
+    return dataclasses.replace(Merge(), **kw)
+
+
+def _callback(raw: object) -> CallbackRetry:
+    d = _table(raw, "callback")
+    _only(d, {"retry_after", "max_attempts"}, "callback")
+    kw: dict[str, Any] = {}
+    if "retry_after" in d:
+        kw["retry_after"] = parse_duration(d["retry_after"], "callback.retry_after")
+    if "max_attempts" in d:
+        kw["max_attempts"] = _int(d["max_attempts"], "callback.max_attempts", 1)
+    return dataclasses.replace(CallbackRetry(), **kw)

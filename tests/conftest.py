@@ -124,7 +124,8 @@ def wipe(sync_engine, redis_url) -> None:
     for attempt in range(5):
         try:
             with sync_engine.begin() as conn:
-                conn.execute(text("TRUNCATE lead, lead_event, rejection, access_log, audit_head RESTART IDENTITY CASCADE"))
+                conn.execute(text("TRUNCATE lead, lead_event, rejection, access_log, audit_head, person, "
+                                  "person_identifier, person_split RESTART IDENTITY CASCADE"))
             break
         except exc.OperationalError as e:
             if not isinstance(e.orig, psycopg.errors.DeadlockDetected) or attempt == 4:

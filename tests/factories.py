@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import uuid
+from datetime import date, timedelta
 
 import shapely
 from shapely.geometry import shape
@@ -52,16 +53,25 @@ def _outside() -> dict:
 INSIDE = _inside()
 OUTSIDE = _outside()
 VALID_ID = "370299198904085688"  # GB 11643 check digit right
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def id_number(n: int, born: date = date(1980, 1, 1)) -> str:
+    """The n-th valid ID number (GB 11643, check digit right) of people born from `born` on (one a
+    day, 1,000 a day): each lead of ours is its own person unless a test says otherwise."""
+    body = f"370299{born + timedelta(days=n // 1000):%Y%m%d}{n % 1000:03d}"
+    return body + "10X98765432"[sum(int(c) * w for c, w in zip(body, _WEIGHTS)) % 11]
 
 
 def make_lead(*, subject: dict | None = None, location=_KEEP, **top) -> dict:
-    """A valid lead; `subject` and `location` dicts are merged, other keywords replace top-level fields."""
+    """A valid lead about a person of its own (phone and ID number its own); `subject` and `location`
+    dicts are merged, other keywords replace top-level fields."""
     n = next(_seq)
     lead = {
         "source": "national_platform", "source_id": f"T-{uuid.uuid4().hex[:12]}-{n}",
         "pushed_at": "2026-11-01T09:30:00+08:00", "warning_type": "fraud_call", "fraud_type": "fake_investment",
         "risk_level": 2,
-        "subject": {"phone": f"139{n:08d}", "name": "测试人", "id_number": VALID_ID, "residency": "resident"},
+        "subject": {"phone": f"139{n:08d}", "name": "测试人", "id_number": id_number(n), "residency": "resident"},
         "counterpart": {"phone": "+85512345678"}, "amount_cny": None,
         "location": {"lon": INSIDE["lon"], "lat": INSIDE["lat"], "crs": "wgs84", "accuracy_m": 10, "kind": "gps"},
     }

@@ -136,6 +136,12 @@ class LeadSummary(BaseModel):
     signed_at: datetime | None = Field(None, description="When the center signed for it (签收); null until then")
     processing_failed: bool = Field(description="The worker failed on it `max_processing_attempts` times; "
                                                 "it is no longer retried (see last_error)")
+    person_id: int | None = Field(None, description="The person (一人一档) the lead is linked to by phone and ID "
+                                  "number when a worker triaged it (GET /api/v1/people/{id}); null before, or with "
+                                  "neither a phone nor a valid ID number")
+    merged_into: int | None = Field(None, description="The lead whose piece of work this warning joined (the person's "
+                                    "work was open: policy [merge]); it is then closed `duplicate` with no ladder of "
+                                    "its own. Null: it is its own work")
 
 
 class LeadPage(BaseModel):
@@ -176,6 +182,13 @@ class EventPublic(BaseModel):
     data: dict[str, Any]
 
 
+class PersonCounts(BaseModel):
+    """What the lead and the queue show of the person."""
+    warned_30d: int = Field(description="The person's warnings pushed in the last 30 days (a lead that joined "
+                                        "another's work is not a second warning)")
+    visits: int = Field(description="Visits a squad made to the person (arrived or done), on any lead, ever")
+
+
 class LeadDetail(LeadSummary):
     """One lead in full; every such read writes an access_log row."""
     tier: dict[str, Any] | None = Field(  # type: ignore[assignment]
@@ -192,6 +205,8 @@ class LeadDetail(LeadSummary):
     closed_at: datetime | None
     attempts: int = Field(description="Times a worker tried to place and tier it")
     last_error: str | None = Field(description="The last processing error, if any")
+    person: PersonCounts | None = Field(description='The person now: "warned N times in 30 days, M visits" '
+                                        "(null when the lead is linked to no one)")
     timeline: list[EventPublic]
 
 

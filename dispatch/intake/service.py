@@ -19,6 +19,8 @@ from dispatch.identity import mask_id, mask_phone
 from dispatch.intake import repository
 from dispatch.intake.validation import validate_lead
 from dispatch.models import Lead, LeadEvent, Rejection
+from dispatch.person import fold_summaries, summary_query
+from service.core import clock
 from service.core.auth import Principal
 from service.core.clock import iso
 from service.core.db import acquire
@@ -124,7 +126,8 @@ def lead_summary(lead: Lead, who: Principal) -> dict:
             "beat_code": lead.beat_code, "street_code": lead.street_code, "district_code": lead.district_code,
             "in_jurisdiction": lead.in_jurisdiction,
             "flags": lead.flags, "outcome": lead.outcome, "assigned_team": lead.assigned_team,
-            "signed_at": iso(lead.signed_at), "processing_failed": Flag.processing_failed in lead.flags}
+            "signed_at": iso(lead.signed_at), "processing_failed": Flag.processing_failed in lead.flags,
+            "person_id": lead.person_id, "merged_into": lead.merged_into}
 
 
 def _visible_subject(lead: Lead, who: Principal) -> dict:
@@ -140,6 +143,10 @@ async def read_lead(session: AsyncSession, lead_id: int, who: Principal) -> dict
     events = (await session.execute(select(LeadEvent).where(LeadEvent.lead_id == lead_id)
                                     .order_by(LeadEvent.id))).scalars()
     audited(session, who, lead_id, "lead.detail")
+    person = None
+    if lead.person_id is not None:
+        rows = (await session.execute(summary_query([lead.person_id], clock.now()))).all()
+        person = fold_summaries([lead.person_id], rows)[lead.person_id]
     location = None
     if lead.loc_lon is not None or lead.loc_address is not None:
         location = {"lon": lead.loc_lon, "lat": lead.loc_lat, "crs": lead.loc_crs,
@@ -151,7 +158,7 @@ async def read_lead(session: AsyncSession, lead_id: int, who: Principal) -> dict
         "location": location, "placement": _placement(lead), "tier": lead.tier_detail,
         "transfer": {"to": lead.transfer_to, "reason": lead.transfer_reason} if lead.transfer_reason else None,
         "signed_at": iso(lead.signed_at), "signed_by": lead.signed_by, "closed_at": iso(lead.closed_at),
-        "attempts": lead.attempts, "last_error": lead.last_error,
+        "attempts": lead.attempts, "last_error": lead.last_error, "person": person,
         "timeline": [{"at": iso(e.at), "actor": e.actor, "kind": e.kind, "data": e.data} for e in events],
     }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session
 
@@ -21,18 +21,23 @@ from service.core import clock
 PENDING = DeadlineState.pending.value
 
 
-def write_deadlines(session: Session, lead_id: int, plan: dict[str, datetime], *, replace: bool = False) -> None:
+def write_deadlines(session: Session, lead_id: int, plan: dict[str, datetime], *, replace: bool = False,
+                    tighten: bool = False) -> None:
     """Insert deadline rows; `replace` gives a row of the same name that was not met a new due time
-    (pending again: a new promise; the miss stays in the audit trail)."""
+    (pending again: a new promise; the miss stays in the audit trail); `tighten` also brings a pending
+    row's due time forward when the plan's is earlier (a more urgent tier never loosens a promise)."""
     if not plan:
         return
     stmt = insert(LeadDeadline).values([{"lead_id": lead_id, "name": n, "due_at": t, "state": PENDING}
                                         for n, t in plan.items()])
     if replace:
+        states = DEADLINE.sources(DeadlineState.pending) + ((PENDING,) if tighten else ())
+        due = case((LeadDeadline.state == PENDING, func.least(LeadDeadline.due_at, stmt.excluded.due_at)),
+                   else_=stmt.excluded.due_at)
         stmt = stmt.on_conflict_do_update(
             index_elements=["lead_id", "name"],
-            set_={"due_at": stmt.excluded.due_at, "state": PENDING, "acted_at": None, "met_at": None},
-            where=LeadDeadline.state.in_(DEADLINE.sources(DeadlineState.pending)))
+            set_={"due_at": due, "state": PENDING, "acted_at": None, "met_at": None},
+            where=LeadDeadline.state.in_(states))
     else:
         stmt = stmt.on_conflict_do_nothing(index_elements=["lead_id", "name"])
     session.execute(stmt)

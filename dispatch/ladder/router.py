@@ -30,6 +30,7 @@ from dispatch.ladder.schemas import (
     TransferIn,
 )
 from dispatch.policy import PolicyDep
+from service.core import clock
 from service.core.auth import Principal, RequireRole, Role
 from service.core.db import SessionDep
 from service.core.money import cny
@@ -132,12 +133,14 @@ async def callbacks_due(session: SessionDep, who: Center, limit: Limit = 100):
 
 @router.post("/leads/{lead_id}/callbacks", response_model=CallbackPublic, status_code=201,
              responses=error_responses(401, 403, 404, 409, 422),
-             summary="Record a callback; `defrauded` records the loss and reopens the lead (admin, commander, operator)")
+             summary="Record a callback attempt; `not_reached` is tried again on the policy's [callback] schedule, "
+                     "`defrauded` records the loss and reopens the lead (admin, commander, operator)")
 async def record_callback(lead_id: Id, body: CallbackIn, session: SessionDep, who: Center, policy: PolicyDep):
     def run(s):
-        lead, cb = flows.record_callback(s, lead_id, body.result, body.loss_cny, body.note, who, policy)
+        lead, cb, retry = flows.record_callback(s, lead_id, body.result, body.loss_cny, body.note, who, policy)
         return {"id": cb.id, "lead_id": lead_id, "result": cb.result, "loss_cny": cny(cb.loss_cny),
-                "done_at": cb.done_at, "lead": ladder.lead_state(s, lead)}
+                "done_at": cb.done_at, "attempt": cb.attempt, "done": cb.result in callbacks.REACHED,
+                "next_attempt_due_at": clock.iso(retry.due_at) if retry else None, "lead": ladder.lead_state(s, lead)}
     return await session.run_sync(run)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from dispatch.enums import CallResult, Outcome, Response, Tier
+from dispatch.enums import TIER_ORDER, CallResult, Outcome, Response, Tier
 from dispatch.policy import Policy, TierDecision
 
 CALL_DEADLINES = ("first_call", "connected_call")
@@ -89,3 +89,26 @@ def after_sms_failed(policy: Policy, tier: Tier | str | None) -> Step | None:
     if tier and Tier(tier) in policy.ladder.sms_failed_to_call:
         return Step("call", "sms_failed")
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWork:
+    """A lead of the same person being worked (tiered or working, not itself merged)."""
+    id: int
+    tier: str
+    fraud_type: str
+    pushed_at: datetime
+
+
+def work_to_join(policy: Policy, tier: Tier | str, fraud_type: str, pushed_at: datetime,
+                 works: list[OpenWork]) -> OpenWork | None:
+    """一次预警一件事: the open work a new warning about the same person joins instead of starting a
+    ladder of its own (policy `[merge]`): pushed within `window` of it, and the same signal (the same
+    fraud type) or one at least as urgent (its tier the same or higher). Of several, the most urgent
+    work, then the oldest. None: the warning starts its own work."""
+    if not policy.merge.enabled:
+        return None
+    rank = TIER_ORDER[Tier(tier)]
+    fits = [w for w in works if abs(w.pushed_at - pushed_at) <= policy.merge.window
+            and (w.fraud_type == fraud_type or rank <= TIER_ORDER[Tier(w.tier)])]
+    return min(fits, key=lambda w: (TIER_ORDER[Tier(w.tier)], w.pushed_at, w.id), default=None)

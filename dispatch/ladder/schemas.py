@@ -160,7 +160,13 @@ class CallbackPublic(BaseModel):
     lead_id: int
     result: CallbackResult
     loss_cny: float | None
-    done_at: datetime
+    done_at: datetime = Field(description="When this attempt was made")
+    attempt: int = Field(description="1 for the first attempt of this 回访, 2 for its first retry, …")
+    done: bool = Field(description="The 回访 is done (counted in callbacks_done): the person answered safe or "
+                                   "defrauded. `not_reached` is not done")
+    next_attempt_due_at: datetime | None = Field(description="Not reached: when the next attempt is due "
+                                                 "([callback] retry_after); null when done or after the last "
+                                                 "attempt ([callback] max_attempts), which leaves it not done")
     lead: LeadStatePublic
 
 
@@ -168,6 +174,7 @@ class CallbackDue(BaseModel):
     callback_id: int
     lead_id: int
     due_at: datetime
+    attempt: int = Field(description="Which attempt of the 回访 this is (a retry after `not_reached` is 2, 3, …)")
     tier: str | None
     status: str
     outcome: str | None

@@ -98,10 +98,22 @@ def override_tier(session: Session, lead: Lead, tier: Tier, reason: str, who: Pr
     require(lead, "tier")
     if lead.tier == tier:
         raise Conflict(f"lead {lead.id} is {tier} already")
+    return replan_tier(session, lead, tier, policy, visit_open, actor=who.actor, kind="tier_overridden",
+                       note={"reason": reason, "by": who.name})
+
+
+def replan_tier(session: Session, lead: Lead, tier: Tier, policy: Policy, visit_open: bool, *, actor: str,
+                kind: str, note: dict, sign_from_now: bool = False) -> bool:
+    """A new tier on a lead being worked, by the center (`tier_overridden`) or by a more urgent
+    warning that joined its work (`tier_raised`): the new tier's response, its deadlines counted from
+    now (an unmet sign deadline from receipt, unless `sign_from_now`; a pending one only ever brought
+    forward), the policy's own tier kept in `tier_detail.policy`, `note` under `tier_detail.override`. → whether the new tier asks for a
+    visit that is not open yet (the flow escalates)."""
+    require(lead, "tier")
     now, spec = clock.now(), policy.tiers[tier]
     response = [r for r in Response if r in spec.response or (r == Response.visit and visit_open)]
-    plan = {d.name: (lead.received_at if d.name == "sign" else now) + d.after for d in spec.deadlines
-            if d.if_response is None or d.if_response in response}
+    plan = {d.name: (lead.received_at if d.name == "sign" and not sign_from_now else now) + d.after
+            for d in spec.deadlines if d.if_response is None or d.if_response in response}
     connected = session.execute(select(CallAttempt.id).where(CallAttempt.lead_id == lead.id,
                                                              CallAttempt.result == CallResult.connected)).first()
     if tier in policy.escalation.no_connection_tiers and Response.call in response and not connected:
@@ -112,19 +124,18 @@ def override_tier(session: Session, lead: Lead, tier: Tier, reason: str, who: Pr
              if d.state == deadlines.PENDING and d.name not in plan and d.name != "callback"]
     if stale:
         deadlines.cancel_deadlines(session, lead.id, tuple(stale))
-    deadlines.write_deadlines(session, lead.id, plan, replace=True)
+    deadlines.write_deadlines(session, lead.id, plan, replace=True, tighten=True)
     old = lead.tier
     detail = dict(lead.tier_detail or {})
     detail.setdefault("policy", {"tier": detail.get("tier"), "response": detail.get("response", [])})
     detail.update(tier=tier.value, response=[r.value for r in response],
                   deadlines={k: clock.iso(v) for k, v in plan.items()}, policy_version=policy.version,
-                  override={"from": old, "to": tier.value, "reason": reason, "by": who.name, "at": clock.iso(now)})
+                  override={"from": old, "to": tier.value, **note, "at": clock.iso(now)})
     lead.tier, lead.tier_detail = tier.value, detail
-    touch(session, lead)
     lead.needs_call = Response.call in response and not connected
     touch(session, lead)
-    record(session, lead.id, who.actor, "tier_overridden",
-           {"from": old, "to": tier.value, "reason": reason, "deadlines": detail["deadlines"], "cancelled": stale})
+    record(session, lead.id, actor, kind,
+           {"from": old, "to": tier.value, **note, "deadlines": detail["deadlines"], "cancelled": stale})
     return Response.visit in spec.response and not visit_open
 
 

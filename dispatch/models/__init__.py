@@ -13,7 +13,9 @@ from dispatch.models.ladder import (
 )
 from dispatch.models.leads import AccessLog, AuditHead, Lead, LeadEvent, Rejection
 from dispatch.models.outcomes import CaseReport
+from dispatch.models.people import Person, PersonIdentifier, PersonSplit
 from dispatch.models.reviews import CaseReview, FeedbackDelivery, FeedbackSource
 from dispatch.models.shift import Alarm
 
 __all__ = ["Lead", "LeadEvent", "Rejection", "AccessLog", "AuditHead", "Team", "TeamMember", "Visit", "Assignment", "OfferDelivery", "LeadDeadline", "CallAttempt", "SmsMessage", "Callback", "FamilyContact", "StopPaymentRequest", "Dial", "SmsInbound", "CaseReport", "Alarm", "CaseReview", "FeedbackSource", "FeedbackDelivery", "LeadTransfer"]
+__all__ += ["Person", "PersonIdentifier", "PersonSplit"]

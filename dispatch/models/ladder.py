@@ -90,7 +90,10 @@ class SmsMessage(SQLModel, table=True):
 
 
 class Callback(SQLModel, table=True):
-    """回访: a call some days after close to confirm the person is safe and count losses avoided."""
+    """回访: a call some days after close to confirm the person is safe and count losses avoided. One
+    row per attempt: `done_at` when it was made; a `not_reached` attempt is followed by the next one
+    (`attempt` + 1, due `[callback] retry_after` later) up to `[callback] max_attempts`. The 回访 is
+    done only when an attempt answers `safe` or `defrauded` (dispatch/outcomes/kpi.py)."""
     __table_args__ = (Index("ix_callback_due", "due_at", postgresql_where=text("done_at IS NULL")),)
     id: int | None = Field(default=None, sa_column=_id())
     lead_id: int = Field(sa_column=_lead_fk())
@@ -98,6 +101,7 @@ class Callback(SQLModel, table=True):
     done_at: datetime | None = Field(default=None, sa_column=_ts())
     actor: str | None = None
     result: str | None = None  # safe | defrauded | not_reached
+    attempt: int = Field(default=1, sa_column=Column(SmallInteger, nullable=False, server_default="1"))
     loss_cny: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2)))
     note: str | None = None
 

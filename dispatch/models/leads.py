@@ -89,7 +89,8 @@ class Lead(SQLModel, table=True):
     claimed_until: datetime | None = Field(default=None, sa_column=_ts())
     # The person this warning is about (linked by phone and ID number), and the lead whose piece of
     # work it joined when that person already had open work (null: it is its own work).
-    person_id: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True, index=True))
+    person_id: int | None = Field(default=None, sa_column=Column(BigInteger, ForeignKey("person.id"), nullable=True,
+                                                                  index=True))
     merged_into: int | None = Field(default=None, sa_column=Column(BigInteger, ForeignKey("lead.id"), nullable=True,
                                                                     index=True))
     # The district of the city that owns the lead now (null: the city center's).

@@ -1,12 +1,15 @@
 """Case reports (发案) and post-warning matching (预警后发案).
 
-A case is a post-warning case of a lead when the victim (phone or ID number, normalised) was the
-subject of that lead and the lead was pushed in the 30 days before the case was reported. When
-several leads qualify, the one about the same fraud type wins, then the one placed in the case's
-beat, then the newest (a case is most plausibly the scam someone was warned about).
+A case is a post-warning case of a lead when the victim was the subject of that lead — the lead
+carries the victim's phone or ID number (normalised), or belongs to the person (一人一档,
+dispatch/outcomes/linking.py) one of them is linked to — and the lead was pushed in the 30 days
+before the case was reported. When several leads qualify, the one about the same fraud type wins,
+then the one placed in the case's beat, then the newest (a case is most plausibly the scam someone
+was warned about); every one of them is a warning lead of the case (`warning_lead_ids`).
 
 Matching is one set-based UPDATE, run when a case is stored and again when a lead of the same
-person is placed (workers), so the order of arrival never changes the result."""
+person is placed (workers) or the person's records change (a merge, a split), so the order of
+arrival never changes the result."""
 from __future__ import annotations
 
 import math
@@ -124,14 +127,24 @@ def validate_case(obj: object) -> tuple[CaseIn | None, list[FieldError]]:
     return CaseIn(case_id.strip(), reported_at, phone, id_number, fraud_type, loss_cny, beat or None, obj), []
 
 
-# The best lead of the victim pushed in the 30 days before the case (see the module docstring).
-# `c` is the case row; phone and ID use the lead indexes (ID numbers: either case of x).
+# The victim's leads pushed in the 30 days before the case (see the module docstring): `c` is the case
+# row; one branch per way a lead is the victim's, each on its own index (phone, ID number in either
+# case of x, the person's leads), so no plan depends on the tables' statistics.
+_WINDOW = f"l.pushed_at < c.reported_at AND l.pushed_at >= c.reported_at - interval '{POST_WARNING_DAYS} days'"
+_WARNINGS = f"""
+    SELECT l.id, l.fraud_type, l.beat_code, l.pushed_at FROM lead l
+    WHERE l.phone = c.victim_phone AND {_WINDOW}
+    UNION SELECT l.id, l.fraud_type, l.beat_code, l.pushed_at FROM lead l
+    WHERE l.id_number IN (c.victim_id_number, lower(c.victim_id_number)) AND {_WINDOW}
+    UNION SELECT l.id, l.fraud_type, l.beat_code, l.pushed_at FROM person_identifier i
+    JOIN lead l ON l.person_id = i.person_id
+    WHERE ((i.kind = 'phone' AND i.value = c.victim_phone) OR (i.kind = 'id_number' AND i.value = c.victim_id_number))
+      AND {_WINDOW}"""
+# The best of them.
 _BEST_LEAD = f"""(
-    SELECT l.id FROM lead l
-    WHERE (l.phone = c.victim_phone OR l.id_number IN (c.victim_id_number, lower(c.victim_id_number)))
-      AND l.pushed_at < c.reported_at AND l.pushed_at >= c.reported_at - interval '{POST_WARNING_DAYS} days'
-    ORDER BY (l.fraud_type = c.fraud_type) DESC, coalesce(l.beat_code = c.beat_code, false) DESC,
-             l.pushed_at DESC, l.id DESC
+    SELECT w.id FROM ({_WARNINGS}) w
+    ORDER BY (w.fraud_type = c.fraud_type) DESC, coalesce(w.beat_code = c.beat_code, false) DESC,
+             w.pushed_at DESC, w.id DESC
     LIMIT 1)"""
 
 _UPSERT = text("""
@@ -173,18 +186,12 @@ WITH m AS (
     RETURNING c.id, c.case_id, c.reported_at, c.post_warning_lead_id)
 {_CHANGED_EVENTS}""")
 
-_MATCH_PERSON = text(f"""
-WITH m AS (
-    UPDATE case_report c SET post_warning_lead_id = {_BEST_LEAD}
-    WHERE (c.victim_phone = :phone OR c.victim_id_number = upper(:id_number))
-      AND c.post_warning_lead_id IS DISTINCT FROM {_BEST_LEAD}
-    RETURNING c.id, c.case_id, c.reported_at, c.post_warning_lead_id)
-{_CHANGED_EVENTS}""")
-
+# The cases of some people: by the victim's phone or ID number, or matched to one of their leads.
 _MATCH_PEOPLE = text(f"""
 WITH m AS (
     UPDATE case_report c SET post_warning_lead_id = {_BEST_LEAD}
-    WHERE (c.victim_phone = ANY(CAST(:phones AS text[])) OR c.victim_id_number = ANY(CAST(:ids AS text[])))
+    WHERE (c.victim_phone = ANY(CAST(:phones AS text[])) OR c.victim_id_number = ANY(CAST(:id_numbers AS text[]))
+           OR c.post_warning_lead_id = ANY(ARRAY(SELECT id FROM lead WHERE person_id = ANY(CAST(:persons AS bigint[])))))
       AND c.post_warning_lead_id IS DISTINCT FROM {_BEST_LEAD}
     RETURNING c.id, c.case_id, c.reported_at, c.post_warning_lead_id)
 {_CHANGED_EVENTS}""")
@@ -223,11 +230,23 @@ async def store_cases(session, cases: list[CaseIn], actor: str) -> dict[str, tup
     return {r.case_id: (r.id, r.case_id in created, post_warning_of(r)) for r in rows}
 
 
+_READ = text(f"""
+SELECT c.*, l.id AS lead_id, l.source, l.source_id,
+       coalesce(l.person_id, (SELECT i.person_id FROM person_identifier i
+                              WHERE (i.kind = 'phone' AND i.value = c.victim_phone)
+                                 OR (i.kind = 'id_number' AND i.value = c.victim_id_number)
+                              ORDER BY i.kind DESC LIMIT 1)) AS person_id,
+       ARRAY(SELECT w.id FROM ({_WARNINGS}) w ORDER BY w.pushed_at, w.id) AS warning_lead_ids
+FROM case_report c LEFT JOIN lead l ON l.id = c.post_warning_lead_id WHERE c.case_id = :id""")
+
+
 async def read_case(session, case_id: str) -> dict | None:
-    row = (await session.execute(text(
-        "SELECT c.*, l.id AS lead_id, l.source, l.source_id FROM case_report c "
-        "LEFT JOIN lead l ON l.id = c.post_warning_lead_id WHERE c.case_id = :id"), {"id": case_id})).first()
-    return None if row is None else case_public(row)
+    """The case with its match, the victim's person (that of the matched lead, else the person the
+    victim's phone, then ID number, is linked to) and every warning lead of the 30 days before."""
+    row = (await session.execute(_READ, {"id": case_id})).first()
+    if row is None:
+        return None
+    return {**case_public(row), "person_id": row.person_id, "warning_lead_ids": list(row.warning_lead_ids)}
 
 
 def case_public(row, *, masked: bool = False) -> dict:
@@ -240,24 +259,16 @@ def case_public(row, *, masked: bool = False) -> dict:
             "post_warning_of": post_warning_of(row)}
 
 
-def rematch_person(session, phone: str | None, id_number: str | None, actor: str = "worker") -> int:
-    """Sync (worker side): re-match every case of this person after one of their leads was placed.
+def rematch_people(session, person_ids: list[int], identifiers: list[tuple[str, str]], actor: str = "worker") -> int:
+    """Sync: re-match every case of these people (their identifiers: (kind, value) pairs, ID numbers
+    upper-case) after one of their leads was placed or their records changed (a merge, a split).
     → timeline events written (cases now matched to a lead)."""
-    if not phone and not id_number:
+    phones = [v for k, v in identifiers if k == "phone"]
+    id_numbers = [v.upper() for k, v in identifiers if k == "id_number"]
+    if not person_ids and not phones and not id_numbers:
         return 0
-    n = session.execute(_MATCH_PERSON, {"phone": phone, "id_number": id_number, "actor": actor}).rowcount
-    if n:
-        feedback.sent_with_commit_sync(session)
-    return n
-
-
-def rematch_people(session, people: list[tuple[str | None, str | None]], actor: str = "worker") -> int:
-    """`rematch_person` for many people in one statement (a bulk load's chunk)."""
-    phones = sorted({p for p, _i in people if p})
-    ids = sorted({i.upper() for _p, i in people if i})
-    if not phones and not ids:
-        return 0
-    n = session.execute(_MATCH_PEOPLE, {"phones": phones, "ids": ids, "actor": actor}).rowcount
+    n = session.execute(_MATCH_PEOPLE, {"phones": phones, "id_numbers": id_numbers, "persons": person_ids,
+                                        "actor": actor}).rowcount
     if n:
         feedback.sent_with_commit_sync(session)
     return n

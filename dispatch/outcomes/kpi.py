@@ -3,7 +3,22 @@
 `dispatch.outcomes.stats` counts the raw rows in SQL; this module turns counts into rates, scores and
 rankings. The API (/stats, /stats/ranking), the monthly report and the screen all use it, so a
 number means the same everywhere. A rate whose denominator is empty is None (null), never 0 or 1.
-The meaning of every count is documented in README.md ("KPIs")."""
+The meaning of every count is documented in README.md ("KPIs"); the ones about people and work:
+
+- `leads`: pieces of work — leads received in the range that did not join another lead's work
+  (一次预警一件事); `merged`: the group's leads that did (`merged_into` set), in no other count.
+- `people`: distinct persons among those leads (一人一档 `person_id`; a lead not linked to anyone
+  counts by its phone, else its ID number, else alone).
+- 回访率 `callback_rate` = `callbacks_done` / `callbacks_due`. A callback is the 回访 of one closed
+  lead (one per close): due once its first attempt is due (or made), done once an attempt answered
+  `safe` or `defrauded`. An attempt answered `not_reached` is retried on the policy's `[callback]`
+  schedule and is not done; after `max_attempts` the callback stays due and not done.
+- 预警后发案, per case: `post_warning_cases` = cases matched to a warning of the group (the victim —
+  phone, ID number or their person — was warned in the 30 days before the case; a case matched to a
+  lead that joined another's work counts for that work). Per person: `post_warning_people` =
+  distinct persons of the group with at least one such case.
+- 预警后发案率 `post_warning_rate` = `post_warning_people` / `people`: the share of the warned people
+  who were defrauded after a warning (a person with two cases counts once)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -17,7 +32,7 @@ RATES: dict[str, tuple[str, str]] = {
     "fund_face_to_face_rate": ("fund_visits_done", "fund_visits_required"),  # 资金预警见面率
     "dissuasion_rate": ("dissuaded", "closed_counted"),  # 劝阻成功率
     "callback_rate": ("callbacks_done", "callbacks_due"),  # 回访率
-    "post_warning_rate": ("post_warning_cases", "people"),  # 预警后发案率
+    "post_warning_rate": ("post_warning_people", "people"),  # 预警后发案率: per person, not per case
     "attempts_per_lead": ("attempts", "leads"),
     "attempts_per_person": ("attempts", "people"),
 }

@@ -15,7 +15,7 @@ from dispatch.outcomes.cases import case_public
 
 # (column title, row field) of the KPI sheets, in order
 COLUMNS: list[tuple[str, str]] = [
-    ("线索 leads", "leads"), ("人数 people", "people"), ("及时签收 signed in time", "signed_in_time"),
+    ("线索 leads", "leads"), ("并入 merged", "merged"), ("人数 people", "people"), ("及时签收 signed in time", "signed_in_time"),
     ("签收及时率 sign-off rate", "sign_in_time_rate"), ("拨打 calls", "calls"), ("拨通 connected", "connected"),
     ("电话拨通率 connection rate", "connection_rate"), ("需见面 visits required", "visits_required"),
     ("已见面 visits done", "visits_done"), ("见面劝阻率 face-to-face rate", "face_to_face_rate"),
@@ -23,6 +23,7 @@ COLUMNS: list[tuple[str, str]] = [
     ("劝阻成功 dissuaded", "dissuaded"), ("劝阻成功率 dissuasion rate", "dissuasion_rate"),
     ("应回访 callbacks due", "callbacks_due"), ("已回访 callbacks done", "callbacks_done"),
     ("回访率 callback rate", "callback_rate"), ("预警后发案 post-warning cases", "post_warning_cases"),
+    ("预警后发案人数 post-warning people", "post_warning_people"),
     ("预警后发案率 post-warning rate", "post_warning_rate"), ("劝阻次数 attempts", "attempts"),
     ("人均次数 attempts per person", "attempts_per_person"),
     ("签收中位 sign median s", "sign_seconds_median"), ("签收P90 sign p90 s", "sign_seconds_p90"),

@@ -1,16 +1,16 @@
-"""/api/v1/cases, /stats, /stats/ranking, /people/history, /reports/monthly. Each route names who
-may call it."""
+"""/api/v1/cases, /stats, /stats/ranking, /people (history, a person's page, split), /reports/monthly.
+Each route names who may call it."""
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from dispatch.access import stats_district
 from dispatch.models import Rejection
 from dispatch.outcomes import cases as case_service
-from dispatch.outcomes import people, report, stats
+from dispatch.outcomes import linking, people, report, stats
 from dispatch.outcomes.schemas import (
     CaseAnswer,
     CaseBatchAnswer,
@@ -19,19 +19,23 @@ from dispatch.outcomes.schemas import (
     CasePublic,
     PersonHistory,
     PersonIn,
+    PersonPage,
     RankingAnswer,
+    SplitAnswer,
+    SplitIn,
     StatsAnswer,
 )
 from service.core import clock
-from service.core.auth import CASES, CenterUser, LeadPusher, Principal
+from service.core.auth import CASES, CenterUser, LeadPusher, Principal, RequireRole, Role
 from service.core.bodies import documented_body, json_body
 from service.core.db import SessionDep, separate_unit
 from service.core.errors import Forbidden, NotFound, ValidationFailed, field_errors
 from service.core.openapi import error_responses
-from service.core.params import Time
+from service.core.params import Id, Time
 from service.core.responses import JSON
 
 router = APIRouter(prefix="/api/v1", tags=["outcomes"])
+Command = Annotated[Principal, Depends(RequireRole(Role.admin, Role.commander))]
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -158,6 +162,30 @@ async def person_history(request: Request, session: SessionDep, who: CenterUser)
     found = await people.history(session, person, who)
     await session.commit()  # the access log rows
     return JSON(found)
+
+
+@router.get("/people/{person_id}", response_model=PersonPage, responses=error_responses(401, 403, 404, 422),
+            summary="一人一档: one person — identifiers (masked), warned in 30 days and visits, every warning, call, "
+                    "SMS, visit, callback and case (masked) (admin/commander/operator); the read is audited")
+async def person_page(person_id: Id, session: SessionDep, who: CenterUser):
+    found = await people.page(session, person_id, who, clock.now())
+    if found is None:
+        raise NotFound(f"person {person_id} not found")
+    await session.commit()  # the access log rows
+    return JSON(found)
+
+
+@router.post("/people/{person_id}/split", response_model=SplitAnswer, openapi_extra=documented_body(SplitIn),
+             responses=error_responses(400, 401, 403, 404, 409, 422),
+             summary="Split an identifier linked to the person wrongly into a new person with the leads that carry "
+                     "it (admin, commander); a `person_split` event on each lead moved")
+async def split_person(person_id: Id, request: Request, session: SessionDep, who: Command):
+    raw = await json_body(request)
+    kind, value = people.person_of({k: v for k, v in raw.items() if k != "reason"} if isinstance(raw, dict) else raw)
+    reason = raw.get("reason")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 500 or "\x00" in reason:
+        raise ValidationFailed([{"field": "reason", "message": "required: why the link was wrong (1 to 500 characters)"}])
+    return JSON(await session.run_sync(lambda s: linking.split(s, person_id, kind, value, reason.strip(), who)))
 
 
 @router.get("/reports/monthly", response_class=Response, responses={

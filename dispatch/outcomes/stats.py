@@ -1,7 +1,9 @@
 """KPI counts from the raw rows, in one SQL statement per question (formulas: dispatch.outcomes.kpi).
 
 Each child table is aggregated per lead first (one pass each), joined to the leads in range, and
-grouped by the chosen key with GROUPING SETS, so the groups and the total come from one scan."""
+grouped by the chosen key with GROUPING SETS, so the groups and the total come from one scan. The
+work is counted once (一次预警一件事): a lead that joined another's work (`merged_into`) is no lead
+of its own in any count; `merged` says how many of the group's leads did so."""
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
@@ -40,9 +42,9 @@ KEY_SQL: dict[GroupBy, str] = {
 # `AT TIME ZONE interval '+08:00'` gives the local wall time for UTC+8 (POSIX sign rules do not apply
 # to intervals).
 
-COUNTS = ("leads", "people", "signed", "signed_in_time", "calls", "connected", "call_attempts", "sms_sent",
+COUNTS = ("leads", "merged", "people", "signed", "signed_in_time", "calls", "connected", "call_attempts", "sms_sent",
           "visits_required", "visits_done", "fund_visits_required", "fund_visits_done", "closed_counted",
-          "dissuaded", "callbacks_due", "callbacks_done", "post_warning_cases", "attempts")
+          "dissuaded", "callbacks_due", "callbacks_done", "post_warning_cases", "post_warning_people", "attempts")
 TIMINGS = ("sign_seconds", "first_call_seconds", "on_scene_seconds")
 
 
@@ -55,9 +57,12 @@ def _sql(key: str) -> str:
     team = _TEAM if "a.team" in key else ""  # only the team grouping needs the squad of the last offer
 
     def pct(expr: str, name: str) -> str:
-        return (f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {expr}) AS {name}_median, "
-                f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {expr}) AS {name}_p90")
+        return (f"percentile_cont(0.5) WITHIN GROUP (ORDER BY {expr}) FILTER (WHERE work) AS {name}_median, "
+                f"percentile_cont(0.9) WITHIN GROUP (ORDER BY {expr}) FILTER (WHERE work) AS {name}_p90")
 
+    # A callback (回访) is one per closed lead and close: its first attempt; it is due once that attempt
+    # is due or made, done once any attempt answered safe or defrauded (not_reached is tried again).
+    # A case matched to a lead that joined another's work counts for that work.
     return f"""
 WITH c AS (
     SELECT lead_id, count(*) AS n, bool_or(result = 'connected') AS connected, min(at) AS first_at
@@ -72,16 +77,17 @@ WITH c AS (
     SELECT lead_id, min(arrived_at) AS on_scene, count(arrived_at) AS arrivals{team}
     FROM assignment GROUP BY lead_id
 ), cb AS (
-    SELECT lead_id, count(*) FILTER (WHERE done_at IS NOT NULL OR due_at <= :now) AS due,
-           count(done_at) AS done
+    SELECT lead_id, count(*) FILTER (WHERE attempt = 1 AND (done_at IS NOT NULL OR due_at <= :now)) AS due,
+           count(*) FILTER (WHERE result IN ('safe', 'defrauded')) AS done
     FROM callback GROUP BY lead_id
 ), k AS (
-    SELECT post_warning_lead_id AS lead_id, count(*) AS n FROM case_report
-    WHERE post_warning_lead_id IS NOT NULL GROUP BY post_warning_lead_id
+    SELECT coalesce(l.merged_into, l.id) AS lead_id, count(*) AS n FROM case_report c
+    JOIN lead l ON l.id = c.post_warning_lead_id GROUP BY 1
 ), d AS (
     SELECT lead_id, due_at FROM lead_deadline WHERE name = 'sign'
 ), per AS (
-    SELECT {key} AS key, coalesce(l.phone, 'id:' || upper(l.id_number), 'lead:' || l.id) AS person,
+    SELECT {key} AS key, l.merged_into IS NULL AS work,
+           coalesce('p' || l.person_id, l.phone, 'id:' || upper(l.id_number), 'lead:' || l.id) AS person,
            l.warning_type = 'fund_transfer' AS fund, l.received_at, l.signed_at,
            l.signed_at IS NOT NULL AND l.signed_at <= coalesce(
                d.due_at, (l.tier_detail -> 'deadlines' ->> 'sign')::timestamptz) AS signed_in_time,
@@ -99,20 +105,26 @@ WITH c AS (
       AND (CAST(:district AS text) IS NULL OR l.district_code = CAST(:district AS text))
 )
 SELECT GROUPING(key) = 1 AS is_total, key,
-       count(*) AS leads, count(DISTINCT person) AS people,
-       count(signed_at) AS signed, count(*) FILTER (WHERE signed_in_time) AS signed_in_time,
-       count(call_attempts) AS calls, count(*) FILTER (WHERE connected) AS connected,
-       coalesce(sum(call_attempts), 0) AS call_attempts, coalesce(sum(sms), 0) AS sms_sent,
-       count(visit) AS visits_required, count(*) FILTER (WHERE visit_done) AS visits_done,
-       count(visit) FILTER (WHERE fund) AS fund_visits_required,
-       count(*) FILTER (WHERE visit_done AND fund) AS fund_visits_done,
-       count(*) FILTER (WHERE closed_counted) AS closed_counted, count(*) FILTER (WHERE dissuaded) AS dissuaded,
-       coalesce(sum(cb_due), 0) AS callbacks_due, coalesce(sum(cb_done), 0) AS callbacks_done,
-       coalesce(sum(cases), 0) AS post_warning_cases, sum(attempts) AS attempts,
+       count(*) FILTER (WHERE work) AS leads, count(*) FILTER (WHERE NOT work) AS merged,
+       count(DISTINCT person) FILTER (WHERE work) AS people,
+       count(signed_at) FILTER (WHERE work) AS signed, count(*) FILTER (WHERE work AND signed_in_time) AS signed_in_time,
+       count(call_attempts) FILTER (WHERE work) AS calls, count(*) FILTER (WHERE work AND connected) AS connected,
+       coalesce(sum(call_attempts) FILTER (WHERE work), 0) AS call_attempts,
+       coalesce(sum(sms) FILTER (WHERE work), 0) AS sms_sent,
+       count(visit) FILTER (WHERE work) AS visits_required, count(*) FILTER (WHERE work AND visit_done) AS visits_done,
+       count(visit) FILTER (WHERE work AND fund) AS fund_visits_required,
+       count(*) FILTER (WHERE work AND visit_done AND fund) AS fund_visits_done,
+       count(*) FILTER (WHERE work AND closed_counted) AS closed_counted,
+       count(*) FILTER (WHERE work AND dissuaded) AS dissuaded,
+       coalesce(sum(cb_due) FILTER (WHERE work), 0) AS callbacks_due,
+       coalesce(sum(cb_done) FILTER (WHERE work), 0) AS callbacks_done,
+       coalesce(sum(cases) FILTER (WHERE work), 0) AS post_warning_cases,
+       count(DISTINCT person) FILTER (WHERE work AND cases > 0) AS post_warning_people,
+       sum(attempts) FILTER (WHERE work) AS attempts,
        {pct("extract(epoch FROM signed_at - received_at)", "sign_seconds")},
        {pct("extract(epoch FROM first_at - received_at)", "first_call_seconds")},
        {pct("extract(epoch FROM on_scene - received_at)", "on_scene_seconds")},
-       sum(loss) AS loss_cny, sum(saved) AS saved_cny
+       sum(loss) FILTER (WHERE work) AS loss_cny, sum(saved) FILTER (WHERE work) AS saved_cny
 FROM per GROUP BY GROUPING SETS ((key), ())
 ORDER BY is_total, key NULLS LAST"""
 

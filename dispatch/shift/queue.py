@@ -1,7 +1,7 @@
 """The queue (GET /api/v1/queue): every open lead, most urgent first — tier, then time left to the
 step it is on — with filters and keyset paging. Open = being worked (received, tiered, working),
-or closed with its 回访 due. Read with four set-based queries whatever the number of open leads;
-the step of each comes from `dispatch.shift.steps`."""
+or closed with its 回访 due; each with the person's "warned N times in 30 days, M visits". Read with
+set-based queries whatever the number of open leads; the step of each comes from `dispatch.shift.steps`."""
 from __future__ import annotations
 
 import base64
@@ -15,6 +15,7 @@ from sqlmodel import Session
 from dispatch.enums import CallResult
 from dispatch.identity import mask_phone
 from dispatch.models import Alarm, CallAttempt, Callback, Lead, LeadDeadline, Visit
+from dispatch.person import fold_summaries, summary_query
 from dispatch.policy import Policy
 from dispatch.shift.steps import TIER_RANK, LeadFacts, current_step
 from service.core import clock
@@ -58,7 +59,7 @@ def _open_leads(session: Session, f: Filters, now: datetime):
     callback_due = exists().where(Callback.lead_id == Lead.id, Callback.done_at.is_(None), Callback.due_at <= now)
     q = select(Lead.id, Lead.tier, Lead.status, Lead.signed_at, Lead.needs_call, Lead.received_at, Lead.warning_type,
                Lead.fraud_type, Lead.risk_level, Lead.street_code, Lead.beat_code, Lead.assigned_team, Lead.phone,
-               Lead.name, Lead.claimed_by, Lead.claimed_until, Lead.amount_cny).where(
+               Lead.name, Lead.claimed_by, Lead.claimed_until, Lead.amount_cny, Lead.person_id).where(
         or_(Lead.status.in_(WORKED), and_(Lead.status == "closed", callback_due)))
     for column, value in ((Lead.street_code, f.street), (Lead.beat_code, f.beat), (Lead.tier, f.tier),
                           (Lead.status, f.status)):
@@ -96,6 +97,8 @@ def queue_items(session: Session, policy: Policy, f: Filters, now: datetime | No
         Visit.lead_id.in_(ids), Visit.status.in_(VISIT_SHOWN)).order_by(Visit.lead_id, Visit.id)).all())
     alarms = dict(session.execute(select(Alarm.lead_id, func.count()).where(
         Alarm.lead_id.in_(ids), Alarm.acked_at.is_(None), Alarm.resolved_at.is_(None)).group_by(Alarm.lead_id)).all())
+    person_ids = {r.person_id for r in leads if r.person_id is not None}
+    people = fold_summaries(person_ids, session.execute(summary_query(person_ids, now)).all()) if person_ids else {}
     retry = policy.shift.call_retry_after
     items = []
     for r in leads:
@@ -115,6 +118,7 @@ def queue_items(session: Session, policy: Policy, f: Filters, now: datetime | No
             "street_code": r.street_code, "beat_code": r.beat_code, "assigned_team": r.assigned_team,
             "visit_status": visits.get(r.id), "calls": c.calls if c else 0, "claimed_by": claimed,
             "alarms": alarms.get(r.id, 0), "subject": {"name": r.name, "phone": mask_phone(r.phone)},
+            "person": people.get(r.person_id),
             "_due": cur.due_at})
     items.sort(key=_key)
     return items

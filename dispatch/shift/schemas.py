@@ -17,6 +17,11 @@ class Subject(BaseModel):
     phone: str | None = Field(description="Masked (the queue is a list)")
 
 
+class PersonCounts(BaseModel):
+    warned_30d: int = Field(description="The person's warnings pushed in the last 30 days")
+    visits: int = Field(description="Visits a squad made to the person (arrived or done), ever")
+
+
 class QueueItem(BaseModel):
     id: int
     tier: str | None
@@ -39,6 +44,8 @@ class QueueItem(BaseModel):
     claimed_by: str | None = Field(description="The operator calling it now (the desk's claim)")
     alarms: int = Field(description="Active alarms on the lead")
     subject: Subject
+    person: PersonCounts | None = Field(None, description='The person (一人一档): "warned N times in 30 days, M '
+                                        'visits"; null when the lead is linked to no one yet')
 
 
 class QueuePage(BaseModel):

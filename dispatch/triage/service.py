@@ -3,14 +3,13 @@ it is by the policy, and why. What follows (deadlines, SMS, a visit) is started 
 `dispatch.flows.triage_lead`, not here."""
 from __future__ import annotations
 
-from datetime import timedelta
-
-from sqlalchemy import func, or_, select, text, tuple_
+from sqlalchemy import select
 from sqlmodel import Session
 
 from dispatch import outbox
 from dispatch.enums import Flag, LeadStatus
 from dispatch.models import Lead
+from dispatch.person import earlier_warnings_query
 from dispatch.policy import LeadFacts, Policy, TierDecision
 from dispatch.states import HANDED_OUT, LEAD
 from dispatch.timeline import record
@@ -21,35 +20,13 @@ from service.core import clock
 
 
 def earlier_warnings(session: Session, lead: Lead) -> tuple[int, int]:
-    """How often the same person (phone or ID number) was warned before this lead: (in the 7 days
-    before, in the 30 days before). One indexed query for both."""
-    who = [c == v for c, v in ((Lead.phone, lead.phone), (Lead.id_number, lead.id_number)) if v]
-    if not who:
+    """How often the lead's person (一人一档: every identifier linked to them) was warned before this
+    lead: (in the 7 days before, in the 30 days before). A lead not linked to anyone (no phone, no
+    valid ID number) has no earlier warnings. One indexed query for both."""
+    if lead.person_id is None:
         return 0, 0
-    q = select(func.count().filter(Lead.pushed_at > lead.pushed_at - timedelta(days=7)), func.count()).where(
-        or_(*who), tuple_(Lead.pushed_at, Lead.id) < (lead.pushed_at, lead.id),
-        Lead.pushed_at > lead.pushed_at - timedelta(days=30))
-    week, month = session.execute(q).one()
+    week, month = session.execute(earlier_warnings_query(lead.person_id, lead.id, lead.pushed_at)).one()
     return week, month
-
-
-_EARLIER_MANY = text("""
-SELECT x.id, count(*) FILTER (WHERE l.pushed_at > x.pushed_at - interval '7 days') AS week, count(l.id) AS month
-FROM unnest(CAST(:ids AS bigint[]), CAST(:phones AS text[]), CAST(:idns AS text[]), CAST(:ats AS timestamptz[]))
-     AS x(id, phone, id_number, pushed_at)
-LEFT JOIN lead l ON (l.phone = x.phone OR l.id_number = x.id_number)
-     AND (l.pushed_at, l.id) < (x.pushed_at, x.id) AND l.pushed_at > x.pushed_at - interval '30 days'
-GROUP BY x.id""")
-
-
-def earlier_warnings_many(session: Session, leads: list[Lead]) -> dict[int, tuple[int, int]]:
-    """`earlier_warnings` of many stored leads in one round trip (a bulk load) → {lead id: (7 d, 30 d)}."""
-    if not leads:
-        return {}
-    rows = session.execute(_EARLIER_MANY, {"ids": [x.id for x in leads], "phones": [x.phone for x in leads],
-                                           "idns": [x.id_number for x in leads],
-                                           "ats": [x.pushed_at for x in leads]}).all()
-    return {r.id: (r.week, r.month) for r in rows}
 
 
 def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy,
@@ -58,7 +35,8 @@ def place_and_tier(session: Session, lead: Lead, placement_of, policy: Policy,
     destination `placement_of` named, with the reason); → the decision, for the flow that starts the
     work (all of it for a tiered lead, the urgent steps for one handed out). The district the lead is
     in owns it from now on (`lead.district_code`; None: the city center). `placement_of(lead) ->
-    LeadPlacement`. Writes one timeline event per change."""
+    LeadPlacement`. The lead is linked to its person first (`dispatch.flows.triage_lead`): the policy's
+    warned facts count the person's earlier warnings. Writes one timeline event per change."""
     p: LeadPlacement = placement_of(lead)
     lead.lon, lead.lat, lead.beat_code, lead.street_code = p.lon, p.lat, p.beat_code, p.street_code
     lead.in_jurisdiction, lead.placed_by, lead.placement_reason = p.in_jurisdiction, p.placed_by, p.reason

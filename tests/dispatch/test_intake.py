@@ -12,7 +12,7 @@ from dispatch.intake import repository
 from dispatch.intake.validation import validate_lead
 from dispatch.models import Lead, LeadEvent, Rejection
 from service.core.settings import plain_url
-from tests.factories import INSIDE, OUTSIDE, make_lead
+from tests.factories import INSIDE, OUTSIDE, VALID_ID, make_lead
 from tests.waiting import lock_waiters, until
 
 pytestmark = pytest.mark.usefixtures("district", "clean")
@@ -215,8 +215,11 @@ async def test_batch_of_1000_is_taken(client, source_headers, sync_engine):
 
 
 async def test_list_is_masked_filtered_and_paged(client, source_headers, commander, run_worker):
-    ids = [(await client.post("/api/v1/leads", json=make_lead(risk_level=3), headers=source_headers)).json()["id"]
-           for _ in range(5)]
+    # one person (one ID number) warned on five days: a day apart, each warning is its own work
+    ids = [(await client.post("/api/v1/leads", json=make_lead(risk_level=3, subject={"id_number": VALID_ID},
+                                                              pushed_at=f"2026-11-0{day}T09:30:00+08:00"),
+                              headers=source_headers)).json()["id"]
+           for day in range(1, 6)]
     out = (await client.post("/api/v1/leads", json=make_lead(location=OUTSIDE),
                              headers=source_headers)).json()["id"]
     await run_worker()

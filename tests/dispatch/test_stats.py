@@ -87,7 +87,8 @@ def _outcome_rows(conn, seed: int = 14) -> None:
 def _expected(conn, key_sql: str) -> dict:
     """Per lead, each fact by its own correlated subquery; then counted per key in Python."""
     rows = conn.execute(text(f"""
-        SELECT {key_sql} AS key, l.id, l.phone, l.id_number, l.warning_type, l.status, l.outcome,
+        SELECT {key_sql} AS key, l.id, l.phone, l.id_number, l.person_id, l.merged_into, l.warning_type, l.status,
+               l.outcome,
                l.received_at, l.signed_at,
                l.signed_at <= coalesce((SELECT due_at FROM lead_deadline d WHERE d.lead_id = l.id AND d.name = 'sign'),
                                        (l.tier_detail #>> '{{deadlines,sign}}')::timestamptz) AS in_time,
@@ -101,10 +102,12 @@ def _expected(conn, key_sql: str) -> dict:
                    AS visit_done,
                (SELECT min(arrived_at) FROM assignment a WHERE a.lead_id = l.id) AS on_scene,
                (SELECT count(*) FROM assignment a WHERE a.lead_id = l.id AND a.arrived_at IS NOT NULL) AS arrivals,
-               (SELECT count(*) FROM callback b WHERE b.lead_id = l.id AND (b.due_at <= now() OR b.done_at IS NOT NULL))
-                   AS cb_due,
-               (SELECT count(*) FROM callback b WHERE b.lead_id = l.id AND b.done_at IS NOT NULL) AS cb_done,
-               (SELECT count(*) FROM case_report k WHERE k.post_warning_lead_id = l.id) AS cases
+               (SELECT count(*) FROM callback b WHERE b.lead_id = l.id AND b.attempt = 1
+                   AND (b.due_at <= now() OR b.done_at IS NOT NULL)) AS cb_due,
+               (SELECT count(*) FROM callback b WHERE b.lead_id = l.id AND b.result IN ('safe', 'defrauded'))
+                   AS cb_done,
+               (SELECT count(*) FROM case_report k JOIN lead x ON x.id = k.post_warning_lead_id
+                WHERE coalesce(x.merged_into, x.id) = l.id) AS cases
         FROM lead l WHERE l.received_at >= :f AND l.received_at < :t"""),
         {"f": RANGE["from"], "t": RANGE["to"]}).all()
     groups: dict = defaultdict(list)
@@ -112,8 +115,13 @@ def _expected(conn, key_sql: str) -> dict:
         groups[r.key].append(r)
         groups["__total__"].append(r)
     out = {}
-    for key, rs in groups.items():
-        person = [r.phone or (f"id:{r.id_number.upper()}" if r.id_number else f"lead:{r.id}") for r in rs]
+    for key, every in groups.items():
+        rs = [r for r in every if r.merged_into is None]  # the work counted once: merged leads apart
+
+        def who(r):
+            return f"p{r.person_id}" if r.person_id is not None else (
+                r.phone or (f"id:{r.id_number.upper()}" if r.id_number else f"lead:{r.id}"))
+        person = [who(r) for r in rs]
 
         def q(values, p):
             values = [v for v in values if v is not None]
@@ -121,7 +129,7 @@ def _expected(conn, key_sql: str) -> dict:
 
         closed = [r for r in rs if r.status == "closed" and r.outcome not in ("duplicate", "false_alarm")]
         counts = {
-            "leads": len(rs), "people": len(set(person)),
+            "leads": len(rs), "merged": len(every) - len(rs), "people": len(set(person)),
             "signed": sum(r.signed_at is not None for r in rs), "signed_in_time": sum(bool(r.in_time) for r in rs),
             "calls": sum(r.calls > 0 for r in rs), "connected": sum(r.conn for r in rs),
             "call_attempts": sum(r.calls for r in rs), "sms_sent": sum(r.sms for r in rs),
@@ -131,6 +139,7 @@ def _expected(conn, key_sql: str) -> dict:
             "closed_counted": len(closed), "dissuaded": sum(r.outcome == "dissuaded" for r in closed),
             "callbacks_due": sum(r.cb_due for r in rs), "callbacks_done": sum(r.cb_done for r in rs),
             "post_warning_cases": sum(r.cases for r in rs),
+            "post_warning_people": len({who(r) for r in rs if r.cases}),
             "attempts": sum(r.calls + r.sms + r.arrivals for r in rs),
         }
         for name, col in (("sign_seconds", "signed_at"), ("first_call_seconds", "first_call"),

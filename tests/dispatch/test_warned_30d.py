@@ -14,7 +14,7 @@ from dispatch.triage.service import earlier_warnings
 from dispatch.triage.tiering import tier_lead
 from service.core.db import sync_session
 from tests.data import ROOT
-from tests.factories import make_lead
+from tests.factories import id_number, make_lead
 
 CST = timezone(timedelta(hours=8))
 
@@ -35,15 +35,20 @@ def test_warned_30d_gte_is_a_condition():
 
 
 @pytest.mark.usefixtures("district", "clean")
-async def testearlier_warnings_counts_the_person_by_phone_or_id(client, source_headers, sync_engine):
-    p, a, b = "13712340000", "110101199003070001", "110101199003070002"
+async def test_earlier_warnings_count_the_whole_person(client, source_headers, sync_engine, run_worker):
+    """The person of the phone and of the ID numbers: 10-28 carries only ID number b, yet the lead of
+    10-01 (phone p and ID number a) is theirs too, linked through 10-20 (p and b)."""
+    p, a, b = "13712340000", id_number(900_001), id_number(900_002)
     people = [("10-01", p, a), ("10-20", p, b), ("10-28", None, b), ("11-02", p, b), ("11-01", "13712349999", a[:-1] + "9")]
     leads = [make_lead(pushed_at=f"2026-{day}T08:00:00+08:00", subject={"phone": ph, "id_number": idn})
              for day, ph, idn in people]
     r = await client.post("/api/v1/leads/batch", json={"leads": leads}, headers=source_headers)
     assert all(x["status"] == "accepted" for x in r.json()["results"])
+    await run_worker()
     with sync_session(sync_engine) as session:
         rows = session.execute(select(Lead).order_by(Lead.pushed_at)).scalars().all()
         counts = {x.pushed_at.astimezone(CST).strftime("%m-%d"): earlier_warnings(session, x) for x in rows}
+        persons = {x.pushed_at.astimezone(CST).strftime("%m-%d"): x.person_id for x in rows}
     # (in the 7 days before, in the 30 days before); 10-01 is 32 days before 11-02
-    assert counts == {"10-01": (0, 0), "10-20": (0, 1), "10-28": (0, 1), "11-02": (1, 2), "11-01": (0, 0)}
+    assert counts == {"10-01": (0, 0), "10-20": (0, 1), "10-28": (0, 2), "11-02": (1, 2), "11-01": (0, 0)}
+    assert len({persons[d] for d in ("10-01", "10-20", "10-28", "11-02")}) == 1 != len(set(persons.values()))
