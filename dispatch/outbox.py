@@ -90,7 +90,9 @@ def publish(redis, pushes: Iterable[Push]) -> list[int]:
     pipe = redis.pipeline(transaction=False)
     ts = clock.now_iso()
     channel = live_channel()
-    for p in pushes:
+    # People before screens: an offer reaches its squad's phones before the board's copies are fanned
+    # out (each stream keeps its own order; the order across streams carries no meaning).
+    for p in sorted(pushes, key=lambda p: is_board(p.target)):
         stream = stream_key(p.target)
         script(keys=[seq_key(p.target), stream],
                args=[p.type, orjson.dumps(p.data).decode(), ts, stream, STREAM_MAXLEN, STREAM_TTL_S, channel],

@@ -88,7 +88,9 @@ class Condition:
     value: Any
 
     def holds(self, facts: LeadFacts, tier: Tier | None) -> bool:
-        v = tier if self.fact == "tier" else getattr(facts, self.fact)
+        return self.test(tier if self.fact == "tier" else getattr(facts, self.fact))
+
+    def test(self, v: Any) -> bool:
         if v is None:
             return False  # unknown (age, jurisdiction) never matches, whatever the test
         match self.op:
@@ -168,6 +170,19 @@ class Policy:
 
     def active(self, rule: Rule) -> bool:
         return rule.enabled and (rule.switch is None or self.switches[rule.switch])
+
+    def urgent_lane(self, raw: dict) -> bool:
+        """Whether a pushed lead (the wire's JSON, validated) may be tiered P0: an active P0 rule whose
+        conditions on what the push says all hold (one on what only the worker knows — the place, the
+        person's earlier warnings, the age from the ID number — counts as holding). Such a lead goes
+        to the workers' urgent queue at once (workers.queues.AfterCommit); the worker still tiers it,
+        and one that turns out less urgent is only worked sooner. A lane, not a tier."""
+        subject = raw.get("subject")
+        known = {"warning_type": raw.get("warning_type"), "fraud_type": raw.get("fraud_type"),
+                 "risk_level": raw.get("risk_level"), "ongoing": raw.get("ongoing") is True,
+                 "residency": subject.get("residency", "unknown") if isinstance(subject, dict) else "unknown"}
+        return any(r.tier is Tier.P0 and self.active(r)
+                   and all(c.fact not in known or c.test(known[c.fact]) for c in r.when) for r in self.rules)
 
 
 # ---------------------------------------------------------------- loading

@@ -23,7 +23,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from service.core import clock
 from service.core.responses import JSON
-from workers.queues import rq_queue_name
+from workers.queues import rq_queue_name, urgent_queue_name
 
 SNAPSHOT_SECONDS = 5.0  # scrape-time gauges are read at most this often per process
 router = APIRouter(tags=["operations"])
@@ -116,7 +116,7 @@ async def _read_shared(state) -> list:
     if checks["redis"] == "ok":
         try:
             figures = await asyncio.wait_for(asyncio.to_thread(
-                _rq_figures, state.redis, [settings.queue_name, settings.dial_queue_name]), timeout=3)
+                _rq_figures, state.redis, [settings.queue_name, urgent_queue_name(), settings.dial_queue_name]), timeout=3)
         except Exception:
             figures = None
         if figures is not None:

@@ -43,7 +43,7 @@ from service.core.signin import SignInLimits
 from service.docs import install_docs
 from service.health import router as health_router
 from service.ui.router import mount_ui
-from workers.queues import AfterCommit, lead_queue, send
+from workers.queues import AfterCommit, lead_queue, send, urgent_queue
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.aredis = make_async_redis(urls.redis_url, *redis_timeouts)
         state.signin_limits = SignInLimits(state.aredis, settings)
         queue = lead_queue(state.redis, settings.queue_name)
-        state.after_commit = AfterCommit(queue, settings.enqueue_linger_seconds)
+        state.after_commit = AfterCommit(queue, settings.enqueue_linger_seconds, urgent_queue(state.redis))
         # The policy, loaded once for this process and handed to every route that decides with it.
         state.policy = load_policy(settings.policy_file)
         state.field_config = FieldConfig.of(settings, state.policy)

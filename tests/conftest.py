@@ -187,14 +187,13 @@ def commander(make_user) -> dict:
 
 @pytest.fixture(scope="session")
 def run_worker(app, redis_url):
-    """Drain the lead queue with a real rq worker in this process (burst mode)."""
-    from workers.queues import lead_queue
+    """Drain the lead queues (urgent, then ordinary) with a real rq worker in this process (burst mode)."""
+    from workers.queues import worker_queues
     from workers.run import Worker
 
     async def run() -> None:
         await app.state.after_commit.drain()
         redis = Redis.from_url(redis_url)
-        queue = lead_queue(redis, app.state.settings.queue_name)
-        Worker([queue], connection=redis).work(burst=True, with_scheduler=False)  # the workers' own class
+        Worker(worker_queues(redis), connection=redis).work(burst=True, with_scheduler=False)  # the workers' own class
 
     return run

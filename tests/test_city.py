@@ -133,19 +133,19 @@ def city(servers, settings, tmp_path_factory):
 @pytest.fixture(scope="module")
 def work(city, redis_url, settings):
     """Drain the lead queue with a real rq worker in this process (on the city's database)."""
-    from workers.queues import lead_queue
+    from workers.queues import worker_queues
     from workers.run import Worker
 
     def run() -> None:
         """Until no lead of the city's database waits for a worker (the API process enqueues after a
         short linger, possibly in more than one job)."""
         redis = Redis.from_url(redis_url)
-        queue = lead_queue(redis, settings.queue_name)
+        queues = worker_queues(redis)
         deadline = time.monotonic() + 20
         while city.sql("SELECT count(*) FROM lead WHERE status = 'received'")[0][0]:
             assert time.monotonic() < deadline, "leads left unprocessed"
-            if queue.count:
-                Worker([queue], connection=redis).work(burst=True, with_scheduler=False)
+            if any(q.count for q in queues):
+                Worker(queues, connection=redis).work(burst=True, with_scheduler=False)
             else:
                 time.sleep(0.05)
 

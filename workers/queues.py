@@ -34,6 +34,21 @@ def lead_queue(redis: Redis, name: str) -> Queue:
     return Queue(rq_queue_name(name), connection=redis)
 
 
+def urgent_queue_name() -> str:
+    return get_settings().queue_name + ":urgent"
+
+
+def urgent_queue(redis: Redis) -> Queue:
+    """Leads that may be P0 (a transfer in progress): never behind a batch of others."""
+    return Queue(rq_queue_name(urgent_queue_name()), connection=redis)
+
+
+def worker_queues(redis: Redis, urgent_only: bool = False) -> list[Queue]:
+    """What a worker listens on, in order: the urgent queue first (rq takes the first queue that
+    has a job), then, unless it is an urgent worker, the ordinary one."""
+    return [urgent_queue(redis)] + ([] if urgent_only else [lead_queue(redis, get_settings().queue_name)])
+
+
 def enqueue_leads(queue: Queue, ids: list[int], mark: bool = False) -> None:
     """One job per chunk of leads: a worker places and tiers them in one transaction. With `mark`
     (the reconciler's resends) the ids' enqueue times go out in the same pipeline (one round
@@ -46,6 +61,12 @@ def enqueue_leads(queue: Queue, ids: list[int], mark: bool = False) -> None:
         if mark:
             pipe.zadd(enqueued_key(), dict.fromkeys(ids, time.time()))
         pipe.execute()
+
+
+def enqueue_urgent(queue: Queue, ids: list[int]) -> None:
+    """Leads that may be P0 (Policy.urgent_lane): one job on the urgent queue, which every worker
+    takes before the ordinary one and `quanzu worker --urgent` takes alone (workers.tasks.process_urgent)."""
+    queue.enqueue("workers.tasks.process_urgent", ids, result_ttl=0, failure_ttl=7 * 86400, job_timeout=300)
 
 
 def recently_enqueued(redis: Redis, ids: list[int], within_seconds: float) -> set[int]:
@@ -146,20 +167,40 @@ class AfterCommit:
     """Hands committed lead ids to rq without holding up the answer. Ids that arrive while an
     enqueue is in flight go out together in the next one; under load (a flush right after the last
     one) the next flush also lingers `linger` seconds so that one job carries many leads. A lead
-    after a quiet spell goes out at once: a district's 40-100 leads a day never wait for a batch."""
+    after a quiet spell goes out at once: a district's 40-100 leads a day never wait for a batch.
+    Urgent ids (those that may be P0) never linger nor wait for a flush: each submit sends them at
+    once, on the urgent queue, in a thread of their own."""
 
-    def __init__(self, queue: Queue, linger: float = 0.0):
-        self.queue, self.linger = queue, linger
+    def __init__(self, queue: Queue, linger: float = 0.0, urgent: Queue | None = None):
+        self.queue, self.linger, self.urgent = queue, linger, urgent
         self._pending: list[int] = []
         self._task: asyncio.Task | None = None
         self._last_flush = float("-inf")  # loop time at the end of the last flush
+        self._urgent_tasks: set[asyncio.Task] = set()
 
-    def submit(self, ids: list[int]) -> None:
+    def submit(self, ids: list[int], urgent: list[int] | tuple = ()) -> None:
+        if urgent and self.urgent is not None:
+            task = asyncio.get_running_loop().create_task(self._send_urgent(list(urgent)))
+            self._urgent_tasks.add(task)
+            task.add_done_callback(self._urgent_tasks.discard)
+            taken = set(urgent)
+            ids = [i for i in ids if i not in taken]
         if not ids:
             return
         self._pending.extend(ids)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _send_urgent(self, ids: list[int]) -> None:
+        try:
+            await asyncio.to_thread(enqueue_urgent, self.urgent, ids)
+        except Exception as exc:  # Redis down: the reconciler resends (on the ordinary queue)
+            log.warning("enqueue_failed", leads=len(ids), urgent=True, error=str(exc))
+        try:
+            await asyncio.to_thread(outbox.publish, self.queue.connection,
+                                    [outbox.Push(outbox.BOARD, "lead.created", {"lead_ids": ids})])
+        except Exception as exc:
+            log.warning("board_publish_failed", leads=len(ids), error=str(exc))
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -181,5 +222,7 @@ class AfterCommit:
 
     async def drain(self) -> None:
         """On shutdown: send what is pending (best effort)."""
+        if self._urgent_tasks:
+            await asyncio.gather(*self._urgent_tasks, return_exceptions=True)
         if self._task is not None:
             await self._task

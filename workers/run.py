@@ -18,7 +18,7 @@ from service.core.errors import count_dependency_error
 from service.core.logging import configure_logging, log
 from service.core.redis import make_redis
 from service.core.settings import get_settings
-from workers.queues import dial_queue, lead_queue
+from workers.queues import dial_queue, worker_queues
 from workers.scheduler import start_reconciler
 from workers.tasks import ctx
 
@@ -73,28 +73,30 @@ def serve_metrics(port: int | None) -> None:
         log.info("metrics_serving", port=port)
 
 
-def run_worker(burst: bool = False, dial: bool = False) -> None:
+def run_worker(burst: bool = False, dial: bool = False, urgent: bool = False) -> None:
     """`dial`: a dial worker (the desk's SIP calls, each holding its worker for the call) — the
-    dial queue only; the clock stays with the ordinary workers."""
+    dial queue only; the clock stays with the ordinary workers. `urgent`: the urgent queue only
+    (leads that may be P0), so that one never waits for a batch another job is working through;
+    ordinary workers take the urgent queue first too."""
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
     serve_metrics(settings.metrics_port)
     if dial:
         Worker([dial_queue(ctx.redis)], connection=ctx.redis).work(burst=burst, with_scheduler=False)
         return
-    queue = lead_queue(ctx.redis, settings.queue_name)
+    queues = worker_queues(ctx.redis, urgent_only=urgent)
     # The clock has a client of its own: rq raises the socket timeout of the worker's client to
     # outlast its blocking dequeue, and the clock must not wait that long on a hung Redis.
     clock_redis = make_redis(ctx.urls.redis_url, settings.redis_connect_timeout_seconds,
                              settings.redis_socket_timeout_seconds)
-    stop = start_reconciler(clock_redis, settings.queue_name, settings.reconcile_every_seconds,
-                            settings.field_sweep_every_seconds)
+    stop = threading.Event() if urgent else start_reconciler(  # the urgent worker keeps no clock: nothing else
+        clock_redis, settings.queue_name, settings.reconcile_every_seconds, settings.field_sweep_every_seconds)
     stopping = threading.Event()
     try:
         while True:
             worker = None
             try:  # rq's worker talks to Redis as soon as it is made: a Redis still down fails here too
-                worker = Worker([queue], connection=ctx.redis)
+                worker = Worker(queues, connection=ctx.redis)
                 worker.work(burst=burst, with_scheduler=False)
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 count_dependency_error(exc, "worker")

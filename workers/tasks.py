@@ -23,7 +23,7 @@ from dispatch.models import Lead, SmsMessage
 from dispatch.outcomes import feedback
 from dispatch.policy import Policy, load_policy
 from dispatch.triage.service import geocode_pending, placement_for, record_processing_failure
-from geo.geocode import Geocoder, make_geocoder
+from geo.geocode import Geocoder, geocode_addresses, make_geocoder
 from geo.models import District
 from geo.store import IndexCache
 from service.core import clock
@@ -142,6 +142,46 @@ def process_leads(ids: list[int]) -> dict:
     counts = {"asked": len(ids), "done": done, "failed": failed, "given_up": given_up}
     log.info("leads_processed", **counts)
     return counts
+
+
+def process_urgent(ids: list[int]) -> dict:
+    """Leads that may be P0 (the urgent queue), one transaction each: placed, tiered, linked, its
+    work started and its visit offered to a squad — so the offer leaves on the sockets straight after
+    that one commit (no second transaction, no second job), and no lead waits for another's. As
+    `process_leads`, safe to run twice; a lead that fails is recorded alone. An address-only lead is
+    geocoded with its row held (only that lead waits for the geocoder)."""
+    max_attempts = get_settings().max_processing_attempts
+    counts = Counter(asked=len(ids), done=0, failed=0, given_up=0)
+    for lead_id in ids:
+        try:
+            with unit() as session:
+                lead = session.execute(select(Lead).where(Lead.id == lead_id, Lead.status == LeadStatus.received,
+                                                          _NOT_GIVEN_UP)
+                                       .with_for_update(skip_locked=True, key_share=True)).scalar()
+                if lead is None:  # moved on, given up on, or another worker has it now
+                    continue
+                loaded = ctx.index.get_sync(session)
+                if loaded is None:
+                    raise RuntimeError("no district imported: run `quanzu import-district DIR`")
+                geocoded = (geocode_addresses(session, [lead.loc_address], ctx.geocoder)
+                            if lead.loc_address and lead.loc_lon is None else {})
+                flows.triage_lead(session, lead, placement_for(loaded.index, loaded.district_codes, geocoded),
+                                  ctx.policy)
+                box = outbox.of(session)
+                if box.visits:  # offered in this transaction: nobody else can hold a visit not yet committed
+                    offers.offer_new_visits(session, list(box.visits), lead, ctx.field, ctx.online)
+                    box.visits.clear()
+            counts["done"] += 1
+        except Exception as exc:  # rolled back; logged with its traceback and recorded on the lead
+            log.exception("lead_processing_failed", lead_id=lead_id)
+            counts["failed"] += 1
+            with unit() as session:
+                lead = session.get(Lead, lead_id)
+                if lead is not None:
+                    counts["given_up"] += record_processing_failure(
+                        session, lead, f"{exc.__class__.__name__}: {exc}", max_attempts)
+    log.info("leads_processed", urgent=True, **counts)
+    return dict(counts)
 
 
 def _stale_ids(id_column, *where, limit: int) -> list[int]:

@@ -71,8 +71,10 @@ def board_lead(session: Session, lead: Lead, **extra) -> None:
                                            "assigned_team": lead.assigned_team, **extra}, district=lead.district_code)
 
 
-def board_team(session: Session, team_code: str, **extra) -> None:
-    team = session.get(Team, team_code)
+def board_team(session: Session, team_code: str, squads: Squads | None = None, **extra) -> None:
+    """The board hears of a squad's change; its district from `squads` when the caller read them."""
+    known = next((q for q in squads.squads if q.code == team_code), None) if squads is not None else None
+    team = known or session.get(Team, team_code)
     outbox.board(session, "team.updated", {"team_code": team_code, **extra},
                  district=team.district_code if team is not None else None)
 
@@ -148,6 +150,16 @@ def dispatch_visits(session: Session, visit_ids: list[int], cfg: FieldConfig, on
     return made
 
 
+def offer_new_visits(session: Session, visit_ids: list[int], lead: Lead, cfg: FieldConfig, online,
+                     actor: str = "dispatch") -> list[Assignment]:
+    """Visits this unit of work has just requested for `lead`, offered in it (the urgent path:
+    workers.tasks.process_urgent): uncommitted, so nobody else holds them and no squad was asked."""
+    squads = Squads(session, cfg)
+    made = (offer_next(session, session.get(Visit, vid), cfg, online, actor, squads=squads, lead=lead, tried=[])
+            for vid in visit_ids)
+    return [a for a in made if a is not None]
+
+
 def offer_next(session: Session, visit: Visit, cfg: FieldConfig, online, actor: str,
                team_code: str | None = None, why: dict | None = None, squads: Squads | None = None,
                lead: Lead | None = None, tried: list[str] | None = None, backup: bool = False) -> Assignment | None:
@@ -196,7 +208,7 @@ def offer_next(session: Session, visit: Visit, cfg: FieldConfig, online, actor: 
         sms_fallback(session, a, lead, cfg, people, "no_live_socket")
     board_lead(session, lead, visit={"id": visit.id, "status": visit.status, "team_code": visit.team_code},
                assignment_id=a.id, backup=backup or None)
-    board_team(session, team_code, open_assignments_delta=1)
+    board_team(session, team_code, squads, open_assignments_delta=1)
     return a
 
 

@@ -71,16 +71,20 @@ def open_counts(session: Session) -> dict[str, int]:
 def load_squads(session: Session, cfg: FieldConfig, codes: list[str] | None = None) -> list[Squad]:
     now = clock.now()
     counts = open_counts(session)
-    q = (select(Team, Station.lon, Station.lat).outerjoin(Beat, Beat.code == Team.beat_code)
+    # Columns, not Team objects: matching reads every squad of the city for each dispatch, and an
+    # ORM object per row was a third of an urgent lead's time in the worker (BENCHMARKS "push → offer").
+    q = (select(Team.code, Team.beat_code, Team.status, Team.district_code, Team.last_lon, Team.last_lat,
+                Team.last_at, Team.home_lon, Team.home_lat, Station.lon, Station.lat)
+         .outerjoin(Beat, Beat.code == Team.beat_code)
          .outerjoin(Station, Station.code == Beat.station_code).order_by(Team.code))
     if codes is not None:
         q = q.where(Team.code.in_(codes))
     out = []
-    for team, slon, slat in session.execute(q).all():
-        pos = squad_position((team.last_lon, team.last_lat) if team.last_lon is not None else None, team.last_at,
-                             (team.home_lon, team.home_lat) if team.home_lon is not None else None,
+    for code, beat, status, district, llon, llat, lat_at, hlon, hlat, slon, slat in session.execute(q).all():
+        pos = squad_position((llon, llat) if llon is not None else None, lat_at,
+                             (hlon, hlat) if hlon is not None else None,
                              (slon, slat) if slon is not None else None, now, cfg.stale_s)
-        out.append(Squad(team.code, team.beat_code, team.status, counts.get(team.code, 0), pos, team.district_code))
+        out.append(Squad(code, beat, status, counts.get(code, 0), pos, district))
     return out
 
 

@@ -57,7 +57,8 @@ async def push_lead(request: Request, who: LeadPusher):
         LEADS_PUSHED.labels("duplicate").inc()
         return JSON({"id": taken.id, "duplicate": True}, status_code=200)
     LEADS_PUSHED.labels("accepted").inc()
-    request.app.state.after_commit.submit([taken.id])
+    urgent = [taken.id] if request.app.state.policy.urgent_lane(raw) else []
+    request.app.state.after_commit.submit([taken.id], urgent)
     return JSON({"id": taken.id, "status": LeadStatus.received, "duplicate": False, "flags": taken.flags},
                 status_code=202)
 
@@ -79,7 +80,9 @@ async def push_batch(request: Request, who: LeadPusher):
         async with conn.transaction():
             results, new_ids = await service.take_batch(conn, leads, who.actor, storable,
                                                         refuse=lambda x: source_refused(who, x.get("source")))
-    request.app.state.after_commit.submit(new_ids)
+    urgent = request.app.state.policy.urgent_lane
+    request.app.state.after_commit.submit(new_ids, [r["id"] for r, x in zip(results, leads)
+                                                   if r.get("status") == "accepted" and urgent(x)])
     for verdict, n in Counter(r["status"] for r in results).items():
         LEADS_PUSHED.labels(verdict).inc(n)
     return JSON({"results": results})

@@ -36,13 +36,16 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
 def worker(burst: Annotated[bool, typer.Option(help="Exit when the queue is empty")] = False,
            dial: Annotated[bool, typer.Option(help="A dial worker: the desk's SIP calls only (one call at a "
                                                    "time each: run one per line that may call at once)")] = False,
+           urgent: Annotated[bool, typer.Option(help="An urgent worker: leads that may be P0 only, never behind "
+                                                     "a batch (run one beside the ordinary workers)")] = False,
            ) -> None:
-    """Run an rq worker (placing, tiering, escalation) and the reconciler's clock; `--dial`: a dial worker."""
+    """Run an rq worker (placing, tiering, escalation) and the reconciler's clock; `--dial`: a dial
+    worker; `--urgent`: the urgent queue only, no clock."""
     from workers.run import run_worker
 
     require_secret()
     urls = servers_in_environment()
     try:
-        run_worker(burst=burst, dial=dial)
+        run_worker(burst=burst, dial=dial, urgent=urgent)
     finally:
         urls.stop()

@@ -18,7 +18,7 @@ from tests.data import ROOT
 from tests.factories import make_lead
 from tests.mobile_api.conftest import free_port
 from tests.scrape import names, value
-from workers.queues import lead_queue
+from workers.queues import lead_queue, urgent_queue_name
 from workers.scheduler import tick
 
 MONITORING = ROOT / "deploy" / "monitoring"
@@ -70,7 +70,9 @@ async def test_every_metric_the_dashboard_and_rules_use_is_exposed_and_counts(ap
     queue = lead_queue(redis, settings.queue_name)
     await app.state.after_commit.drain()
     queued = (await client.get("/metrics")).text
-    assert value(queued, "quanzu_rq_queue_depth", queue=settings.queue_name) == 1  # the lead's job, waiting
+    # a fund transfer may be P0: its job waits on the urgent queue, the ordinary one is empty
+    assert value(queued, "quanzu_rq_queue_depth", queue=urgent_queue_name()) == 1
+    assert value(queued, "quanzu_rq_queue_depth", queue=settings.queue_name) == 0
     queue.enqueue("workers.tasks.no_such_task")  # a job that fails: counted by the worker and kept by rq
     await run_worker()  # place and tier the lead (its deadlines are made), fail the other job
     with sync_engine.begin() as conn:  # the sweep did not run: the sign deadline is 90 s overdue
@@ -92,7 +94,7 @@ async def test_every_metric_the_dashboard_and_rules_use_is_exposed_and_counts(ap
     for kind in ("placed", "tiered", "sms_queued"):  # every timeline event of the lead, counted after its commit
         assert delta("quanzu_lead_events_total", kind=kind) == events.get(kind, 0), kind
     assert delta("quanzu_sms_total", status="queued") == events.get("sms_queued", 0)
-    assert delta("quanzu_jobs_total", task="process_leads", result="ok") == 1
+    assert delta("quanzu_jobs_total", task="process_urgent", result="ok") == 1
     assert delta("quanzu_jobs_total", task="no_such_task", result="failed") == 1
     assert value(after, "quanzu_rq_jobs_failed", queue=settings.queue_name) == 1
     assert value(after, "quanzu_rq_queue_depth", queue=settings.queue_name) == 0

@@ -317,9 +317,9 @@ async def test_two_processes_behave_as_one(api_a, api_b, source_headers, run_wor
                                            sync_engine, settings, redis_url):
     from redis import Redis
 
-    from workers.queues import lead_queue
+    from workers.queues import urgent_queue
 
-    queue = lead_queue(Redis.from_url(redis_url), settings.queue_name)
+    queue = urgent_queue(Redis.from_url(redis_url))  # a P0 lead's job: on the urgent queue
     squad = make_squad(own_team)
     on_b = await open_socket(api_b.ws, squad.headers["police"])
     on_a = await open_socket(api_a.ws, squad.headers["auxiliary"])
@@ -327,7 +327,7 @@ async def test_two_processes_behave_as_one(api_a, api_b, source_headers, run_wor
         r = await http.post("/api/v1/leads", json=p0_lead(), headers=source_headers)
         assert r.status_code == 202
         lead_id = r.json()["id"]
-        await until(lambda: any(j.func_name == "workers.tasks.process_leads" and lead_id in j.args[0]
+        await until(lambda: any(j.func_name == "workers.tasks.process_urgent" and lead_id in j.args[0]
                                 for j in queue.jobs), 10, f"process A's job for lead {lead_id} in Redis")
         await run_worker()
         offer_b = await on_b.recv("offer")  # created by a worker, pushed through Redis to process B

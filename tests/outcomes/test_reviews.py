@@ -36,14 +36,13 @@ async def reviewed(client, source_headers, commander, make_user, sync_engine, di
     a deadline let lapse by the sweep), then a case filed: one review."""
     from redis import Redis
 
-    from workers.queues import lead_queue
+    from workers.queues import worker_queues
     from workers.run import Worker
 
     async def run_worker():
         await app.state.after_commit.drain()
         redis = Redis.from_url(redis_url)
-        Worker([lead_queue(redis, app.state.settings.queue_name)], connection=redis).work(burst=True,
-                                                                                        with_scheduler=False)
+        Worker(worker_queues(redis), connection=redis).work(burst=True, with_scheduler=False)
 
     with sync_engine.begin() as conn:
         conn.execute(text("TRUNCATE lead, lead_event, case_report RESTART IDENTITY CASCADE"))
