@@ -117,8 +117,9 @@ def candidates(session: Session, lead: Lead, visit: Visit | None, cfg: FieldConf
 class Squads:
     """The squads as read once for a batch of dispatches; offers made in the batch count at once."""
 
-    def __init__(self, session: Session, cfg: FieldConfig):
-        self.squads, self.adjacency = load_squads(session, cfg), adjacency(session)
+    def __init__(self, session: Session, cfg: FieldConfig, district: str | None = None):
+        """`district`: only the squads a lead of that district may get (of_district), not the city's."""
+        self.squads, self.adjacency = load_squads(session, cfg, district=district), adjacency(session)
 
     def took(self, team_code: str) -> None:
         self.squads = [replace(q, open_assignments=q.open_assignments + 1) if q.code == team_code else q
@@ -154,7 +155,7 @@ def offer_new_visits(session: Session, visit_ids: list[int], lead: Lead, cfg: Fi
                      actor: str = "dispatch") -> list[Assignment]:
     """Visits this unit of work has just requested for `lead`, offered in it (the urgent path:
     workers.tasks.process_urgent): uncommitted, so nobody else holds them and no squad was asked."""
-    squads = Squads(session, cfg)
+    squads = Squads(session, cfg, lead.district_code)
     made = (offer_next(session, session.get(Visit, vid), cfg, online, actor, squads=squads, lead=lead, tried=[])
             for vid in visit_ids)
     return [a for a in made if a is not None]

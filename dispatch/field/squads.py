@@ -68,7 +68,10 @@ def open_counts(session: Session) -> dict[str, int]:
         Assignment.status.in_(OPEN_ASSIGNMENT)).group_by(Assignment.team_code)).all())
 
 
-def load_squads(session: Session, cfg: FieldConfig, codes: list[str] | None = None) -> list[Squad]:
+def load_squads(session: Session, cfg: FieldConfig, codes: list[str] | None = None,
+                district: str | None = None) -> list[Squad]:
+    """The squads as matching sees them (all, those of `codes`, or those a lead of `district` may get:
+    its district's and the city's own — dispatch.field.matching.of_district)."""
     now = clock.now()
     counts = open_counts(session)
     # Columns, not Team objects: matching reads every squad of the city for each dispatch, and an
@@ -79,6 +82,8 @@ def load_squads(session: Session, cfg: FieldConfig, codes: list[str] | None = No
          .outerjoin(Station, Station.code == Beat.station_code).order_by(Team.code))
     if codes is not None:
         q = q.where(Team.code.in_(codes))
+    if district is not None:
+        q = q.where((Team.district_code == district) | Team.district_code.is_(None))
     out = []
     for code, beat, status, district, llon, llat, lat_at, hlon, hlat, slon, slat in session.execute(q).all():
         pos = squad_position((llon, llat) if llon is not None else None, lat_at,
