@@ -73,8 +73,9 @@ def test_commands_are_real_quanzu_commands_and_migrations_run_first(city):
     assert commands["quanzu-migrate"] == [["quanzu", "migrate"]]
     assert commands["quanzu-api"][-1][:2] == ["quanzu", "serve"] and "0.0.0.0" in commands["quanzu-api"][-1]
     assert commands["quanzu-worker"][-1] == ["quanzu", "worker"]  # the rq worker, which runs the clock too
+    assert commands["quanzu-urgent-worker"][-1] == ["quanzu", "worker", "--urgent"]  # leads that may be P0
     assert commands["quanzu-dialer"][-1] == ["quanzu", "worker", "--dial"]
-    for name in ("quanzu-api", "quanzu-worker", "quanzu-dialer"):  # every pod migrates (locked, idempotent) first
+    for name in ("quanzu-api", "quanzu-worker", "quanzu-urgent-worker", "quanzu-dialer"):  # every pod migrates (locked, idempotent) first
         (init,) = one(city, "Deployment", name)["spec"]["template"]["spec"]["initContainers"]
         assert init["command"] == ["quanzu", "migrate"]
     job = one(city, "Job", "quanzu-migrate")
@@ -169,6 +170,7 @@ def test_postgres_and_redis_are_external_services(city):
 
 def test_the_district_overlay_is_the_city_smaller(city, district):
     assert one(district, "Deployment", "quanzu-worker")["spec"]["replicas"] == 1
+    assert one(district, "Deployment", "quanzu-urgent-worker")["spec"]["replicas"] == 1
     assert one(city, "Deployment", "quanzu-worker")["spec"]["replicas"] >= 2
     hpa = one(district, "HorizontalPodAutoscaler", "quanzu-api")["spec"]
     assert hpa["maxReplicas"] == 3 and hpa["minReplicas"] == 2 and hpa["metrics"]  # patched, the rest kept
