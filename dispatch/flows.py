@@ -7,10 +7,7 @@ records, and these flows put their steps in order, in the caller's one transacti
                      → visit requested; or, the person's work being open, joined to it (join_work)
     apply_steps      what the ladder decided after a call, a miss or a failed SMS, done
     close_lead       closed with an outcome → callback scheduled, the lead's field work ended
-    transfer_lead    to a district of the city: a handover waiting for its acceptance (accept_transfer,
-                     refuse_transfer, review_transfer; unanswered, sweep_deadlines gives it back to the
-                     city center with an alarm); to another unit: transferred → deadlines cancelled, the
-                     lead's field work ended
+    (handovers between districts and to other units: dispatch.handovers)
     arrive / complete_visit   the squad on scene / done → the ladder's deadlines met, the lead closed
     sweep_deadlines  missed deadlines → the ladder's steps, an alarm each, a late squad chased
     checkin          the squad on scene is safe → the next check-in's deadline
@@ -63,7 +60,7 @@ from dispatch.states import ACTIVE_LEAD, LEAD, handed_out
 from dispatch.timeline import record
 from dispatch.triage import service as triage
 from service.core import clock
-from service.core.auth import Principal, Role
+from service.core.auth import Principal
 from service.core.errors import Conflict, Forbidden, NotFound
 
 
@@ -209,61 +206,6 @@ def close(session: Session, lead_id: int, outcome: Outcome, who: Principal, poli
     lead = ladder.lock_lead(session, lead_id)
     return close_lead(session, lead, outcome, actor=who.actor, policy=policy, note=note, loss_cny=loss_cny,
                       saved_cny=saved_cny, rule="center")
-
-
-def transfer_lead(session: Session, lead_id: int, to: str, reason: str, who: Principal, policy: Policy) -> Lead:
-    """移交: to a district of the city, a handover that waits for that district's acceptance (the
-    sender keeps the lead and its work meanwhile; the acceptance is due by `transfer.accept_within`);
-    to any other unit (admin, commander), no more work here, and none in the field."""
-    lead = ladder.lock_lead(session, lead_id)
-    if city.is_district(session, to):
-        t = city.request(session, lead, to, reason, who, policy)
-        if t.state == city.PENDING:
-            deadlines.reset_deadline(session, lead.id, city.DEADLINE, t.due_at)
-        return lead
-    if who.role not in (Role.admin, Role.commander):
-        raise Forbidden(f"{to!r} is no district of the city: only a commander transfers a lead outside it")
-    ladder.transfer_lead(session, lead, to, reason, who.actor)
-    city.cancel_open(session, lead.id, "lead_transferred")
-    end_field_work(session, lead, who.actor, "lead_transferred")
-    alarms.resolve(session, lead.id, None, policy, "lead_transferred")
-    return lead
-
-
-def review_transfer(session: Session, transfer_id: int, approve: bool, note: str | None, who: Principal,
-                    policy: Policy):
-    """A commander of the sending district approves an operator's handover (the receiver's time starts)
-    or stops it."""
-    t = city.review(session, transfer_id, approve, note, who, policy)
-    if t.state == city.PENDING:
-        ladder.lock_lead(session, t.lead_id)
-        deadlines.reset_deadline(session, t.lead_id, city.DEADLINE, t.due_at)
-    return t
-
-
-def accept_transfer(session: Session, lead_id: int, who: Principal, policy: Policy) -> Lead:
-    """接收: the receiving district owns the lead. The sending district's squads stop (their offers
-    withdrawn); a visit it still needed is asked of the receiving district's squads."""
-    lead = ladder.lock_lead(session, lead_id)
-    city.accept(session, lead, who)
-    deadlines.mark_met(session, lead.id, city.DEADLINE)
-    alarms.resolve(session, lead.id, (city.DEADLINE,), policy, "transfer_accepted")
-    ended = end_field_work(session, lead, who.actor, "lead_handed_over")
-    lead.assigned_team = None
-    if ended["visits"] and lead.status in ACTIVE_LEAD:
-        escalate_to_visit(session, lead, "transfer_accepted", policy, who.actor)
-    ladder.touch(session, lead)
-    return lead
-
-
-def refuse_transfer(session: Session, lead_id: int, reason: str, who: Principal, policy: Policy) -> Lead:
-    """The receiving district refuses: the sender keeps the lead (and its work)."""
-    lead = ladder.lock_lead(session, lead_id)
-    city.refuse(session, lead, reason, who)
-    deadlines.cancel_deadlines(session, lead.id, (city.DEADLINE,))
-    alarms.resolve(session, lead.id, (city.DEADLINE,), policy, "transfer_refused")
-    ladder.touch(session, lead)
-    return lead
 
 
 def sign(session: Session, lead_id: int, who: Principal, policy: Policy) -> Lead:

@@ -402,7 +402,7 @@ async def test_with_review_an_operators_transfer_waits_for_its_commander(city, p
     commander of the sending district approves it; a commander's own goes at once."""
     import dataclasses
 
-    from dispatch import flows
+    from dispatch import handovers
     from dispatch.policy import Transfer, load_policy
     from service.core.auth import Principal
     from service.core.db import sync_session
@@ -415,7 +415,7 @@ async def test_with_review_an_operators_transfer_waits_for_its_commander(city, p
         work()
     op, cmd = Principal("a_op", "operator", None, city.a), Principal("a_cmd", "commander", None, city.a)
     with sync_session(city.engine) as s:
-        flows.transfer_lead(s, lead_id, city.b, "人在崂山区", op, policy)
+        handovers.transfer_lead(s, lead_id, city.b, "人在崂山区", op, policy)
         s.commit()
     (t,) = city.sql("SELECT id, state, due_at FROM lead_transfer WHERE lead_id = :i", i=lead_id)
     assert (t.state, t.due_at) == ("review", None)
@@ -423,12 +423,12 @@ async def test_with_review_an_operators_transfer_waits_for_its_commander(city, p
                     i=lead_id) == [(0,)]
     with sync_session(city.engine) as s:
         with pytest.raises(Forbidden):  # the receiver does not review the sender's handovers
-            flows.review_transfer(s, t.id, True, None, Principal("b_cmd", "commander", None, city.b), policy)
+            handovers.review_transfer(s, t.id, True, None, Principal("b_cmd", "commander", None, city.b), policy)
     with sync_session(city.engine) as s:
         with pytest.raises(NotFound):  # the receiver cannot accept before the review either
-            flows.accept_transfer(s, 10**12, Principal("b_cmd", "commander", None, city.b), policy)
+            handovers.accept_transfer(s, 10**12, Principal("b_cmd", "commander", None, city.b), policy)
     with sync_session(city.engine) as s:
-        flows.review_transfer(s, t.id, True, "同意", cmd, policy)
+        handovers.review_transfer(s, t.id, True, "同意", cmd, policy)
         s.commit()
     (t2,) = city.sql("SELECT state, reviewed_by, due_at FROM lead_transfer WHERE id = :i", i=t.id)
     assert (t2.state, t2.reviewed_by) == ("pending", "a_cmd") and t2.due_at is not None

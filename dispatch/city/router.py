@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from dispatch import flows
+from dispatch import handovers
 from dispatch.city import service as city
 from dispatch.city.schemas import ReviewIn, TransferList, TransferPublic
 from dispatch.policy import PolicyDep
@@ -40,7 +40,7 @@ async def transfers(session: SessionDep, who: Center,
              summary="A commander of the sending district lets an operator's handover go to the receiver "
                      "(policy transfer.review) (admin, commander)")
 async def approve(transfer_id: Id, session: SessionDep, who: Command, policy: PolicyDep, body: ReviewIn | None = None):
-    t = await session.run_sync(lambda s: flows.review_transfer(s, transfer_id, True, body.note if body else None,
+    t = await session.run_sync(lambda s: handovers.review_transfer(s, transfer_id, True, body.note if body else None,
                                                                who, policy))
     return JSON(city.public(t))
 
@@ -50,6 +50,6 @@ async def approve(transfer_id: Id, session: SessionDep, who: Command, policy: Po
              summary="A commander of the sending district stops an operator's handover: the lead stays "
                      "(admin, commander)")
 async def reject(transfer_id: Id, session: SessionDep, who: Command, policy: PolicyDep, body: ReviewIn | None = None):
-    t = await session.run_sync(lambda s: flows.review_transfer(s, transfer_id, False, body.note if body else None,
+    t = await session.run_sync(lambda s: handovers.review_transfer(s, transfer_id, False, body.note if body else None,
                                                                who, policy))
     return JSON(city.public(t))

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from dispatch import flows
+from dispatch import flows, handovers
 from dispatch.enums import SmsStatus
 from dispatch.ladder import callbacks, calls
 from dispatch.ladder import service as ladder
@@ -67,7 +67,7 @@ async def override(lead_id: Id, body: TierIn, session: SessionDep, who: Command,
                      "/transfer/accept (admin, commander, operator; an operator's waits for a commander's review "
                      "when the policy says transfer.review); to any other unit, the lead leaves (admin, commander)")
 async def transfer(lead_id: Id, body: TransferIn, session: SessionDep, who: Center, policy: PolicyDep):
-    return await _act(session, lambda s: flows.transfer_lead(s, lead_id, body.to, body.reason, who, policy))
+    return await _act(session, lambda s: handovers.transfer_lead(s, lead_id, body.to, body.reason, who, policy))
 
 
 @router.post("/leads/{lead_id}/transfer/accept", response_model=LeadStatePublic,
@@ -75,7 +75,7 @@ async def transfer(lead_id: Id, body: TransferIn, session: SessionDep, who: Cent
              summary="接收: the receiving district takes the lead handed to it (admin, commander, operator of that "
                      "district, or the city center)")
 async def accept(lead_id: Id, session: SessionDep, who: Center, policy: PolicyDep):
-    return await session.run_sync(lambda s: ladder.lead_state(s, flows.accept_transfer(s, lead_id, who, policy)))
+    return await session.run_sync(lambda s: ladder.lead_state(s, handovers.accept_transfer(s, lead_id, who, policy)))
 
 
 @router.post("/leads/{lead_id}/transfer/refuse", response_model=LeadStatePublic,
@@ -84,7 +84,7 @@ async def accept(lead_id: Id, session: SessionDep, who: Center, policy: PolicyDe
                      "(admin, commander, operator of that district, or the city center)")
 async def refuse(lead_id: Id, body: RefuseIn, session: SessionDep, who: Center, policy: PolicyDep):
     return await session.run_sync(
-        lambda s: ladder.lead_state(s, flows.refuse_transfer(s, lead_id, body.reason, who, policy)))
+        lambda s: ladder.lead_state(s, handovers.refuse_transfer(s, lead_id, body.reason, who, policy)))
 
 
 @router.post("/leads/{lead_id}/close", response_model=LeadStatePublic, responses=error_responses(401, 403, 404, 409, 422),
