@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
@@ -34,6 +35,24 @@ def test_sentinel_urls_are_read_and_others_left_alone():
             parse_sentinel_url(bad)
 
 
+@contextmanager
+def valkey(argv: list[str], ready, what: str):
+    """A valkey-server (or sentinel) process for the block, once `ready()` holds (errors count as not yet)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def holds() -> bool:
+        try:
+            return bool(ready())
+        except Exception:
+            return False
+    try:
+        until_sync(holds, 20, what)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 @pytest.fixture
 def master_url(redis_url, tmp_path):
     """The run's Redis when it is on TCP; else (the embedded one, on a unix socket) a valkey-server of
@@ -43,20 +62,10 @@ def master_url(redis_url, tmp_path):
         yield redis_url
         return
     port = free_port()
-    proc = subprocess.Popen([str(_valkey_bin()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        def answers() -> bool:
-            try:
-                return Redis(port=port, socket_connect_timeout=1).ping()
-            except Exception:
-                return False
-        until_sync(answers, 20, "the master answers")
+    with valkey([str(_valkey_bin()), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                 "no", "--dir", str(tmp_path)], lambda: Redis(port=port, socket_connect_timeout=1).ping(),
+                "the master answers"):
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture
@@ -67,21 +76,10 @@ def sentinel_url(master_url, tmp_path):
     conf = tmp_path / "sentinel.conf"
     conf.write_text(f"port {port}\nbind 127.0.0.1\ndir {tmp_path}\n"
                     f"sentinel monitor quanzu {parts.hostname} {parts.port} 1\n")
-    proc = subprocess.Popen([str(_valkey_bin()), str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        probe = Redis(port=port, socket_connect_timeout=1)
-
-        def knows_master() -> bool:
-            try:
-                return probe.sentinel_get_master_addr_by_name("quanzu") is not None
-            except Exception:
-                return False
-        until_sync(knows_master, 20, "the sentinel names the master")
+    probe = Redis(port=port, socket_connect_timeout=1)
+    with valkey([str(_valkey_bin()), str(conf), "--sentinel"],
+                lambda: probe.sentinel_get_master_addr_by_name("quanzu") is not None, "the sentinel names the master"):
         yield f"redis+sentinel://127.0.0.1:{port}/quanzu/{parts.path.strip('/') or 0}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 async def test_clients_workers_and_the_clock_reach_redis_through_a_sentinel(sentinel_url, master_url):
