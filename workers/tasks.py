@@ -148,30 +148,18 @@ def process_urgent(ids: list[int]) -> dict:
     """Leads that may be P0 (the urgent queue), one transaction each: placed, tiered, linked, its
     work started and its visit offered to a squad — so the offer leaves on the sockets straight after
     that one commit (no second transaction, no second job), and no lead waits for another's. As
-    `process_leads`, safe to run twice; a lead that fails is recorded alone. An address-only lead is
-    geocoded with its row held (only that lead waits for the geocoder)."""
+    `process_leads`, safe to run twice. If that transaction fails, the lead is tried once more
+    without the offer (its visit is then offered after the commit, as an ordinary lead's is): a fault
+    in matching never keeps a P0 from being tiered. A lead that fails that too is recorded alone."""
     max_attempts = get_settings().max_processing_attempts
     counts = Counter(asked=len(ids), done=0, failed=0, given_up=0)
     for lead_id in ids:
         try:
-            with unit() as session:
-                lead = session.execute(select(Lead).where(Lead.id == lead_id, Lead.status == LeadStatus.received,
-                                                          _NOT_GIVEN_UP)
-                                       .with_for_update(skip_locked=True, key_share=True)).scalar()
-                if lead is None:  # moved on, given up on, or another worker has it now
-                    continue
-                loaded = ctx.index.get_sync(session)
-                if loaded is None:
-                    raise RuntimeError("no district imported: run `quanzu import-district DIR`")
-                geocoded = (geocode_addresses(session, [lead.loc_address], ctx.geocoder)
-                            if lead.loc_address and lead.loc_lon is None else {})
-                flows.triage_lead(session, lead, placement_for(loaded.index, loaded.district_codes, geocoded),
-                                  ctx.policy)
-                box = outbox.of(session)
-                if box.visits:  # offered in this transaction: nobody else can hold a visit not yet committed
-                    offers.offer_new_visits(session, list(box.visits), lead, ctx.field, ctx.online)
-                    box.visits.clear()
-            counts["done"] += 1
+            try:
+                counts["done"] += _start_urgent(lead_id, offer=True)
+            except Exception:
+                log.exception("urgent_offer_failed", lead_id=lead_id)
+                counts["done"] += _start_urgent(lead_id, offer=False)
         except Exception as exc:  # rolled back; logged with its traceback and recorded on the lead
             log.exception("lead_processing_failed", lead_id=lead_id)
             counts["failed"] += 1
@@ -182,6 +170,28 @@ def process_urgent(ids: list[int]) -> dict:
                         session, lead, f"{exc.__class__.__name__}: {exc}", max_attempts)
     log.info("leads_processed", urgent=True, **counts)
     return dict(counts)
+
+
+def _start_urgent(lead_id: int, offer: bool) -> bool:
+    """One urgent lead's transaction → whether it was still to be worked. An address-only lead is
+    geocoded with its row held (only that lead waits for the geocoder)."""
+    with unit() as session:
+        lead = session.execute(select(Lead).where(Lead.id == lead_id, Lead.status == LeadStatus.received,
+                                                  _NOT_GIVEN_UP)
+                               .with_for_update(skip_locked=True, key_share=True)).scalar()
+        if lead is None:  # moved on, given up on, or another worker has it now
+            return False
+        loaded = ctx.index.get_sync(session)
+        if loaded is None:
+            raise RuntimeError("no district imported: run `quanzu import-district DIR`")
+        geocoded = (geocode_addresses(session, [lead.loc_address], ctx.geocoder)
+                    if lead.loc_address and lead.loc_lon is None else {})
+        flows.triage_lead(session, lead, placement_for(loaded.index, loaded.district_codes, geocoded), ctx.policy)
+        box = outbox.of(session)
+        if offer and box.visits:  # offered in this transaction: nobody else can hold a visit not yet committed
+            offers.offer_new_visits(session, list(box.visits), lead, ctx.field, ctx.online)
+            box.visits.clear()
+    return True
 
 
 def _stale_ids(id_column, *where, limit: int) -> list[int]:

@@ -76,3 +76,26 @@ async def test_an_urgent_leads_offer_is_committed_with_its_tier(app, client, sou
         teams = conn.execute(text("SELECT team_code, status FROM assignment WHERE lead_id = :i"), {"i": lead_id}).all()
     assert None not in xids and len(set(xids)) == 1, xids
     assert teams == [(own_team, "offered")]
+
+
+async def test_a_fault_in_matching_never_keeps_a_p0_from_being_tiered(app, client, source_headers, sync_engine,
+                                                                      redis_url, make_squad, own_team, monkeypatch):
+    from dispatch.field import offers
+
+    make_squad(own_team)
+    r = await client.post("/api/v1/leads", json=p0_lead(), headers=source_headers)
+    lead_id = r.json()["id"]
+    await app.state.after_commit.drain()
+    real = offers.offer_new_visits
+
+    def broken(*a, **kw):  # a fault in the inline offer (a bug, a constraint): raised once
+        monkeypatch.setattr(offers, "offer_new_visits", real)
+        raise RuntimeError("matching failed")
+    monkeypatch.setattr(offers, "offer_new_visits", broken)
+    redis = Redis.from_url(redis_url)
+    Worker([urgent_queue(redis)], connection=redis).work(burst=True, with_scheduler=False)
+    with sync_engine.connect() as conn:
+        lead = conn.execute(text("SELECT status, tier, attempts FROM lead WHERE id = :i"), {"i": lead_id}).one()
+        offered = conn.execute(text("SELECT team_code FROM assignment WHERE lead_id = :i"), {"i": lead_id}).all()
+    assert tuple(lead) == ("tiered", "P0", 0)  # tiered at the second try, no failed attempt recorded
+    assert offered == [(own_team,)]  # its visit offered after that commit, by the ordinary fast path
