@@ -82,6 +82,7 @@ class Demo:
                 env["SECRET_KEY"] = local_secret(self.state_dir)
             self.spawn("api", ["serve", "--port", str(self.port)], env)
             self.spawn("worker", ["worker"], env)
+            self.spawn("urgent-worker", ["worker", "--urgent"], env)  # leads that may be P0, never behind a batch
             self.wait_ready()
             self.start_simulation(env, key)
             self.banner(accounts)
