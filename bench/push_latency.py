@@ -1,17 +1,24 @@
 """Field dispatch push latency, idle-socket memory and nearest-squad choice, each against a floor.
 
-    python bench/push_latency.py [--clients 1000] [--leads 200] [--idle 10000] [--linger 0.05]
-                                 [--redis-db 13]
+    python bench/push_latency.py [--clients 1000] [--leads 100] [--rounds 5] [--background 200]
+                                 [--idle 10000] [--linger 0.05] [--redis-db 13] [--only all|push|idle|nearest]
 
-1. Push latency: one quanzu API process (`quanzu serve`: uvicorn, websockets, no per-message
-   deflate) and one `quanzu worker`; `--clients` squad-member sockets connected (the members of
-   every imported squad, round robin); `--leads` P0 leads pushed one at a time, each at a place
-   whose beat's squad is on duty. Measured: from just before `POST /api/v1/leads` to the `offer`
-   on the first socket of the squad it went to (and to every member socket). Floor: a bare
-   websockets echo round trip (bench/ws_echo.py, its own process) of a message the size of an
-   offer, measured in the same run. Goal: p99 ≤ 3× the echo p99 and < 50 ms.
+1. Push latency: one quanzu API process (`uvicorn service.asgi:app`: websockets, no per-message
+   deflate), one `quanzu worker` and one `quanzu worker --urgent`; `--clients` squad-member sockets
+   connected (the members of every imported squad, round robin) for all rounds. Each of `--rounds`
+   rounds: the floor, then `--leads` P0 leads pushed one at a time (150 ms apart) on a quiet queue,
+   then `--leads` more while `--background` P3 leads a second are pushed (batches, ten a second).
+   Measured: from just before `POST /api/v1/leads` to the `offer` on the first socket of the squad
+   it went to (and to every member socket); where the time goes, from the rows' own timestamps; how
+   much of the background the ordinary worker had worked by the end of the round. Floor, in the
+   same round: a durable 1-row INSERT (its own commit), a Redis PUBLISH heard by another process
+   that writes it to this bench's websocket (bench/ws_echo.py with a channel) — what any path from a
+   committed offer to a phone must do. Also printed: a websockets echo round trip, a PostgreSQL
+   `SELECT 1`, and the rq hop (enqueue → a waiting worker starts the job). Goal (issue 25): p50 ≤ 10 ms
+   and p99 ≤ 25 ms, quiet and with the background; medians over the rounds.
 2. Memory per idle connection: `--idle` more authenticated sockets (up to what `ulimit -n`
-   allows, raised to the hard limit), the API process's RSS before and after. Goal ≤ 64 KiB.
+   allows, raised to the hard limit), the API process's RSS before and after (bench/sockets.py
+   measures this at 20,000, with a reconnect storm and the board's fan-out).
 3. Nearest squad at 10,000 squads: geo.nearest.PointIndex (STRtree + haversine) against a numpy
    brute-force haversine scan with argpartition, the same 2,000 queries. Goal: faster.
 
@@ -325,6 +332,40 @@ async def spine_floor(dsn: str, redis_url: str, n: int = 200, size: int = 400) -
         proc.wait()
 
 
+def rq_hop(redis_url: str, n: int = 100) -> dict:
+    """What the worker path adds by design: from just before an rq enqueue to the job starting in a
+    waiting worker (the project's Worker class, its own process, a queue of its own). The job is
+    `time.time`: its result is when it ran."""
+    from redis import Redis
+    from rq import Queue
+
+    redis = Redis.from_url(redis_url)
+    name = f"bench-hop-{secrets.token_hex(4)}"
+    code = ("import sys; from redis import Redis; from rq import Queue; from workers.run import Worker; "
+            f"r = Redis.from_url({redis_url!r}); Worker([Queue({name!r}, connection=r)], connection=r)"
+            ".work(with_scheduler=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        queue = Queue(name, connection=redis)
+        time.sleep(2)
+        enq, hop = [], []
+        for _ in range(n):
+            t0 = time.time()
+            job = queue.enqueue("time.time", result_ttl=60)
+            enq.append((time.time() - t0) * 1000)
+            deadline = time.monotonic() + 10
+            while (ran := job.return_value(refresh=True)) is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+            if ran is not None:
+                hop.append((ran - t0) * 1000)
+            time.sleep(0.02)
+        return {"enqueue_p50": pct(enq, 50), "to_job_start_p50": pct(hop, 50), "to_job_start_p99": pct(hop, 99)}
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 async def pg_floor(dsn: str, n: int = 300) -> dict:
     """One PostgreSQL round trip (SELECT 1) in the same run: the unit the worker path is made of."""
     import asyncpg
@@ -513,6 +554,8 @@ def main(argv=None) -> int:
             print("echo:", json.dumps(out["echo"]), flush=True)
             out["pg_rtt"] = asyncio.run(pg_floor(backing.database_url))
             print("pg round trip:", json.dumps(out["pg_rtt"]), flush=True)
+            out["rq_hop"] = rq_hop(backing.redis_url)
+            print("rq hop (enqueue → job start):", json.dumps(out["rq_hop"]), flush=True)
             out["rounds"] = asyncio.run(push_rounds(args, backing, api, api_key, users, places, secret))
             summarize(out)
         if args.only in ("all", "idle"):
