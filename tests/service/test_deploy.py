@@ -13,7 +13,7 @@ def test_compose_file_validates_and_scales_api_and_workers():
                          env={"SECRET_KEY": "test-secret", "PATH": "/usr/bin:/bin"}, timeout=60)
     assert out.returncode == 0, out.stderr
     services = yaml.safe_load(out.stdout)["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "api", "worker", "dialer", "proxy"}
+    assert set(services) == {"postgres", "redis", "migrate", "api", "worker", "urgent-worker", "dialer", "proxy"}
     assert services["worker"]["command"] == ["quanzu", "worker"]
     assert services["dialer"]["command"] == ["quanzu", "worker", "--dial"]
     assert services["api"]["deploy"]["replicas"] >= 2 and services["worker"]["deploy"]["replicas"] >= 2

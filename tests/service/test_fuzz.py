@@ -55,7 +55,10 @@ async def variety(client, source_headers, commander, make_user, run_worker, sync
     police = make_user("police", team=INSIDE["team"])
     for step, body in (("accept", {}), ("arrive", {}), ("complete", {"outcome": "dissuaded", "met_in_person": True})):
         await client.post(f"/api/v1/assignments/{r.json().get('id')}/{step}", headers=police, json=body)
-    await client.post(f"/api/v1/leads/{ids[5]}/calls", headers=operator, json={"result": "busy"})
+    with sync_engine.connect() as conn:  # the same person's two warnings are one piece of work: call its lead
+        work = conn.execute(text("SELECT id FROM lead WHERE id = ANY(:ids) AND merged_into IS NULL"),
+                            {"ids": [ids[4], ids[5]]}).scalar_one()
+    await client.post(f"/api/v1/leads/{work}/calls", headers=operator, json={"result": "busy"})
     await client.post("/api/v1/cases", headers=source_headers, json={
         "case_id": "K-fuzz", "reported_at": "2026-11-03T10:00:00+08:00", "victim": {"phone": same["phone"]}})
     with sync_engine.connect() as conn:
