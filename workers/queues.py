@@ -64,9 +64,15 @@ def enqueue_leads(queue: Queue, ids: list[int], mark: bool = False) -> None:
 
 
 def enqueue_urgent(queue: Queue, ids: list[int]) -> None:
-    """Leads that may be P0 (Policy.urgent_lane): one job on the urgent queue, which every worker
-    takes before the ordinary one and `quanzu worker --urgent` takes alone (workers.tasks.process_urgent)."""
-    queue.enqueue("workers.tasks.process_urgent", ids, result_ttl=0, failure_ttl=7 * 86400, job_timeout=300)
+    """Leads that may be P0 (Policy.urgent_lane): a job each on the urgent queue (so several urgent
+    workers share a burst), all in one round trip, and the board told in the same pipeline's wake.
+    Every worker takes that queue before the ordinary one; `quanzu worker --urgent` takes it alone
+    (workers.tasks.process_urgent)."""
+    jobs = [Queue.prepare_data("workers.tasks.process_urgent", args=([i],), result_ttl=0, failure_ttl=7 * 86400,
+                               timeout=300) for i in ids]
+    with queue.connection.pipeline() as pipe:
+        queue.enqueue_many(jobs, pipeline=pipe)
+        pipe.execute()
 
 
 def recently_enqueued(redis: Redis, ids: list[int], within_seconds: float) -> set[int]:
@@ -176,13 +182,14 @@ class AfterCommit:
         self._pending: list[int] = []
         self._task: asyncio.Task | None = None
         self._last_flush = float("-inf")  # loop time at the end of the last flush
-        self._urgent_tasks: set[asyncio.Task] = set()
+        self._urgent_pending: list[int] = []
+        self._urgent_task: asyncio.Task | None = None
 
     def submit(self, ids: list[int], urgent: list[int] | tuple = ()) -> None:
         if urgent and self.urgent is not None:
-            task = asyncio.get_running_loop().create_task(self._send_urgent(list(urgent)))
-            self._urgent_tasks.add(task)
-            task.add_done_callback(self._urgent_tasks.discard)
+            self._urgent_pending.extend(urgent)
+            if self._urgent_task is None or self._urgent_task.done():
+                self._urgent_task = asyncio.get_running_loop().create_task(self._flush_urgent())
             taken = set(urgent)
             ids = [i for i in ids if i not in taken]
         if not ids:
@@ -191,14 +198,20 @@ class AfterCommit:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
-    async def _send_urgent(self, ids: list[int]) -> None:
+    async def _flush_urgent(self) -> None:
+        """At once, never lingering; ids that come while a send is in flight go together in the next
+        (a flood of urgent pushes costs a thread hop and a round trip per flush, not per lead)."""
+        while self._urgent_pending:
+            ids, self._urgent_pending = self._urgent_pending, []
+            await asyncio.to_thread(self._send_urgent, ids)
+
+    def _send_urgent(self, ids: list[int]) -> None:
         try:
-            await asyncio.to_thread(enqueue_urgent, self.urgent, ids)
+            enqueue_urgent(self.urgent, ids)
         except Exception as exc:  # Redis down: the reconciler resends (on the ordinary queue)
             log.warning("enqueue_failed", leads=len(ids), urgent=True, error=str(exc))
         try:
-            await asyncio.to_thread(outbox.publish, self.queue.connection,
-                                    [outbox.Push(outbox.BOARD, "lead.created", {"lead_ids": ids})])
+            outbox.publish(self.queue.connection, [outbox.Push(outbox.BOARD, "lead.created", {"lead_ids": ids})])
         except Exception as exc:
             log.warning("board_publish_failed", leads=len(ids), error=str(exc))
 
@@ -222,7 +235,7 @@ class AfterCommit:
 
     async def drain(self) -> None:
         """On shutdown: send what is pending (best effort)."""
-        if self._urgent_tasks:
-            await asyncio.gather(*self._urgent_tasks, return_exceptions=True)
+        if self._urgent_task is not None:
+            await self._urgent_task
         if self._task is not None:
             await self._task

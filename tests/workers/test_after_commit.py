@@ -38,3 +38,25 @@ async def test_while_busy_the_next_flush_lingers_and_carries_every_lead_that_cam
     after.submit([5])
     await asyncio.wait_for(after._task, 10)
     assert _jobs(queue) == [[1], [2, 3, 4], [5]]
+
+
+async def test_urgent_leads_never_linger_and_a_flood_of_them_leaves_in_few_flushes(redis_url) -> None:
+    redis = Redis.from_url(redis_url)
+    queue, urgent = Queue("after-commit-ordinary", connection=redis), Queue("after-commit-urgent", connection=redis)
+    queue.empty()
+    urgent.empty()
+    after = AfterCommit(queue, linger=30.0, urgent=urgent)  # the ordinary queue's linger no test waits for
+    after.submit([1])
+    await asyncio.wait_for(after._task, 10)
+    after.submit([2, 3], urgent=[3])  # right after a flush: 2 lingers, 3 goes at once
+    await asyncio.wait_for(after._urgent_task, 10)
+    assert _jobs(urgent) == [[3]] and _jobs(queue) == [[1]]
+    sent = []
+    real = after._send_urgent
+    after._send_urgent = lambda ids: (sent.append(list(ids)), real(ids))
+    for i in range(100, 200):  # a flood: each push submits its own urgent lead
+        after.submit([i], urgent=[i])
+    await asyncio.wait_for(after._urgent_task, 10)
+    assert sorted(i for (i,) in _jobs(urgent)[1:]) == list(range(100, 200))  # a job each, none lost or doubled
+    assert len(sent) < 10  # in a few flushes (a thread hop and a round trip each), not a hundred
+    after._task.cancel()
