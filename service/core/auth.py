@@ -240,5 +240,7 @@ class RequireRole:
 
 CurrentUser = Annotated[Principal, Depends(RequireRole(*ALL_ROLES))]
 CenterUser = Annotated[Principal, Depends(RequireRole(*CENTER_ROLES))]
-LeadPusher = Annotated[Principal, Depends(RequireRole(Role.admin, Role.commander, Role.operator, sources=True))]
+# Who may push leads; also called directly by intake's fast path (dispatch.intake.router.push_lead_direct).
+lead_pushers = RequireRole(Role.admin, Role.commander, Role.operator, sources=True)
+LeadPusher = Annotated[Principal, Depends(lead_pushers)]
 AnyCaller = Annotated[Principal, Depends(RequireRole(*ALL_ROLES, sources=True))]
