@@ -65,7 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limits = timeouts(settings.statement_timeout_ms, settings.lock_timeout_ms)
         state.engine = make_async_engine(urls.database_url, settings.db_pool_size, limits)
         state.intake_pool = await make_intake_pool(urls.database_url, settings.intake_pool_size, limits)
-        state.lead_writer = GroupWriter(state.intake_pool, max_pending=settings.intake_max_pending)
+        state.lead_writer = GroupWriter(state.intake_pool, max_pending=settings.intake_max_pending,
+                                        in_flight=settings.intake_writes_in_flight)
         state.sessionmaker = async_sessionmaker(state.engine, expire_on_commit=False)
         redis_timeouts = (settings.redis_connect_timeout_seconds, settings.redis_socket_timeout_seconds)
         state.redis = make_redis(urls.redis_url, *redis_timeouts)
