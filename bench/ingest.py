@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # The service's own SQL and row shape, so the floors insert exactly what the endpoints insert.
-from dispatch.intake.repository import _TYPES, INSERT_MANY, INSERT_ONE, LEAD_COLUMNS, lead_row, many_json
+from dispatch.intake.repository import _TYPES, INSERT_MANY, INSERT_ONE, LEAD_COLUMNS, lead_row
 from dispatch.intake.schemas import LEAD_EXAMPLE
 from dispatch.intake.validation import validate_lead
 from service.core.runtime import with_database, with_redis_db
@@ -600,7 +600,7 @@ def _raw_many(size: int):
 
 def _repo_many(size: int):
     async def op(conn, columns: list[list]) -> int:
-        await conn.fetch(INSERT_MANY, many_json(list(zip(*columns)), [ACTOR] * size))
+        await conn.fetch(INSERT_MANY, *columns, [ACTOR] * size)
         return size
     return op
 

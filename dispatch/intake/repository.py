@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import Decimal
 
 import asyncpg
@@ -38,15 +37,13 @@ WITH ins AS (
 )
 SELECT id FROM ins"""
 
-# Many leads in one statement, each with its own actor (pushes of several sources share a group),
-# sent as one JSON array of rows (`many_json`): orjson writes it in a few µs per row where asyncpg
-# encoded 22 arrays element by element (≈ 2× the API's CPU per row, measured with bench/ingest.py).
+# Many leads in one statement, each with its own actor (pushes of several sources share a group).
 # Rows go in key order, so overlapping groups and batches take their locks in the same order and
 # cannot deadlock (sorted by PostgreSQL: cheaper there than in the API process).
-_RECORD = ", ".join(f"{c} {t}" for c, t in zip(LEAD_COLUMNS, _TYPES))
 INSERT_MANY = f"""
 WITH rows AS (
-    SELECT * FROM json_to_recordset($1::json) AS r({_RECORD}, actor text)
+    SELECT * FROM unnest({", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(_TYPES))}, ${_N + 1}::text[])
+        AS r({_COLS}, actor)
 ), ins AS (
     INSERT INTO lead ({_COLS}, status)
     SELECT {_COLS}, 'received' FROM rows ORDER BY source, source_id
@@ -80,46 +77,6 @@ def lead_row(lead: LeadIn, flags: list[str]) -> tuple:
             loc.accuracy_m if loc else None, loc.kind if loc else None, loc.address if loc else None, _json(flags))
 
 
-_PUSHED_AT, _AMOUNT, _COUNTERPART, _FLAGS = (LEAD_COLUMNS.index(c) for c in ("pushed_at", "amount_cny",
-                                                                              "counterpart", "flags"))
-
-
-class Unencodable(Exception):
-    """A row's value that cannot be written as INSERT_MANY's JSON (a time with no year in UTC)."""
-
-    def __init__(self, column: str, message: str):
-        super().__init__(message)
-        self.column = column
-
-
-def _decimal(value):
-    if isinstance(value, Decimal):
-        return str(value)  # numeric input reads it exactly, exponent and all
-    raise TypeError(f"{type(value).__name__} is not a column value")
-
-
-def many_json(rows: list[tuple], actors: list[str]) -> str:
-    """INSERT_MANY's argument: `lead_row`s and their actors as one JSON array of objects. Times go
-    in UTC (a time whose UTC year is 0 is refused here, not stored as a BC date); counterpart and
-    flags are JSON already."""
-    out = []
-    for row, actor in zip(rows, actors):
-        d = dict(zip(LEAD_COLUMNS, row))
-        at = row[_PUSHED_AT]
-        if isinstance(at, datetime):
-            try:
-                d["pushed_at"] = at.astimezone(timezone.utc)
-            except (OverflowError, ValueError) as exc:
-                raise Unencodable("pushed_at", f"{at.isoformat()} has no UTC year: {exc}") from None
-        if type(row[_COUNTERPART]) is str:
-            d["counterpart"] = orjson.Fragment(row[_COUNTERPART])
-        if type(row[_FLAGS]) is str:
-            d["flags"] = orjson.Fragment(row[_FLAGS])
-        d["actor"] = actor
-        out.append(d)
-    return orjson.dumps(out, default=_decimal).decode()
-
-
 # Which pushed field each column holds, to name the field when PostgreSQL refuses a value.
 FIELD_OF_COLUMN = dict(zip(LEAD_COLUMNS, (
     "source", "source_id", "pushed_at", "warning_type", "fraud_type", "fraud_type", "risk_level", "ongoing",
@@ -141,20 +98,10 @@ class Refused:
 
 
 def _column_holding_nul(row: tuple) -> str | None:
-    """The column of a text PostgreSQL cannot hold: a NUL (as is, or escaped in JSON) or a lone surrogate."""
     for column, value in zip(LEAD_COLUMNS, row):
-        if type(value) is str and ("\x00" in value or (column in ("counterpart", "flags") and "\\u0000" in value)
-                                   or not _utf8(value)):
+        if type(value) is str and ("\x00" in value or (column in ("counterpart", "flags") and "\\u0000" in value)):
             return column
     return None
-
-
-def _utf8(s: str) -> bool:
-    try:
-        s.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def refusal(exc: BaseException, row: tuple | None = None) -> Refused:
@@ -163,9 +110,7 @@ def refusal(exc: BaseException, row: tuple | None = None) -> Refused:
     field = ""
     m = _ARGUMENT.search(str(exc))
     column = getattr(exc, "column_name", None)  # set by some server errors (and by triggers)
-    if isinstance(exc, Unencodable):
-        field = FIELD_OF_COLUMN[exc.column]
-    elif column in FIELD_OF_COLUMN:
+    if column in FIELD_OF_COLUMN:
         field = FIELD_OF_COLUMN[column]
     elif m and 1 <= int(m.group(1)) <= _N:
         field = FIELD_OF_COLUMN[LEAD_COLUMNS[int(m.group(1)) - 1]]
@@ -217,18 +162,14 @@ async def insert_leads(conn, rows: list[tuple], actors: list[str]) -> list[Store
     return answers
 
 
-_UNSTORABLE = (*REFUSED, Unencodable, orjson.JSONEncodeError)  # refused by PostgreSQL, or before it
-
-
 async def _insert_unique(conn, rows: list[tuple], actors: list[str]) -> dict[tuple[str, str], Stored]:
     try:
-        payload = many_json(rows, actors)
         if conn.is_in_transaction():
             async with conn.transaction():  # a savepoint: a refusal must not abort the caller's transaction
-                records = await conn.fetch(INSERT_MANY, payload)
+                records = await conn.fetch(INSERT_MANY, *zip(*rows), actors)
         else:
-            records = await conn.fetch(INSERT_MANY, payload)
-    except _UNSTORABLE as exc:
+            records = await conn.fetch(INSERT_MANY, *zip(*rows), actors)
+    except REFUSED as exc:
         if len(rows) == 1:
             return {(rows[0][0], rows[0][1]): refusal(exc, rows[0])}
         mid = len(rows) // 2

@@ -82,43 +82,6 @@ async def test_rows_postgresql_refuses_fail_alone_in_a_1000_row_insert(settings,
         assert set(conn.execute(select(Lead.id)).scalars()) == {lead_id for lead_id, _c in good}
 
 
-async def test_a_group_stores_every_column_as_one_lead_alone_does(settings, sync_engine):
-    """INSERT_MANY takes its rows as JSON (repository.many_json), INSERT_ONE as typed arguments: the
-    same values end up in every column, the amount exact to the cent, the time the same instant."""
-    from dispatch.enums import Flag
-
-    base = repository.lead_row(validate_lead(make_lead(amount_cny=12345.67, ongoing=True,
-                                                       subject={"name": "张\"三\\"})).lead,
-                               [Flag.no_location, Flag.fraud_type_unknown])
-    alone, grouped = _with(base, "source_id", "ALONE"), _with(base, "source_id", "GROUPED")
-    conn = await asyncpg.connect(plain_url(settings.database_url))
-    try:
-        await repository.insert_lead(conn, alone, "test")
-        (stored,) = await repository.insert_leads(conn, [grouped], ["test"])
-        columns = ", ".join(c for c in repository.LEAD_COLUMNS if c != "source_id")
-        one, many = [await conn.fetchrow(f"SELECT {columns} FROM lead WHERE source_id = $1", k)
-                     for k in ("ALONE", "GROUPED")]
-        events = await conn.fetch("SELECT actor, data FROM lead_event ORDER BY lead_id")
-    finally:
-        await conn.close()
-    assert stored[1] is True and dict(one) == dict(many)
-    assert many["amount_cny"] == Decimal("12345.67") and many["name"] == '张"三\\'
-    assert [(e["actor"], e["data"]) for e in events] == [("test", '{"flags": ["no_location", "fraud_type_unknown"]}')] * 2
-
-
-async def test_a_value_json_cannot_carry_is_refused_alone(settings, sync_engine):
-    """A lone surrogate (orjson writes none) fails its own row, named; its group mates are stored."""
-    rows = _rows(3)
-    rows[1] = _with(rows[1], "name", "a\ud800b")
-    conn = await asyncpg.connect(plain_url(settings.database_url))
-    try:
-        stored = await repository.insert_leads(conn, rows, ["test"] * 3)
-    finally:
-        await conn.close()
-    assert isinstance(stored[1], repository.Refused) and stored[1].errors[0]["field"] == "subject.name"
-    assert stored[0][1] and stored[2][1]
-
-
 def _leads_some_refused(n: int, bad: set[int]) -> list[dict]:
     leads = [make_lead() for _ in range(n)]
     for i in bad:
