@@ -10,8 +10,8 @@ code is 0 whatever the ratios.
 
 Servers as in tests/conftest.py: DATABASE_URL / REDIS_URL when set, else PostgreSQL and Redis on
 127.0.0.1 when they answer, else embedded ones in a temporary directory. A fresh database
-`quanzu_bench_<hex>` (dropped at the end) and Redis db 14 (flushed). quanzu (`quanzu serve`) and
-the echo app each run as one uvicorn process with one worker and uvicorn's default loop and
+`quanzu_bench_<hex>` (dropped at the end) and Redis db 14, or `--redis-db` (flushed). quanzu
+(`quanzu serve`) and the echo app each run as one uvicorn process with one worker and uvicorn's default loop and
 parser (uvloop, httptools). The load comes from this process: asyncio connections speaking raw
 HTTP/1.1 keep-alive, one request in flight each, bodies built before the clock starts.
 
@@ -95,6 +95,7 @@ class Backing:
     redis_origin: str = ""
     database: str = ""
     database_url: str = ""
+    redis_db: int = BENCH_REDIS_DB
     started: list = field(default_factory=list)
     _conn: psycopg.Connection | None = None
 
@@ -104,7 +105,7 @@ class Backing:
         self.started.extend(found.started)
         self.pg_origin, self.redis_origin = found.database_from, found.redis_from
         self.admin_url = plain_url(found.database_url)
-        self.redis_url = with_redis_db(found.redis_url, BENCH_REDIS_DB)
+        self.redis_url = with_redis_db(found.redis_url, self.redis_db)
 
     def create_database(self) -> None:
         from service.core.migrate import upgrade
@@ -789,7 +790,7 @@ def machine_info(backing: Backing) -> dict:
         "python": f"{platform.python_implementation()} {platform.python_version()}; {versions}",
         "postgresql": f"{pg['server_version'].split()[0]} ({backing.pg_origin}), fsync={pg['fsync']}, "
                       f"synchronous_commit={pg['synchronous_commit']}, shared_buffers={pg['shared_buffers']}",
-        "redis": f"{info['redis']} ({backing.redis_origin}), db {BENCH_REDIS_DB}",
+        "redis": f"{info['redis']} ({backing.redis_origin}), db {backing.redis_db}",
         "servers": "one uvicorn process each, 1 worker, uvloop + httptools, no access log; client, servers and "
                    "PostgreSQL on the same machine",
     }
@@ -806,6 +807,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=1000, help="leads per batch request and rows per INSERT (default 1000)")
     p.add_argument("--batch-concurrency", type=int, default=4, help="connections for batch ingest (default 4)")
     p.add_argument("--repeat", type=int, default=3, help="rounds of each kind, interleaved (default 3)")
+    p.add_argument("--redis-db", type=int, default=BENCH_REDIS_DB,
+                   help=f"Redis db to use and flush (default {BENCH_REDIS_DB})")
     p.add_argument("--only", choices=("all", "single", "batch"), default="all")
     p.add_argument("--no-context", dest="context", action="store_false",
                    help="skip the context runs (1-row INSERT, the repository's SQL alone)")
@@ -822,7 +825,7 @@ def _interrupt(_signum, _frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # unwinds like Ctrl-C, through the cleanup below
-    backing = Backing()
+    backing = Backing(redis_db=args.redis_db)
     servers: list[Server] = []
     try:
         backing.pick()

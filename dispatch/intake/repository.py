@@ -209,37 +209,48 @@ class GroupWriter:
     """Group commit for single pushes: pushes that arrive while a write is in flight share the
     next INSERT, and each answer still waits for the commit of its own lead. Under load this
     turns one statement per lead into one per group (PostgreSQL spends ~5x less per row);
-    a lone push goes out at once. At most `max_pending` pushes wait: past that a push is told
+    a lone push goes out at once. Up to `in_flight` group writes run at once, so the API does not
+    sit idle while PostgreSQL commits a group (each on its own connection; rows go in key order,
+    so they cannot deadlock). At most `max_pending` pushes wait: past that a push is told
     503 + Retry-After at once (memory stays bounded when PostgreSQL is slow)."""
 
-    def __init__(self, pool, max_group: int = 500, max_pending: int = 5000):
+    def __init__(self, pool, max_group: int = 500, max_pending: int = 5000, in_flight: int = 1):
         self.pool, self.max_group, self.max_pending = pool, max_group, max_pending
+        self.in_flight = max(1, in_flight)
         self._pending: list[tuple[tuple, str, asyncio.Future]] = []
-        self._task: asyncio.Task | None = None
+        self._writing = 0  # group writes running
+        self._tasks: set[asyncio.Task] = set()  # held, so that a running write is never collected
 
     async def insert(self, row: tuple, actor: str) -> Stored:
         """→ (id, created), or `Refused` when PostgreSQL would not store this row. Raises
         `Unavailable` when the queue is full, and what the database raised when it is away."""
         if len(self._pending) >= self.max_pending:
             raise Unavailable("intake is full; retry shortly", retry_after=1)
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         self._pending.append((row, actor, future))
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        if self._writing < self.in_flight:
+            self._writing += 1
+            task = loop.create_task(self._run())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await future
 
     async def _run(self) -> None:
-        while self._pending:
-            group, self._pending = self._pending[:self.max_group], self._pending[self.max_group:]
-            try:
-                async with acquire(self.pool) as conn:
-                    stored = await insert_leads(conn, [row for row, _a, _f in group],
-                                                [actor for _r, actor, _f in group])
-            except Exception as exc:  # the database is away, or timed out: every push in the group is told
-                for _row, _actor, future in group:
+        try:
+            while self._pending:
+                group, self._pending = self._pending[:self.max_group], self._pending[self.max_group:]
+                try:
+                    async with acquire(self.pool) as conn:
+                        stored = await insert_leads(conn, [row for row, _a, _f in group],
+                                                    [actor for _r, actor, _f in group])
+                except Exception as exc:  # the database is away, or timed out: every push in the group is told
+                    for _row, _actor, future in group:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_row, _actor, future), result in zip(group, stored):
                     if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_row, _actor, future), result in zip(group, stored):
-                if not future.done():
-                    future.set_result(result)
+                        future.set_result(result)
+        finally:
+            self._writing -= 1

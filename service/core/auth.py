@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
@@ -142,10 +142,14 @@ class KeyGrant:
     sources: frozenset[str] | None
     gateway: bool
     district: str | None = None  # the district the key belongs to (None: the city center)
+    _who: Principal | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # built once per cached key, not once per push
+        object.__setattr__(self, "_who", Principal(self.name, GATEWAY if self.gateway else SOURCE,
+                                                   district=self.district, sources=self.sources))
 
     def principal(self) -> Principal:
-        return Principal(self.name, GATEWAY if self.gateway else SOURCE, district=self.district,
-                         sources=self.sources)
+        return self._who  # type: ignore[return-value]
 
 
 class ApiKeyCache:
@@ -240,5 +244,7 @@ class RequireRole:
 
 CurrentUser = Annotated[Principal, Depends(RequireRole(*ALL_ROLES))]
 CenterUser = Annotated[Principal, Depends(RequireRole(*CENTER_ROLES))]
-LeadPusher = Annotated[Principal, Depends(RequireRole(Role.admin, Role.commander, Role.operator, sources=True))]
+# Who may push leads; also called directly by intake's fast path (dispatch.intake.router.push_lead_direct).
+lead_pushers = RequireRole(Role.admin, Role.commander, Role.operator, sources=True)
+LeadPusher = Annotated[Principal, Depends(lead_pushers)]
 AnyCaller = Annotated[Principal, Depends(RequireRole(*ALL_ROLES, sources=True))]

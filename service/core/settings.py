@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     lock_timeout_ms: int = 2_000
     # Single pushes waiting for the group writer; past this, 503 + Retry-After (bounded memory).
     intake_max_pending: int = 5_000
+    # Group writes of single pushes in flight at once (dispatch.intake.repository.GroupWriter).
+    intake_writes_in_flight: int = 2
     # Redis: a hung server never hangs a request, the enqueue thread, the worker or shutdown.
     redis_connect_timeout_seconds: float = 2.0
     redis_socket_timeout_seconds: float = 5.0

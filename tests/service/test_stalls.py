@@ -80,6 +80,28 @@ async def test_the_group_writer_queue_is_bounded(app, settings, sync_engine):
     assert all(created for _id, created in await asyncio.gather(*waiting))
 
 
+async def test_a_second_group_write_goes_out_while_the_first_waits(app, settings, sync_engine):
+    """With two writes in flight (the app's setting), a push arriving while a group is stuck is
+    stored at once; the stuck one is stored once the lock goes."""
+    blocked = make_lead()
+    holder = await _hold_key(settings, blocked)
+    writer = repository.GroupWriter(app.state.intake_pool, in_flight=2)
+    try:
+        first = asyncio.ensure_future(writer.insert(repository.lead_row(validate_lead(blocked).lead, []), "t"))
+        await until(lambda: lock_waiters(sync_engine, holder.get_server_pid()), 10,
+                    "the first group in flight, waiting on the holder's lock")
+        row = repository.lead_row(validate_lead(make_lead()).lead, [])
+        lead_id, created = await asyncio.wait_for(writer.insert(row, "t"), 10)
+        assert created and not first.done()
+    finally:
+        await holder.execute("ROLLBACK")
+        await holder.close()
+    _id, created = await asyncio.wait_for(first, 30)
+    assert created and writer._writing == 0
+    with sync_engine.connect() as conn:
+        assert conn.execute(select(Lead.id).where(Lead.source_id == blocked["source_id"])).scalar() == _id
+
+
 @pytest.mark.parametrize("path", [
     "/api/v1/leads?street=a%00b", "/api/v1/leads?beat=%00", "/api/v1/rejections?source=x%00",
     "/api/v1/leads?street=" + "x" * 65, "/api/v1/leads?since=0001-01-01T00:00:00%2B05:00",
