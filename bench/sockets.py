@@ -456,6 +456,9 @@ def main(argv=None) -> int:
         os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")})  # our own key()
         secret = env["SECRET_KEY"]
         do = {k: args.only in ("all", k) for k in ("idle", "storm", "board")}
+        if args.idle > nofile - 64:  # the server's own descriptors: pools, Redis, the listener, logs
+            print(f"--idle {args.idle} > what RLIMIT_NOFILE {nofile} leaves: {nofile - 64}", flush=True)
+            args.idle = nofile - 64
         users, _places = setup_district(backing, args.storm if do["storm"] else 0, args.idle if do["idle"] else 0)
         screens = [f"screen-{i}" for i in range(args.screens if do["board"] else 0)]
         if screens:
