@@ -78,7 +78,7 @@ def envelope(type_: str, data: dict | None, ts: str, seq: int | None = None, **e
     return orjson.dumps({"type": type_, "seq": seq, "ts": ts, "data": data or {}, **extra}).decode()
 
 
-@dataclass
+@dataclass(slots=True)
 class ServerProtocol:
     """One connection. `authenticated_as` is set when the upgrade carried a valid header."""
     board: bool = False

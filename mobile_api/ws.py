@@ -4,7 +4,9 @@
 (center screens: their district's board stream; the city center's, the city's — every district's —
 or one district's with `?district=CODE`). Auth by `Authorization: Bearer` on the upgrade, or a `hello`
 within `WS_HELLO_SECONDS`; never a token in the query string. One writer task per socket sends
-everything, from a bounded inbox: a client that cannot keep up is dropped and resumes."""
+everything, from a bounded inbox: a client that cannot keep up is dropped and resumes. The upgrade's
+own task reads; pings and token re-checks come from the hub (mobile_api.connections), one tick for all
+sockets: no timer, no task per socket beyond the writer (a socket's memory: bench/sockets.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -17,9 +19,9 @@ from dispatch.field import service as svc
 from dispatch.field import squads
 from dispatch.field.schemas import CompleteIn, DeclineIn, LocationIn, PhoneTimeIn, StatusIn
 from mobile_api import protocol as p
-from mobile_api.connections import RECHECK, RESYNC, Connection
+from mobile_api.connections import ENDED, PING, RESYNC, Connection
 from service.core import clock
-from service.core.auth import CENTER_ROLES, check_current, read_access_token
+from service.core.auth import CENTER_ROLES, NOT_CURRENT, read_access_token
 from service.core.db import unit_of_work
 from service.core.errors import AppError
 from service.core.logging import log
@@ -74,7 +76,7 @@ async def serve(ws: WebSocket, board: bool) -> None:
     # one district's when the screen asks for it (`?district=CODE`: a wall showing one district).
     wanted = ws.query_params.get("district") if who.district is None else None
     target = outbox.board_stream(who.district or _code(wanted)) if board else who.name
-    conn = Connection(target, settings.ws_send_queue)
+    conn = Connection(target, settings.ws_send_queue, proto)
     hub = app.state.hub
     await hub.register(conn, presence=not board)
     sockets = metrics.SOCKETS.labels("board" if board else "squad")
@@ -83,15 +85,12 @@ async def serve(ws: WebSocket, board: bool) -> None:
         # The actions of opening (a Replay) run first, before any live message of the inbox.
         for a in actions:
             conn.offer(a)
-        reader = asyncio.create_task(_read(ws, proto, conn, app, who))
-        writer = asyncio.create_task(_write(ws, proto, conn, app, who, target))
-        dropped = asyncio.create_task(conn.dropped.wait())
-        done, pending = await asyncio.wait({reader, writer, dropped}, return_when=asyncio.FIRST_COMPLETED)
-        for t in pending:
-            t.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        if dropped in done:
-            await _close(ws, proto.overflow())
+        conn.writer = writer = asyncio.create_task(_write(ws, proto, conn, app, who, target))
+        closing = await _read(ws, proto, conn, app, who)
+        if closing:  # the writer sends what it has, then the close
+            await asyncio.wait({writer}, timeout=settings.ws_hello_seconds)
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
     finally:
         sockets.dec()
         await hub.unregister(conn, presence=not board)
@@ -104,27 +103,18 @@ def _code(value: str | None) -> str | None:
 async def _auth(proto: p.ServerProtocol, app, token: str, board: bool) -> list:
     try:
         who, version = read_access_token(token, app.state.settings.secret_key)
-        await check_current(app.state.intake_pool, who, version)
+        current = await app.state.hub.check((who, version))  # with the others opening now: one query
     except AppError as exc:
         return proto.auth_failed(str(exc.detail))
     except Exception as exc:  # the database away: the client retries
         log.warning("ws_auth_unavailable", error=str(exc))
         return proto.auth_failed("cannot check the token now; retry")
+    if not current:
+        return proto.auth_failed(NOT_CURRENT)
     if board and who.role not in CENTER_ROLES:
         return proto.forbidden("the board is for center roles")
     proto.token_version = version
     return proto.authenticated(who)
-
-
-async def _still_current(app, proto: p.ServerProtocol) -> bool:
-    """The socket's token still speaks for its user (not signed out, deactivated, moved or re-roled)."""
-    try:
-        await check_current(app.state.intake_pool, proto.authenticated_as, proto.token_version)
-    except AppError:
-        return False
-    except Exception as exc:  # the database away: keep the socket, check again later
-        log.warning("ws_recheck_unavailable", error=str(exc))
-    return True
 
 
 async def _close(ws: WebSocket, actions: list) -> None:
@@ -135,13 +125,15 @@ async def _close(ws: WebSocket, actions: list) -> None:
         pass
 
 
-async def _read(ws: WebSocket, proto: p.ServerProtocol, conn: Connection, app, who) -> None:
-    """Client → server. Results go through the writer (the one sender)."""
+async def _read(ws: WebSocket, proto: p.ServerProtocol, conn: Connection, app, who) -> bool:
+    """Client → server, in the upgrade's own task. Results go through the writer (the one sender).
+    → True when the protocol closes the socket (the writer sends the close), False when the client left
+    or the writer closed it."""
     while True:
         try:
             text = await ws.receive_text()
         except (WebSocketDisconnect, RuntimeError, KeyError):
-            return
+            return False
         for a in proto.receive(text):
             if isinstance(a, p.Command):
                 conn.offer(await _command(app, who, proto, a))
@@ -150,20 +142,22 @@ async def _read(ws: WebSocket, proto: p.ServerProtocol, conn: Connection, app, w
             else:
                 conn.offer(a)
             if isinstance(a, p.Close):
-                return
+                return True
 
 
 async def _write(ws: WebSocket, proto: p.ServerProtocol, conn: Connection, app, who, target: str) -> None:
+    """Server → client: the socket's one sender. Cancelled by a full inbox (the client is too slow:
+    closed with SLOW, it resumes) or when the reader ends."""
     hub = app.state.hub
-    ping_every = app.state.settings.ws_ping_seconds
-    recheck_every = app.state.settings.ws_recheck_seconds
-    loop = asyncio.get_running_loop()
-    ping_at, next_check = loop.time() + ping_every, loop.time() + recheck_every
+
+    async def send(text: str) -> None:
+        conn.quiet = False
+        await ws.send_text(text)
 
     async def do(actions) -> bool:
         for a in actions:
             if isinstance(a, p.Send):
-                await ws.send_text(a.text)
+                await send(a.text)
             elif isinstance(a, p.Replay):
                 for seq, text in await hub.replay(target, a.after_seq):
                     if not await do(proto.deliver(seq, text, replayed=True)):
@@ -175,39 +169,35 @@ async def _write(ws: WebSocket, proto: p.ServerProtocol, conn: Connection, app, 
                 return False
         return True
 
-    while True:
-        try:
-            item = await asyncio.wait_for(conn.inbox.get(), max(0.0, min(ping_at, next_check) - loop.time()))
-        except TimeoutError:
-            item = None
-        now = loop.time()
-        if item is RECHECK or now >= next_check:  # a bumped token version ends the socket
-            next_check = now + recheck_every
-            if not await _still_current(app, proto):
+    try:
+        while True:
+            item = await conn.get()
+            if item is PING:  # the hub's tick: a socket quiet since the last one is pinged
+                if conn.quiet:
+                    await ws.send_text(p.envelope("ping", {}, _now()))
+                conn.quiet = True
+                continue
+            if item is ENDED:  # the hub's re-check: a bumped token version ends the socket
                 await _close(ws, proto.auth_failed("token no longer valid: sign in again"))
                 return
-            if item is RECHECK:
-                continue
-        if item is None:
-            if now >= ping_at:
-                ping_at = now + ping_every
-                try:
-                    await ws.send_text(p.envelope("ping", {}, _now()))
-                except (WebSocketDisconnect, RuntimeError, OSError):
-                    return
-            continue
-        ping_at = now + ping_every
-        try:
             if item is RESYNC:
                 ok = await do([p.Replay(proto.last_sent)])
             elif isinstance(item, tuple):
                 ok = await do(proto.deliver(*item))
             else:
                 ok = await do([item])
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            return
-        if not ok:
-            return
+            if not ok:
+                return
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        return
+    except asyncio.CancelledError:
+        if not conn.dropped:
+            raise
+        asyncio.current_task().uncancel()  # our own drop: close it as too slow, it resumes
+        await _close(ws, proto.overflow())
+    except Exception as exc:  # Redis away while replaying: close, the client resumes from its last seq
+        log.warning("ws_writer_failed", error=str(exc))
+        await _close(ws, [p.Close(1011, "try again: resume from your last seq")])
 
 
 def _bookkeep(app, fn, username: str, ids: list[int]) -> None:

@@ -32,7 +32,7 @@ from mobile_api.connections import Hub
 from mobile_api.router import router as squads_router
 from mobile_api.ws import router as ws_router
 from service.auth_router import router as auth_router
-from service.core.auth import ApiKeyCache
+from service.core.auth import ApiKeyCache, check_current_many
 from service.core.db import make_async_engine, make_intake_pool, timeouts
 from service.core.errors import install_error_handlers
 from service.core.fastpath import FastRoutes
@@ -83,7 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # The sockets' fan-out listens on pub/sub for as long as the process lives: a socket timeout
         # would end every idle subscription (and resync every socket) after a few quiet seconds.
         state.hub_redis = make_async_redis(urls.redis_url, settings.redis_connect_timeout_seconds, None)
-        state.hub = Hub(state.hub_redis, settings.ws_replay_hours, on_keys_changed=app.state.api_keys.clear)
+        state.hub = Hub(state.hub_redis, settings.ws_replay_hours, on_keys_changed=app.state.api_keys.clear,
+                        check_tokens=lambda tokens: check_current_many(state.intake_pool, tokens),
+                        ping_seconds=settings.ws_ping_seconds, recheck_seconds=settings.ws_recheck_seconds)
         await state.hub.start()
         # Startup objects live as long as the process: keep them out of every GC pass. The young
         # generation is collected when allocations outnumber deallocations by the threshold; a
