@@ -24,7 +24,8 @@ loopback address; RLIMIT_NOFILE is raised for them and for the server.
    instead and starts a new one (a pod restart): the same figures.
 3. **board**: `--screens` board sockets (`/api/v1/board/ws`, commanders: the city's board) while
    `--events` board events a second are published for `--seconds`: the lag from publish to each
-   screen (p50/p99/max), and whether anyone fell behind (closed as too slow, a seq gap, missed).
+   screen (p50/p99/max), and whether anyone fell behind (closed as too slow and resumed, a seq gap,
+   missed); how long after the last event every screen had it.
 
 Measured, never asserted: the exit code is 0.
 """
@@ -179,6 +180,8 @@ async def _client(conn, jobs, port: int, local_ip: str, record_lag: bool) -> Non
         elif cmd == "status":
             conn.send(("status", sum(ph.reopened is not None for ph in phones),
                        sum(ph.resumed is not None for ph in phones), sum(ph.ws is not None for ph in phones)))
+        elif cmd == "behind":  # how many have not reached this seq yet
+            conn.send(("behind", sum(ph.last < arg[0] for ph in phones)))
         elif cmd == "report":
             conn.send(("report", [{"name": ph.name, "last": ph.last, "got": ph.got, "dups": ph.dups, "gaps": ph.gaps,
                                    "reopened": ph.reopened, "resumed": ph.resumed, "closes": ph.closes,
@@ -411,14 +414,18 @@ def board(api: ingest.Server, screens: list[str], secret: str, redis, events: fl
         pub.start()
         time.sleep(seconds)
         pub.stop()
-        time.sleep(3)
+        stopped = time.time()
         final = seqs(redis, [BOARD])[BOARD]
+        while sum(b for _k, b in phones.ask("behind", final)) and time.time() - stopped < 120:
+            time.sleep(0.2)
+        caught_up = time.time() - stopped
         rows = phones.report()
     finally:
         phones.close()
     lags = [x * 1000 for r in rows for x in r["lags"]]
     behind = [r for r in rows if r["gaps"] or r["got"] < final or r["closes"] or r["opens"] > 1]
     return {"screens": opened, "events_per_s": events, "seconds": seconds, "events": final,
+            "all_caught_up_after_s": round(caught_up, 2),
             "deliveries": len(lags), "lag_p50_ms": round(pct(lags, 50), 2), "lag_p99_ms": round(pct(lags, 99), 2),
             "lag_max_ms": round(max(lags), 2) if lags else None, "fell_behind": len(behind),
             **tally(rows, {r["name"]: final for r in rows})}
