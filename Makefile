@@ -46,6 +46,7 @@ bench: $(BIN)/quanzu
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/beats.py
 	$(BIN)/python bench/push_latency.py
+	$(BIN)/python bench/sockets.py
 	$(BIN)/python bench/ladder.py
 	$(BIN)/python bench/audit.py
 	$(BIN)/python bench/stats.py
