@@ -170,8 +170,8 @@ class AfterCommit:
     enqueue is in flight go out together in the next one; under load (a flush right after the last
     one) the next flush also lingers `linger` seconds so that one job carries many leads. A lead
     after a quiet spell goes out at once: a district's 40-100 leads a day never wait for a batch.
-    Urgent ids (those that may be P0) never linger nor wait for a flush: each submit sends them at
-    once, on the urgent queue, in a thread of their own."""
+    Urgent ids (those that may be P0) never linger and never wait for the ordinary flush: they go at
+    once on the urgent queue; those that come while an urgent send is in flight go in the next one."""
 
     def __init__(self, queue: Queue, linger: float = 0.0, urgent: Queue | None = None):
         self.queue, self.linger, self.urgent = queue, linger, urgent
