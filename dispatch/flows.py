@@ -72,9 +72,12 @@ def triage_lead(session: Session, lead: Lead, placement_of, policy: Policy, acto
     urgent steps (SMS, first call) before it leaves; the person's cases are matched again (预警后发案:
     a case reported before this lead)."""
     link = linking.link_lead(session, lead, actor)
-    decision = triage.place_and_tier(session, lead, placement_of, policy, actor)
+    # a person first known by this lead has no earlier warnings, no open work, no other identifiers:
+    # three queries (and the flushes they would force) fewer for most leads
+    fresh = link.person_id is None or link.created
+    decision = triage.place_and_tier(session, lead, placement_of, policy, actor, warnings=(0, 0) if fresh else None)
     if lead.status == LeadStatus.tiered:
-        work = merge.open_work(session, lead, decision, policy)
+        work = None if fresh else merge.open_work(session, lead, decision, policy)
         if work is not None:
             join_work(session, lead, work, decision, policy, actor)
         else:
@@ -83,7 +86,8 @@ def triage_lead(session: Session, lead: Lead, placement_of, policy: Policy, acto
         ladder.start_urgent_steps(session, lead, decision, policy, actor)
     people = [p for p in (link.person_id, *link.merged) if p is not None]
     own = [(k, v) for k, v in (("phone", lead.phone), ("id_number", lead.id_number)) if v]
-    rematch_people(session, people, own + linking.identifiers_of(session, people), actor)
+    known = link.keys if link.created else linking.identifiers_of(session, people)
+    rematch_people(session, people, own + known, actor)
 
 
 def join_work(session: Session, lead: Lead, work: Lead, decision: TierDecision, policy: Policy, actor: str) -> None:
@@ -101,7 +105,7 @@ def start_work(session: Session, lead: Lead, decision: TierDecision, policy: Pol
     then the ladder's deadline rows, the first warning SMS and the call queue."""
     plan = plan_deadlines(decision, policy, lead.received_at)
     if Response.visit in decision.response:
-        request_visit(session, lead, "policy", actor=actor, due_at=plan.get("on_scene") or plan.get("visit"))
+        request_visit(session, lead, "policy", actor=actor, due_at=plan.get("on_scene") or plan.get("visit"), first=True)
     ladder.start_ladder(session, lead, decision, policy, actor, plan)
     apply_steps(session, lead, contact.start(session, lead, policy, clock.now(), actor), policy, actor)
 

@@ -37,6 +37,10 @@ from workers.queues import enqueue_leads, enqueue_sms, lead_queue, recently_enqu
 # Leads placed and tiered per transaction: small, so that no lead stays locked for long while a
 # sign, a call or a case waits on it (each transaction holds its leads FOR NO KEY UPDATE).
 TIER_CHUNK = 25
+# An urgent job's first leads get a transaction each (their offer leaves straight after it); when a
+# flush brings more than this (a bulk feed of fund transfers), the rest are tiered TIER_CHUNK at a
+# time as ordinary leads are — a transaction per lead would make the flood itself the backlog.
+URGENT_ALONE = 4
 
 
 class _Context:
@@ -106,7 +110,7 @@ def unit() -> Iterator[Session]:
 _NOT_GIVEN_UP = ~Lead.flags.contains([Flag.processing_failed.value]) & ~Lead.historic
 
 
-def process_leads(ids: list[int]) -> dict:
+def process_leads(ids: list[int], urgent: bool = False) -> dict:
     """Place and tier leads still `received`, a few per transaction. Safe to run twice: a lead
     already moved on, given up on, or locked by another worker right now, is skipped. A lead that
     fails is rolled back alone; its attempts and last error are recorded, and after
@@ -140,20 +144,22 @@ def process_leads(ids: list[int]) -> dict:
                     given_up += record_processing_failure(session, lead, f"{exc.__class__.__name__}: {exc}",
                                                           max_attempts)
     counts = {"asked": len(ids), "done": done, "failed": failed, "given_up": given_up}
-    log.info("leads_processed", **counts)
+    if not urgent:  # an urgent job logs its own total
+        log.info("leads_processed", **counts)
     return counts
 
 
 def process_urgent(ids: list[int]) -> dict:
-    """Leads that may be P0 (the urgent queue), one transaction each: placed, tiered, linked, its
-    work started and its visit offered to a squad — so the offer leaves on the sockets straight after
-    that one commit (no second transaction, no second job), and no lead waits for another's. As
+    """Leads that may be P0 (the urgent queue), the first `URGENT_ALONE` one transaction each: placed,
+    tiered, linked, its work started and its visit offered to a squad — so the offer leaves on the
+    sockets straight after that one commit (no second transaction, no second job), and no lead waits
+    for another's; the rest of a big flush as `process_leads` works them. As
     `process_leads`, safe to run twice. If that transaction fails, the lead is tried once more
     without the offer (its visit is then offered after the commit, as an ordinary lead's is): a fault
     in matching never keeps a P0 from being tiered. A lead that fails that too is recorded alone."""
     max_attempts = get_settings().max_processing_attempts
     counts = Counter(asked=len(ids), done=0, failed=0, given_up=0)
-    for lead_id in ids:
+    for lead_id in ids[:URGENT_ALONE]:
         try:
             try:
                 counts["done"] += _start_urgent(lead_id, offer=True)
@@ -168,6 +174,9 @@ def process_urgent(ids: list[int]) -> dict:
                 if lead is not None:
                     counts["given_up"] += record_processing_failure(
                         session, lead, f"{exc.__class__.__name__}: {exc}", max_attempts)
+    if len(ids) > URGENT_ALONE:
+        rest = process_leads(ids[URGENT_ALONE:], urgent=True)
+        counts.update({k: rest[k] for k in ("done", "failed", "given_up")})
     log.info("leads_processed", urgent=True, **counts)
     return dict(counts)
 

@@ -40,10 +40,11 @@ def open_visit(session: Session, lead_id: int) -> Visit | None:
 
 
 def request_visit(session: Session, lead: Lead, reason: str, *, actor: str = "worker",
-                  due_at: datetime | None = None) -> tuple[Visit, bool]:
+                  due_at: datetime | None = None, first: bool = False) -> tuple[Visit, bool]:
     """Make a face-to-face visit required for `lead` → (the visit, whether it is new). An open visit
-    is returned as is. The caller commits; the outbox offers a new visit to a squad after that."""
-    visit = open_visit(session, lead.id)
+    is returned as is (`first`: the lead's work starts now, so none can be open — not looked for).
+    The caller commits; the outbox offers a new visit to a squad after that."""
+    visit = None if first else open_visit(session, lead.id)
     if visit is not None:
         return visit, False
     visit = Visit(lead_id=lead.id, reason=reason, requested_by=actor, requested_at=clock.now(), due_at=due_at,

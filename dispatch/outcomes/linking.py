@@ -46,6 +46,7 @@ class Link:
     created: bool = False
     merged: list[int] = field(default_factory=list)
     refused_split: int | None = None
+    keys: list[tuple[str, str]] = field(default_factory=list)  # the lead's identifiers (kind, value)
 
 
 def _lock_keys(session: Session, keys: list[tuple[str, str]]) -> None:
@@ -73,7 +74,7 @@ def link_lead(session: Session, lead: Lead, actor: str = "worker") -> Link:
     _lock_keys(session, keys)
     owners = _owners(session, keys)
     persons = sorted(set(owners.values()))
-    link = Link(persons[0] if persons else None)
+    link = Link(persons[0] if persons else None, keys=keys)
     if not persons:
         person = Person()
         session.add(person)
