@@ -82,9 +82,12 @@ async def serve(ws: WebSocket, board: bool) -> None:
     sockets = metrics.SOCKETS.labels("board" if board else "squad")
     sockets.inc()
     try:
-        # The actions of opening (a Replay) run first, before any live message of the inbox.
+        # The actions of opening (a Replay) run first, before any live message of the inbox; then a
+        # ping, so a phone with nothing to replay knows at once that it is connected (not at the
+        # first ping of the hub's tick, up to WS_PING_SECONDS later).
         for a in actions:
             conn.offer(a)
+        conn.offer(p.Send(p.envelope("ping", {}, _now())))
         conn.writer = writer = asyncio.create_task(_write(ws, proto, conn, app, who, target))
         closing = await _read(ws, proto, conn, app, who)
         if closing:  # the writer sends what it has, then the close

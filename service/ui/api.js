@@ -85,15 +85,16 @@ class Live {
     this.onState("connecting");
     const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + this.path);
     this.ws = ws;
-    let opened = false;
+    let opened = false, sequenced = false;  // any message yet; any message with a seq yet
     ws.onopen = () => {
       ws.send(JSON.stringify({type: "hello", token: this.api.session.token, last_seq: this.lastSeq}));
     };
     ws.onmessage = (ev) => {
       let msg; try { msg = JSON.parse(ev.data); } catch { return; }
-      const first = !opened;
       if (!opened) { opened = true; this.delay = 1000; this.onState("connected"); }
       if (typeof msg.seq === "number") {
+        const first = !sequenced;
+        sequenced = true;
         // A replay starts above last_seq; a first seq at or below it means the server began a new stream.
         if (!first && msg.seq <= this.lastSeq && msg.type !== "ping") return;  // already applied
         sessionStorage.setItem(this.seqKey, String(msg.seq));

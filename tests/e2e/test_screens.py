@@ -70,12 +70,16 @@ def test_screen_draws_the_district_and_shows_a_pushed_lead_masked_within_2s(brow
 def test_field_page_logs_in_and_reports_duty_and_location(browser, live, watch, make_user, sync_engine):
     team = INSIDE["team"]
     member = make_user("police", team=team)
+    # Off duty to begin with, whatever an earlier test left: the page reads the squad's stored status
+    # after login, and a switch turned on by that read under the click would be turned off by it.
+    with sync_engine.begin() as conn:
+        conn.execute(text("UPDATE team SET status = 'off_duty' WHERE code = :c"), {"c": team})
     context = browser.new_context(viewport=PHONE, locale="zh-CN", is_mobile=True, has_touch=True)
     watch.attach(context)
     page = context.new_page()
     page.goto(live.base + "/m/")
     login(page, member["X-Username"])
-    page.locator("#duty").wait_for()
+    page.locator("#live-state.connected").wait_for(timeout=15000)  # started: duty read, socket open
     page.check("#duty")
     page.click("summary")
     page.fill("#man-lon", str(INSIDE["lon"]))
