@@ -87,7 +87,7 @@ def triage_lead(session: Session, lead: Lead, placement_of, policy: Policy, acto
     people = [p for p in (link.person_id, *link.merged) if p is not None]
     own = [(k, v) for k, v in (("phone", lead.phone), ("id_number", lead.id_number)) if v]
     known = link.keys if link.created else linking.identifiers_of(session, people)
-    rematch_people(session, people, own + known, actor)
+    rematch_people(session, people, own + known, actor, fresh=fresh)
 
 
 def join_work(session: Session, lead: Lead, work: Lead, decision: TierDecision, policy: Policy, actor: str) -> None:

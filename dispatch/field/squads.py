@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlmodel import Session
 
 from dispatch import outbox
@@ -20,7 +20,7 @@ from dispatch.enums import TeamStatus
 from dispatch.field.matching import Squad, squad_position
 from dispatch.identity import mask_phone
 from dispatch.models import Assignment, Team, TeamMember
-from dispatch.states import OPEN_ASSIGNMENT
+from dispatch.models.field import OPEN_ASSIGNMENT_SQL
 from geo.adjacency import beat_adjacency
 from geo.crs import to_wgs84
 from geo.models import Beat, District, Station
@@ -64,8 +64,10 @@ def adjacency(session: Session) -> dict[str, tuple[str, ...]]:
 
 
 def open_counts(session: Session) -> dict[str, int]:
+    """Each squad's open assignments (read for every offer: by ix_assignment_open_team, not the
+    table's every assignment ever made)."""
     return dict(session.execute(select(Assignment.team_code, func.count()).where(
-        Assignment.status.in_(OPEN_ASSIGNMENT)).group_by(Assignment.team_code)).all())
+        text(f"assignment.{OPEN_ASSIGNMENT_SQL}")).group_by(Assignment.team_code)).all())
 
 
 def load_squads(session: Session, cfg: FieldConfig, codes: list[str] | None = None,

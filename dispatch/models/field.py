@@ -65,9 +65,17 @@ class Visit(SQLModel, table=True):
     outcome: str | None = None
 
 
+# The open assignments (dispatch.states.OPEN_ASSIGNMENT) as SQL with constants: the predicate of their
+# partial index, and the condition a query must carry to use it (a bound parameter would not prove it).
+OPEN_ASSIGNMENT_SQL = "status IN ('offered', 'accepted', 'arrived')"
+
+
 class Assignment(SQLModel, table=True):
     """One offer of a visit to one squad, and what the squad did with it."""
-    __table_args__ = (Index("ix_assignment_expiry", "expires_at", postgresql_where=text("status = 'offered'")),)
+    # open ones by squad: matching counts each squad's open work for every offer (dispatch.field.squads)
+    __table_args__ = (Index("ix_assignment_expiry", "expires_at", postgresql_where=text("status = 'offered'")),
+                      Index("ix_assignment_open_team", "team_code",
+                            postgresql_where=text(OPEN_ASSIGNMENT_SQL)))
     id: int | None = Field(default=None, sa_column=_id())
     visit_id: int = Field(sa_column=Column(BigInteger, ForeignKey("visit.id", ondelete="CASCADE"), nullable=False,
                                            index=True))

@@ -18,7 +18,7 @@ class User(SQLModel, table=True):
     username: str = Field(unique=True)
     password_hash: str
     role: str
-    team_code: str | None = Field(default=None, foreign_key="team.code")
+    team_code: str | None = Field(default=None, foreign_key="team.code", index=True)  # an offer's members
     district_code: str | None = None  # null: the city center
     active: bool = True
     # Bumped by deactivation, a role, squad or password change: every token of an older version ends.

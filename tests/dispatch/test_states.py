@@ -51,3 +51,12 @@ def test_terminal_states_end_records() -> None:
                                      enums.AssignmentStatus.withdrawn, enums.AssignmentStatus.completed}
     assert VISIT.terminal() == {enums.VisitStatus.done, enums.VisitStatus.cancelled}
     assert not LEAD.can("nope", "closed") and not LEAD.can("received", "nope")
+
+
+def test_the_open_assignments_partial_index_names_the_open_states():
+    """ix_assignment_open_team and the squads' open counts use this SQL; it must say OPEN_ASSIGNMENT."""
+    import re
+
+    from dispatch.models.field import OPEN_ASSIGNMENT_SQL
+    from dispatch.states import OPEN_ASSIGNMENT
+    assert set(re.findall(r"'(\w+)'", OPEN_ASSIGNMENT_SQL)) == {s.value for s in OPEN_ASSIGNMENT}
