@@ -13,14 +13,13 @@ from sqlmodel import Session
 from dispatch import metrics, outbox
 from dispatch.enums import AssignmentStatus, LeadStatus, SmsPurpose, VisitStatus
 from dispatch.field.matching import Choice, choose_squad, of_district, rank_squads
-from dispatch.field.squads import FieldConfig, adjacency, load_squads, member_phone, members
+from dispatch.field.squads import FieldConfig, Member, adjacency, load_squads, member_phone, members
 from dispatch.identity import mask_phone
 from dispatch.messages import queue_sms
 from dispatch.models import Assignment, Lead, OfferDelivery, SmsMessage, Team, Visit
 from dispatch.states import ASSIGNMENT, VISIT
 from dispatch.timeline import record
 from service.core import clock
-from service.core.models import User
 from service.core.money import cny
 
 A, V = AssignmentStatus, VisitStatus
@@ -237,7 +236,7 @@ def _back_to_center(session: Session, visit: Visit, lead: Lead, actor: str, reas
     return None
 
 
-def sms_fallback(session: Session, a: Assignment, lead: Lead, cfg: FieldConfig, people: list[User], why: str) -> int:
+def sms_fallback(session: Session, a: Assignment, lead: Lead, cfg: FieldConfig, people: list[Member], why: str) -> int:
     """One SMS per member not reached, idempotent on `offer:<assignment>:<username>`; each leaves
     right after the commit (the outbox)."""
     now = clock.now()

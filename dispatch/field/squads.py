@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import func, select, text
+from sqlalchemy import Row, func, select, text
 from sqlmodel import Session
 
 from dispatch import outbox
@@ -28,6 +28,9 @@ from service.core import clock
 from service.core.auth import SQUAD_ROLES, Principal
 from service.core.errors import NotFound, ValidationFailed
 from service.core.models import User
+
+# A squad member as offers need one: a row of (username, role, team_code).
+Member = Row[tuple[str, str, str]]
 from service.core.redis import key
 
 
@@ -95,14 +98,15 @@ def load_squads(session: Session, cfg: FieldConfig, codes: list[str] | None = No
     return out
 
 
-def members(session: Session, team_code: str) -> list[User]:
-    """The squad's people with accounts (民警, 辅警, 网格员): they get its offers."""
-    return list(session.execute(select(User).where(User.team_code == team_code, User.active.is_(True),
-                                                   User.role.in_(list(SQUAD_ROLES))).order_by(User.username))
-                .scalars())
+def members(session: Session, team_code: str) -> list[Member]:
+    """The squad's people with accounts (民警, 辅警, 网格员): they get its offers. Read for every offer:
+    the three columns it needs, not User objects."""
+    return list(session.execute(select(User.username, User.role, User.team_code).where(
+        User.team_code == team_code, User.active.is_(True), User.role.in_(list(SQUAD_ROLES)))
+        .order_by(User.username)).all())
 
 
-def member_phone(session: Session, user: User) -> str | None:
+def member_phone(session: Session, user: Member | User) -> str | None:
     """The roster phone of a member user: linked by username, else the roster entry of the same role."""
     rows = session.execute(select(TeamMember).where(TeamMember.team_code == user.team_code)
                            .order_by(TeamMember.id)).scalars().all()
