@@ -15,11 +15,13 @@ deployment's Redis namespace (service.core.redis.key): another deployment on the
 none of it."""
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import orjson
+from redis.exceptions import NoScriptError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -59,6 +61,7 @@ redis.call('EXPIRE', KEYS[2], ARGV[6])
 redis.call('PUBLISH', ARGV[7], ARGV[4] .. '\\n' .. msg)
 return seq
 """
+_PUBLISH_SHA = hashlib.sha1(_PUBLISH.encode()).hexdigest()
 
 
 # A stream's counter is never below a seq a socket already holds: a Redis that came back empty (or
@@ -86,18 +89,27 @@ def publish(redis, pushes: Iterable[Push]) -> list[int]:
     pushes = list(pushes)
     if not pushes:
         return []
-    script = redis.register_script(_PUBLISH)
-    pipe = redis.pipeline(transaction=False)
     ts = clock.now_iso()
     channel = live_channel()
     # People before screens: an offer reaches its squad's phones before the board's copies are fanned
     # out (each stream keeps its own order; the order across streams carries no meaning).
-    for p in sorted(pushes, key=lambda p: is_board(p.target)):
-        stream = stream_key(p.target)
-        script(keys=[seq_key(p.target), stream],
-               args=[p.type, orjson.dumps(p.data).decode(), ts, stream, STREAM_MAXLEN, STREAM_TTL_S, channel],
-               client=pipe)
-    return pipe.execute()
+    calls = [(seq_key(p.target), stream_key(p.target), p.type, orjson.dumps(p.data).decode())
+             for p in sorted(pushes, key=lambda p: is_board(p.target))]
+
+    def run() -> list[int]:
+        pipe = redis.pipeline(transaction=False)
+        for seq, stream, type_, data in calls:
+            pipe.evalsha(_PUBLISH_SHA, 2, seq, stream, type_, data, ts, stream, STREAM_MAXLEN, STREAM_TTL_S, channel)
+        return pipe.execute()
+
+    # EVALSHA straight away: redis-py's Script in a pipeline asks SCRIPT EXISTS first, a round trip
+    # more on every publish. A Redis without the script (restarted, flushed) fails every call of the
+    # pipeline, so none ran: it is loaded, and the pipeline sent again.
+    try:
+        return run()
+    except NoScriptError:
+        redis.script_load(_PUBLISH)
+        return run()
 
 
 # ---------------------------------------------------------------- the outbox of a unit of work

@@ -3,12 +3,15 @@ a slow phone dropped and resumed with nothing missed."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import orjson
 import pytest
+from redis import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from dispatch import outbox
 from mobile_api.connections import Batcher
 from tests.mobile_api.conftest import ApiProcess, open_socket
 from tests.waiting import until
@@ -54,9 +57,7 @@ def api_small_inbox(settings, district):
 
 async def test_a_phone_too_slow_for_its_inbox_is_dropped_and_resumes_with_nothing_missed(
         api_small_inbox, make_squad, own_team, redis_url):
-    from redis import Redis
 
-    from dispatch import outbox
     squad = make_squad(own_team)
     name = squad.name("police")
     headers = {"Authorization": squad.headers["police"]["Authorization"]}
@@ -103,3 +104,15 @@ async def test_a_socket_dropped_and_back_at_once_counts_as_online(api_a, make_sq
     assert redis.zscore(outbox.online_key(), name) is not None
     await first.close()
     await until(lambda: redis.zscore(outbox.online_key(), name) is None, 5, "offline once the socket left")
+
+
+def test_publish_loads_its_script_into_a_redis_that_lost_it(redis_url):
+    """A Redis restarted or flushed has no scripts: publishing loads it once and sends every push, in
+    order, each once (seqs go on from the stream's counter)."""
+    redis = Redis.from_url(redis_url)
+    target = f"nobody-{uuid.uuid4().hex[:6]}"
+    assert outbox.publish(redis, [outbox.Push(target, "lead.updated", {"n": 0})]) == [1]
+    redis.script_flush()
+    assert outbox.publish(redis, [outbox.Push(target, "lead.updated", {"n": i}) for i in (1, 2)]) == [2, 3]
+    kept = redis.xrange(outbox.stream_key(target))
+    assert [orjson.loads(fields[b"m"])["data"]["n"] for _id, fields in kept] == [0, 1, 2]
