@@ -57,7 +57,6 @@ def api_small_inbox(settings, district):
 
 async def test_a_phone_too_slow_for_its_inbox_is_dropped_and_resumes_with_nothing_missed(
         api_small_inbox, make_squad, own_team, redis_url):
-
     squad = make_squad(own_team)
     name = squad.name("police")
     headers = {"Authorization": squad.headers["police"]["Authorization"]}
