@@ -28,10 +28,10 @@ from service.core import clock
 from service.core.auth import SQUAD_ROLES, Principal
 from service.core.errors import NotFound, ValidationFailed
 from service.core.models import User
+from service.core.redis import key
 
 # A squad member as offers need one: a row of (username, role, team_code).
 Member = Row[tuple[str, str, str]]
-from service.core.redis import key
 
 
 @dataclass(frozen=True, slots=True)
