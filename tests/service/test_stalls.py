@@ -19,12 +19,16 @@ from tests.waiting import lock_waiters, until
 pytestmark = pytest.mark.usefixtures("district", "clean")
 
 
+def _row(lead: dict):
+    return repository.lead_row(validate_lead(lead).lead, [])
+
+
 async def _hold_key(settings, lead: dict) -> asyncpg.Connection:
     """Another connection inserts `lead` and keeps its transaction open: a push of the same key
     must wait for that lock."""
     conn = await asyncpg.connect(plain_url(settings.database_url))
     await conn.execute("BEGIN")
-    await repository.insert_lead(conn, repository.lead_row(validate_lead(lead).lead, []), "test:holder")
+    await repository.insert_lead(conn, _row(lead), "test:holder")
     return conn
 
 
@@ -58,20 +62,25 @@ async def test_a_batch_blocked_behind_a_lock_is_503(client, source_headers, sett
         assert conn.execute(select(func.count()).select_from(Lead)).scalar() == 0  # the batch is one transaction
 
 
+async def _first_stuck(writer: repository.GroupWriter, holder, blocked: dict, sync_engine) -> asyncio.Future:
+    """The writer's first group in flight, waiting on the lock `holder` keeps on `blocked`'s key."""
+    first = asyncio.ensure_future(writer.insert(_row(blocked), "t"))
+    await until(lambda: lock_waiters(sync_engine, holder.get_server_pid()), 10,
+                "the first group in flight, waiting on the holder's lock")
+    return first
+
+
 async def test_the_group_writer_queue_is_bounded(app, settings, sync_engine):
     """While a group is stuck, at most max_pending pushes wait; the next is refused at once."""
     blocked = make_lead()
     holder = await _hold_key(settings, blocked)
     writer = repository.GroupWriter(app.state.intake_pool, max_pending=3)
     try:
-        first = asyncio.ensure_future(writer.insert(repository.lead_row(validate_lead(blocked).lead, []), "t"))
-        await until(lambda: lock_waiters(sync_engine, holder.get_server_pid()), 10,
-                    "the first group in flight, waiting on the holder's lock")
-        waiting = [asyncio.ensure_future(writer.insert(repository.lead_row(validate_lead(make_lead()).lead, []),
-                                                       "t")) for _ in range(3)]
+        first = await _first_stuck(writer, holder, blocked, sync_engine)
+        waiting = [asyncio.ensure_future(writer.insert(_row(make_lead()), "t")) for _ in range(3)]
         await until(lambda: len(writer._pending) == 3, 10, lambda: f"3 pushes queued behind it, not {len(writer._pending)}")
         with pytest.raises(Unavailable):
-            await writer.insert(repository.lead_row(validate_lead(make_lead()).lead, []), "t")
+            await writer.insert(_row(make_lead()), "t")
         assert len(writer._pending) == 3
     finally:
         await holder.execute("ROLLBACK")
@@ -87,11 +96,8 @@ async def test_a_second_group_write_goes_out_while_the_first_waits(app, settings
     holder = await _hold_key(settings, blocked)
     writer = repository.GroupWriter(app.state.intake_pool, in_flight=2)
     try:
-        first = asyncio.ensure_future(writer.insert(repository.lead_row(validate_lead(blocked).lead, []), "t"))
-        await until(lambda: lock_waiters(sync_engine, holder.get_server_pid()), 10,
-                    "the first group in flight, waiting on the holder's lock")
-        row = repository.lead_row(validate_lead(make_lead()).lead, [])
-        lead_id, created = await asyncio.wait_for(writer.insert(row, "t"), 10)
+        first = await _first_stuck(writer, holder, blocked, sync_engine)
+        lead_id, created = await asyncio.wait_for(writer.insert(_row(make_lead()), "t"), 10)
         assert created and not first.done()
     finally:
         await holder.execute("ROLLBACK")
