@@ -110,7 +110,7 @@ def unit() -> Iterator[Session]:
 _NOT_GIVEN_UP = ~Lead.flags.contains([Flag.processing_failed.value]) & ~Lead.historic
 
 
-def process_leads(ids: list[int], urgent: bool = False) -> dict:
+def process_leads(ids: list[int], log_counts: bool = True) -> dict:
     """Place and tier leads still `received`, a few per transaction. Safe to run twice: a lead
     already moved on, given up on, or locked by another worker right now, is skipped. A lead that
     fails is rolled back alone; its attempts and last error are recorded, and after
@@ -144,7 +144,7 @@ def process_leads(ids: list[int], urgent: bool = False) -> dict:
                     given_up += record_processing_failure(session, lead, f"{exc.__class__.__name__}: {exc}",
                                                           max_attempts)
     counts = {"asked": len(ids), "done": done, "failed": failed, "given_up": given_up}
-    if not urgent:  # an urgent job logs its own total
+    if log_counts:  # an urgent job passing on the rest of its flush logs its own total
         log.info("leads_processed", **counts)
     return counts
 
@@ -175,7 +175,7 @@ def process_urgent(ids: list[int]) -> dict:
                     counts["given_up"] += record_processing_failure(
                         session, lead, f"{exc.__class__.__name__}: {exc}", max_attempts)
     if len(ids) > URGENT_ALONE:
-        rest = process_leads(ids[URGENT_ALONE:], urgent=True)
+        rest = process_leads(ids[URGENT_ALONE:], log_counts=False)
         counts.update({k: rest[k] for k in ("done", "failed", "given_up")})
     log.info("leads_processed", urgent=True, **counts)
     return dict(counts)
