@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
+from redis.client import Pipeline
 from redis.exceptions import NoScriptError
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -84,11 +85,11 @@ class Push:
     data: dict
 
 
-def publish(redis, pushes: Iterable[Push]) -> list[int]:
-    """Send now (sync Redis), in order, one round trip; → the seqs given."""
+def publish(redis, pushes: Iterable[Push], ahead: Callable[[Pipeline], object] | None = None) -> list[int]:
+    """Send now (sync Redis), in order, one round trip; → the seqs given. `ahead(pipe)` puts more
+    commands in the same round trip, before the pushes (the API's rq enqueue after a commit): they
+    run once, and their first error is raised after the pushes went out."""
     pushes = list(pushes)
-    if not pushes:
-        return []
     ts = clock.now_iso()
     channel = live_channel()
     # People before screens: an offer reaches its squad's phones before the board's copies are fanned
@@ -96,20 +97,29 @@ def publish(redis, pushes: Iterable[Push]) -> list[int]:
     calls = [(seq_key(p.target), stream_key(p.target), p.type, orjson.dumps(p.data).decode())
              for p in sorted(pushes, key=lambda p: is_board(p.target))]
 
-    def run() -> list[int]:
-        pipe = redis.pipeline(transaction=False)
+    def run(pipe) -> list:
         for seq, stream, type_, data in calls:
             pipe.evalsha(_PUBLISH_SHA, 2, seq, stream, type_, data, ts, stream, STREAM_MAXLEN, STREAM_TTL_S, channel)
-        return pipe.execute()
+        return pipe.execute(raise_on_error=False)
 
+    if not pushes and ahead is None:
+        return []
+    pipe = redis.pipeline(transaction=False)
+    if ahead is not None:
+        ahead(pipe)
+    first = len(pipe.command_stack)
+    done = run(pipe)
+    head, seqs = done[:first], done[first:]
     # EVALSHA straight away: redis-py's Script in a pipeline asks SCRIPT EXISTS first, a round trip
-    # more on every publish. A Redis without the script (restarted, flushed) fails every call of the
-    # pipeline, so none ran: it is loaded, and the pipeline sent again.
-    try:
-        return run()
-    except NoScriptError:
+    # more on every publish. A Redis without the script (restarted, flushed) fails every EVALSHA of
+    # the pipeline, so none of the pushes ran: it is loaded, and they alone are sent again.
+    if any(isinstance(r, NoScriptError) for r in seqs):
         redis.script_load(_PUBLISH)
-        return run()
+        seqs = run(redis.pipeline(transaction=False))
+    for r in (*head, *seqs):
+        if isinstance(r, Exception):
+            raise r
+    return seqs
 
 
 # ---------------------------------------------------------------- the outbox of a unit of work

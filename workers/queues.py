@@ -7,6 +7,7 @@ import asyncio
 import time
 
 from redis import Redis
+from redis.client import Pipeline
 from rq import Queue, Retry
 
 from dispatch import metrics, outbox
@@ -49,26 +50,30 @@ def worker_queues(redis: Redis, urgent_only: bool = False) -> list[Queue]:
     return [urgent_queue(redis)] + ([] if urgent_only else [lead_queue(redis, get_settings().queue_name)])
 
 
-def enqueue_leads(queue: Queue, ids: list[int], mark: bool = False) -> None:
+def enqueue_leads(queue: Queue, ids: list[int], mark: bool = False, pipeline: Pipeline | None = None) -> None:
     """One job per chunk of leads: a worker places and tiers them in one transaction. With `mark`
     (the reconciler's resends) the ids' enqueue times go out in the same pipeline (one round
-    trip); the hot path after commit sends each lead once and needs no mark."""
+    trip); the hot path after commit sends each lead once and needs no mark. Given a `pipeline`, the
+    commands join it and its owner sends them."""
     # By name: the worker imports the task, this module need not (and the task module imports this one).
     jobs = [Queue.prepare_data("workers.tasks.process_leads", args=(ids[i:i + CHUNK],), result_ttl=0, failure_ttl=7 * 86400,
                                timeout=300) for i in range(0, len(ids), CHUNK)]
-    with queue.connection.pipeline() as pipe:
-        queue.enqueue_many(jobs, pipeline=pipe)
-        if mark:
-            pipe.zadd(enqueued_key(), dict.fromkeys(ids, time.time()))
+    pipe = pipeline if pipeline is not None else queue.connection.pipeline()
+    queue.enqueue_many(jobs, pipeline=pipe)
+    if mark:
+        pipe.zadd(enqueued_key(), dict.fromkeys(ids, time.time()))
+    if pipeline is None:
         pipe.execute()
 
 
-def enqueue_urgent(queue: Queue, ids: list[int]) -> None:
+def enqueue_urgent(queue: Queue, ids: list[int], pipeline: Pipeline | None = None) -> None:
     """Leads that may be P0 (Policy.urgent_lane): one job for the ids of one flush on the urgent
     queue (an rq job costs the API ~0.2 ms of CPU to make: one per lead was a fifth of a flood's
     push), worked a lead per transaction (workers.tasks.process_urgent). Every worker takes that queue
-    before the ordinary one; `quanzu worker --urgent` takes it alone."""
-    queue.enqueue("workers.tasks.process_urgent", ids, result_ttl=0, failure_ttl=7 * 86400, job_timeout=300)
+    before the ordinary one; `quanzu worker --urgent` takes it alone. Given a `pipeline`, the job
+    joins it (rq alone sends two round trips: the queue's name, then the job)."""
+    queue.enqueue_call("workers.tasks.process_urgent", args=(ids,), result_ttl=0, failure_ttl=7 * 86400, timeout=300,
+                       pipeline=pipeline)
 
 
 def recently_enqueued(redis: Redis, ids: list[int], within_seconds: float) -> set[int]:
@@ -199,17 +204,7 @@ class AfterCommit:
         (a flood of urgent pushes costs a thread hop and a round trip per flush, not per lead)."""
         while self._urgent_pending:
             ids, self._urgent_pending = self._urgent_pending, []
-            await asyncio.to_thread(self._send_urgent, ids)
-
-    def _send_urgent(self, ids: list[int]) -> None:
-        try:
-            enqueue_urgent(self.urgent, ids)
-        except Exception as exc:  # Redis down: the reconciler resends (on the ordinary queue)
-            log.warning("enqueue_failed", leads=len(ids), urgent=True, error=str(exc))
-        try:
-            outbox.publish(self.queue.connection, [outbox.Push(outbox.BOARD, "lead.created", {"lead_ids": ids})])
-        except Exception as exc:
-            log.warning("board_publish_failed", leads=len(ids), error=str(exc))
+            await asyncio.to_thread(self._send, self.urgent, ids, enqueue_urgent)
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
@@ -217,17 +212,18 @@ class AfterCommit:
             if loop.time() - self._last_flush < self.linger:  # busy: let more ids join this job
                 await asyncio.sleep(self.linger)
             ids, self._pending = self._pending, []
-            try:
-                await asyncio.to_thread(enqueue_leads, self.queue, ids)
-            except Exception as exc:  # Redis down: the leads are safe in PostgreSQL, the reconciler resends
-                log.warning("enqueue_failed", leads=len(ids), error=str(exc))
-            try:  # the board hears of new leads in the same flush, off the push's path: one event per
-                # flush, not per lead (a 1,000-lead batch cost 1,000 Redis scripts and halved batch intake)
-                await asyncio.to_thread(outbox.publish, self.queue.connection,
-                                        [outbox.Push(outbox.BOARD, "lead.created", {"lead_ids": ids})])
-            except Exception as exc:
-                log.warning("board_publish_failed", leads=len(ids), error=str(exc))
+            await asyncio.to_thread(self._send, self.queue, ids, enqueue_leads)
             self._last_flush = loop.time()
+
+    def _send(self, queue: Queue, ids: list[int], enqueue) -> None:
+        """The job and the board's news of the leads, in one round trip. The board hears of new leads
+        here, off the push's path: one event per flush, not per lead (a 1,000-lead batch cost 1,000
+        Redis scripts and halved batch intake)."""
+        try:
+            outbox.publish(queue.connection, [outbox.Push(outbox.BOARD, "lead.created", {"lead_ids": ids})],
+                           ahead=lambda pipe: enqueue(queue, ids, pipeline=pipe))
+        except Exception as exc:  # Redis down: the leads are safe in PostgreSQL, the reconciler resends
+            log.warning("enqueue_failed", leads=len(ids), urgent=queue is self.urgent, error=str(exc))
 
     async def drain(self) -> None:
         """On shutdown: send what is pending (best effort)."""

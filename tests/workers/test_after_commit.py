@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 from redis import Redis
 from rq import Queue
 
@@ -52,11 +53,30 @@ async def test_urgent_leads_never_linger_and_a_flood_of_them_leaves_in_few_flush
     await asyncio.wait_for(after._urgent_task, 10)
     assert _jobs(urgent) == [[3]] and _jobs(queue) == [[1]]
     sent = []
-    real = after._send_urgent
-    after._send_urgent = lambda ids: (sent.append(list(ids)), real(ids))
+    real = after._send
+    after._send = lambda queue, ids, enqueue: (sent.append(list(ids)), real(queue, ids, enqueue))
     for i in range(100, 200):  # a flood: each push submits its own urgent lead
         after.submit([i], urgent=[i])
     await asyncio.wait_for(after._urgent_task, 10)
     assert sorted(i for ids in _jobs(urgent)[1:] for i in ids) == list(range(100, 200))  # none lost or doubled
     assert len(sent) == len(_jobs(urgent)) - 1 < 10  # a job per flush, a few flushes, not a hundred
     after._task.cancel()
+
+
+
+async def test_a_redis_that_lost_the_publish_script_gets_the_job_once_and_the_boards_news(redis_url) -> None:
+    """The urgent job and the board's `lead.created` leave in one pipeline. A Redis without the
+    publishing script (restarted) fails the news, not the job: the news is sent again, the job not."""
+    from dispatch import outbox
+
+    redis = Redis.from_url(redis_url)
+    queue, urgent = Queue("after-commit-ordinary", connection=redis), Queue("after-commit-urgent", connection=redis)
+    urgent.empty()
+    redis.delete(outbox.stream_key(outbox.BOARD))
+    redis.script_flush()
+    after = AfterCommit(queue, linger=30.0, urgent=urgent)
+    after.submit([7], urgent=[7])
+    await asyncio.wait_for(after._urgent_task, 10)
+    assert _jobs(urgent) == [[7]]
+    news = [orjson.loads(fields[b"m"]) for _id, fields in redis.xrange(outbox.stream_key(outbox.BOARD))]
+    assert [(m["type"], m["data"]) for m in news] == [("lead.created", {"lead_ids": [7]})]
