@@ -50,6 +50,17 @@ def _build(districts: list[District], beats: list[Beat]) -> LoadedIndex:
 _VERSIONS = select(District.code, District.version).order_by(District.code)
 
 
+def district_versions(session: Session) -> tuple[tuple[str, int], ...]:
+    """(code, version) of every district, read once per transaction: an urgent lead's transaction
+    asks twice (the beat index to place it, the beats' adjacency to offer it)."""
+    seen = session.info.get("district_versions")
+    if seen is not None and seen[0] is session.get_transaction():
+        return seen[1]
+    versions = tuple(tuple(r) for r in session.execute(_VERSIONS).all())
+    session.info["district_versions"] = (session.get_transaction(), versions)
+    return versions
+
+
 class IndexCache:
     """The STRtree over every district's beats is built once per process and rebuilt only when an
     import adds a district or bumps one's version (checked by code and version alone: the outlines
@@ -62,7 +73,7 @@ class IndexCache:
         return self.current is None or self.current.versions != versions
 
     def get_sync(self, session: Session) -> LoadedIndex | None:
-        versions = tuple(tuple(r) for r in session.execute(_VERSIONS).all())
+        versions = district_versions(session)
         if not versions:
             return None
         if self._stale(versions):

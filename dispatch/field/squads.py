@@ -23,7 +23,8 @@ from dispatch.models import Assignment, Team, TeamMember
 from dispatch.models.field import OPEN_ASSIGNMENT_SQL
 from geo.adjacency import beat_adjacency
 from geo.crs import to_wgs84
-from geo.models import Beat, District, Station
+from geo.models import Beat, Station
+from geo.store import district_versions
 from service.core import clock
 from service.core.auth import SQUAD_ROLES, Principal
 from service.core.errors import NotFound, ValidationFailed
@@ -50,20 +51,20 @@ class FieldConfig:
                    stale_s=settings.location_stale_seconds, field_page_url=settings.field_page_url)
 
 
-_adjacency_cache: dict[tuple[str, int], dict[str, tuple[str, ...]]] = {}
+_adjacency_cache: dict[tuple, dict[str, tuple[str, ...]]] = {}
 
 
 def adjacency(session: Session) -> dict[str, tuple[str, ...]]:
-    """Beat neighbours, computed once per process and district version."""
-    d = session.execute(select(District.code, District.version)).first()
-    if d is None:
+    """Beat neighbours, computed once per process and the districts' versions (every district's: a
+    city's beats touch across districts, and any one of them may be imported again)."""
+    versions = district_versions(session)
+    if not versions:
         return {}
-    key = (d[0], d[1])
-    if key not in _adjacency_cache:
+    if versions not in _adjacency_cache:
         beats = session.execute(select(Beat.code, Beat.geometry).order_by(Beat.code)).all()
         _adjacency_cache.clear()
-        _adjacency_cache[key] = beat_adjacency([(c, g) for c, g in beats])
-    return _adjacency_cache[key]
+        _adjacency_cache[versions] = beat_adjacency([(c, g) for c, g in beats])
+    return _adjacency_cache[versions]
 
 
 def open_counts(session: Session) -> dict[str, int]:
