@@ -55,7 +55,12 @@ def servers_in_environment():
     process's environment, so the API's and the worker's code read one place → Urls (stop() them)."""
     import os
 
+    settings = get_settings()
     urls = servers()
     os.environ["DATABASE_URL"], os.environ["REDIS_URL"] = urls.database_url, urls.redis_url
-    get_settings.cache_clear()
+    # Read the settings again only when they must now name embedded servers. A fresh copy when
+    # nothing changed would part get_settings() from the object the process already holds (an app
+    # made with it, a test's monkeypatches), and code run here would stop seeing the same settings.
+    if (urls.database_url, urls.redis_url) != (settings.database_url, settings.redis_url):
+        get_settings.cache_clear()
     return urls

@@ -112,6 +112,17 @@ async def test_deactivation_a_role_change_or_a_new_password_end_every_earlier_to
     assert (await login(client, name, "yet-another-pw")).status_code == 200
 
 
+def test_a_command_run_in_process_keeps_the_process_s_settings(make_user):
+    """Worker code here reads get_settings(), while the app and the tests' monkeypatches hold the
+    object it returned: a command that swapped it for a fresh copy left later workers on defaults."""
+    from service.cli import access
+    from service.core.settings import get_settings
+
+    before = get_settings()
+    access.update_user(make_user("operator")["X-Username"], password="another-pw-2")
+    assert get_settings() is before
+
+
 # ---------------------------------------------------------------- sign-in limits
 @pytest.fixture
 def limits(app, settings, redis_url):
