@@ -42,27 +42,24 @@ def test_serve_and_worker_refuse_to_start_without_a_real_secret_key(settings, co
     assert len(lines) == 1 and "SECRET_KEY" in lines[0], done.stderr
 
 
-def test_embedded_servers_sign_with_a_key_of_their_own(monkeypatch, tmp_path):
-    from service.cli.common import require_secret
-    from service.core.settings import get_settings
+def test_embedded_servers_sign_with_a_key_of_their_own(tmp_path):
+    # In a process of its own: require_secret sets SECRET_KEY and reads the settings again, which in
+    # this one would leave later tests' workers on a copy apart from the `settings` the tests patch.
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DATABASE_URL")}
+    env.update(STATE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    script = "import os; from service.cli.common import require_secret; require_secret(); print(os.environ['SECRET_KEY'])"
 
-    monkeypatch.delenv("SECRET_KEY", raising=False)
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.setenv("STATE_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    try:
-        require_secret()
-        key = os.environ["SECRET_KEY"]
-        assert secret_problem(key) is None and key != DEV_SECRET
-        assert (tmp_path / "secret_key").read_text().strip() == key
-        assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
-        monkeypatch.delenv("SECRET_KEY")
-        get_settings.cache_clear()
-        require_secret()  # the same key next time: tokens survive a restart
-        assert os.environ["SECRET_KEY"] == key
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
+    def key_chosen() -> str:
+        done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    key = key_chosen()
+    assert secret_problem(key) is None and key != DEV_SECRET
+    assert (tmp_path / "secret_key").read_text().strip() == key
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+    assert key_chosen() == key  # the same key next time: tokens survive a restart
 
 
 async def test_a_token_signed_with_the_development_key_is_refused(client, make_user, settings):
