@@ -90,6 +90,8 @@ def publish(redis, pushes: Iterable[Push], ahead: Callable[[Pipeline], object] |
     commands in the same round trip, before the pushes (the API's rq enqueue after a commit): they
     run once, and their first error is raised after the pushes went out."""
     pushes = list(pushes)
+    if not pushes and ahead is None:
+        return []
     ts = clock.now_iso()
     channel = live_channel()
     # People before screens: an offer reaches its squad's phones before the board's copies are fanned
@@ -102,8 +104,6 @@ def publish(redis, pushes: Iterable[Push], ahead: Callable[[Pipeline], object] |
             pipe.evalsha(_PUBLISH_SHA, 2, seq, stream, type_, data, ts, stream, STREAM_MAXLEN, STREAM_TTL_S, channel)
         return pipe.execute(raise_on_error=False)
 
-    if not pushes and ahead is None:
-        return []
     pipe = redis.pipeline(transaction=False)
     if ahead is not None:
         ahead(pipe)

@@ -63,7 +63,6 @@ async def test_urgent_leads_never_linger_and_a_flood_of_them_leaves_in_few_flush
     after._task.cancel()
 
 
-
 async def test_a_redis_that_lost_the_publish_script_gets_the_job_once_and_the_boards_news(redis_url) -> None:
     """The urgent job and the board's `lead.created` leave in one pipeline. A Redis without the
     publishing script (restarted) fails the news, not the job: the news is sent again, the job not."""
