@@ -86,7 +86,7 @@ def triage_lead(session: Session, lead: Lead, placement_of, policy: Policy, acto
         ladder.start_urgent_steps(session, lead, decision, policy, actor)
     people = [p for p in (link.person_id, *link.merged) if p is not None]
     own = [(k, v) for k, v in (("phone", lead.phone), ("id_number", lead.id_number)) if v]
-    known = link.keys if link.created else linking.identifiers_of(session, people)
+    known = link.keys if fresh else linking.identifiers_of(session, people)
     rematch_people(session, people, own + known, actor, fresh=fresh)
 
 
