@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis import Redis
+from redis.asyncio import BlockingConnectionPool
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.sentinel import Sentinel
@@ -22,6 +23,7 @@ from service.core.settings import get_settings
 
 CONNECT_TIMEOUT = 2.0
 SOCKET_TIMEOUT = 5.0
+ASYNC_POOL = 100  # connections of an API process's async client; more callers at once wait their turn
 SENTINEL_SCHEMES = ("redis+sentinel",)
 
 
@@ -80,8 +82,13 @@ def make_async_redis(url: str, connect_timeout: float = CONNECT_TIMEOUT,
     if sentinel is not None:
         sentinel_kwargs, master = _sentinel_args(sentinel, connect_timeout, socket_timeout)
         return AsyncSentinel(sentinel.sentinels, sentinel_kwargs=sentinel_kwargs).master_for(sentinel.master, **master)
-    return AsyncRedis.from_url(url, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout,
-                               health_check_interval=30)
+    # A pool that waits when all its connections are busy: redis-py's default pool raises instead
+    # ("Too many connections"), which a reconnect storm's thousands of replays at once turned into
+    # sockets closed with 1011 and presence not written (bench/sockets.py).
+    pool = BlockingConnectionPool.from_url(url, max_connections=ASYNC_POOL, timeout=CONNECT_TIMEOUT + SOCKET_TIMEOUT,
+                                           socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout,
+                                           health_check_interval=30)
+    return AsyncRedis.from_pool(pool)
 
 
 def key(name: str) -> str:
