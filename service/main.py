@@ -30,12 +30,13 @@ from geo.router import router as geo_router
 from geo.store import IndexCache
 from mobile_api.connections import Hub
 from mobile_api.router import router as squads_router
+from mobile_api.ws import board_socket, squad_socket
 from mobile_api.ws import router as ws_router
 from service.auth_router import router as auth_router
 from service.core.auth import ApiKeyCache, check_current_many
 from service.core.db import make_async_engine, make_intake_pool, timeouts
 from service.core.errors import install_error_handlers
-from service.core.fastpath import FastRoutes
+from service.core.fastpath import App, FastRoutes
 from service.core.limits import BodyLimit
 from service.core.logging import configure_logging
 from service.core.redis import make_async_redis, make_redis
@@ -109,9 +110,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # FastAPI's native OpenTelemetry is off: quanzu exports its own Prometheus metrics (/metrics), and
     # asking OpenTelemetry's three global providers on every request was 3 % of a push's CPU.
-    app = FastAPI(title="quanzu 劝阻", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Warning-and-dissuasion dispatch for a district anti-fraud center (反诈中心).",
-                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    app = App(title="quanzu 劝阻", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+              description="Warning-and-dissuasion dispatch for a district anti-fraud center (反诈中心).",
+              telemetry={"tracing": False, "metrics": False, "logs": False})
+    app.sockets = {"/api/v1/ws": squad_socket, "/api/v1/board/ws": board_socket}  # before any middleware
     app.state.settings = settings
     app.state.api_keys = ApiKeyCache(settings.api_key_cache_seconds, settings.sms_gateway_key_name)
     app.state.beat_index = IndexCache()

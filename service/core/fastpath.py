@@ -1,4 +1,4 @@
-"""A few measured hot routes served before FastAPI's routing (pure ASGI).
+"""A few measured hot routes served before FastAPI's routing (pure ASGI), and the sockets before everything.
 
 Under the single-push load (bench/ingest.py) FastAPI's route matching over every route of the
 service, its dependency solving and the exception and exit-stack middleware cost more server CPU
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.websockets import WebSocket
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -48,3 +50,23 @@ class FastRoutes:
                 raise
             response = await on_error(request, exc)
         await response(scope, receive, send)
+
+
+class App(FastAPI):
+    """FastAPI, with the sockets of `sockets` ({path: handler(WebSocket)}) taken before any middleware.
+
+    A socket lives for hours, and every ASGI layer it passes keeps a suspended frame (and FastAPI's
+    exit stacks) alive all that time: about 9 KiB per idle socket of the 40 it cost (tracemalloc,
+    bench/sockets.py). None of those layers does anything for these two: the body limit and the
+    server-error middleware pass sockets through, the handlers take no dependencies and catch their
+    own errors. The routes stay declared on their router too; TestClient and uvicorn both come here."""
+
+    sockets: dict[str, Callable[[WebSocket], Awaitable[None]]]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and not scope.get("root_path"):
+            handler = self.sockets.get(scope["path"])
+            if handler is not None:
+                scope["app"] = self
+                return await handler(WebSocket(scope, receive, send))
+        await super().__call__(scope, receive, send)
