@@ -281,7 +281,7 @@ def run(label: str, dirs: list[Path], phones: int, screens: int, n_apis: int, n_
         leads = busiest_hours(day_of_leads(dirs), hours)
         for i in range(n_apis):
             apis.append(ingest.Server(f"api{i}", [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host",
-                                                  "127.0.0.1", "--ws", "websockets", "--ws-per-message-deflate",
+                                                  "127.0.0.1", "--ws", "websockets-sansio", "--ws-per-message-deflate",
                                                   "false", "--no-access-log", "--log-level", "warning"],
                                       env, ("GET", "/healthz")))
         for _ in range(n_workers):

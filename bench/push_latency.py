@@ -545,7 +545,7 @@ def main(argv=None) -> int:
         users, places = setup_district(backing, args.clients, args.idle)
         api_key = backing.create_api_key(env)
         api = ingest.Server("api", [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1",
-                                    "--ws", "websockets", "--ws-per-message-deflate", "false", "--no-access-log",
+                                    "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--no-access-log",
                                     "--log-level", "warning"], env, ("GET", "/healthz"))
         worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env, cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -5,7 +5,7 @@
                             [--redis-db 10]
 
 One quanzu API process (`uvicorn service.asgi:app` with the WebSocket flags of `quanzu serve`:
-websockets, no per-message deflate) on a fresh database with the shared district (dropped at the
+websockets-sansio, no per-message deflate) on a fresh database with the shared district (dropped at the
 end) and the Redis db of `--redis-db` (flushed). The phones are `--clients` client processes (one
 Python process cannot drive 20,000 sockets and read their messages in time), each on its own
 loopback address; RLIMIT_NOFILE is raised for them and for the server.
@@ -54,8 +54,8 @@ import ingest  # noqa: E402  (Backing, Server: the same servers and database han
 from push_latency import pct, rss_kib, setup_district  # noqa: E402
 
 # The API as `quanzu serve` runs it (service/cli/run.py): the same WebSocket implementation and flags.
-UVICORN = [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1", "--ws", "websockets",
-           "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning"]
+UVICORN = [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1",
+           "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning"]
 NOFILE = 65536
 
 

@@ -28,7 +28,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     urls = servers_in_environment()
     try:  # No per-message deflate: it doubles memory and triples CPU for small messages (style.md).
         uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, access_log=False,
-                    log_config=None, proxy_headers=True, ws="websockets", ws_per_message_deflate=False)
+                    log_config=None, proxy_headers=True, ws="websockets-sansio", ws_per_message_deflate=False)
     finally:
         urls.stop()
 

@@ -50,7 +50,7 @@ class ApiProcess:
                **self.extra_env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--ws", "websockets", "--ws-per-message-deflate", "false", "--no-access-log"],
+             "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--no-access-log"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         deadline = time.monotonic() + 60
