@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import Row, func, select, text
+from sqlalchemy import Row, bindparam, func, select, text
 from sqlmodel import Session
 
 from dispatch import outbox
@@ -68,43 +68,62 @@ def adjacency(session: Session) -> dict[str, tuple[str, ...]]:
 
 
 def open_counts(session: Session) -> dict[str, int]:
-    """Each squad's open assignments (read for every offer: by ix_assignment_open_team, not the
-    table's every assignment ever made)."""
-    return dict(session.execute(select(Assignment.team_code, func.count()).where(
-        text(f"assignment.{OPEN_ASSIGNMENT_SQL}")).group_by(Assignment.team_code)).all())
+    """Each squad's open assignments (by ix_assignment_open_team, not the table's every assignment
+    ever made)."""
+    return dict(session.execute(_open_per_team()).all())
+
+
+def _open_per_team():
+    return (select(Assignment.team_code, func.count().label("n")).where(text(f"assignment.{OPEN_ASSIGNMENT_SQL}"))
+            .group_by(Assignment.team_code))
+
+
+def _squads_query():
+    """Every squad with its open assignments, as columns: matching reads every squad of the city for
+    each dispatch, and an ORM object per row was a third of an urgent lead's time in the worker
+    (BENCHMARKS "push → offer"). Built once (building it cost ~0.4 ms an offer)."""
+    open_ = _open_per_team().subquery()
+    return (select(Team.code, Team.beat_code, Team.status, Team.district_code, Team.last_lon, Team.last_lat,
+                   Team.last_at, Team.home_lon, Team.home_lat, Station.lon, Station.lat, func.coalesce(open_.c.n, 0))
+            .outerjoin(Beat, Beat.code == Team.beat_code)
+            .outerjoin(Station, Station.code == Beat.station_code)
+            .outerjoin(open_, open_.c.team_code == Team.code).order_by(Team.code))
+
+
+_ALL_SQUADS = _squads_query()
+_OF_DISTRICT = (Team.district_code == bindparam("district")) | Team.district_code.is_(None)
+_SQUADS_OF_CODES = _ALL_SQUADS.where(Team.code.in_(bindparam("codes", expanding=True)))
+_SQUADS_OF_DISTRICT = _ALL_SQUADS.where(_OF_DISTRICT)
 
 
 def load_squads(session: Session, cfg: FieldConfig, codes: list[str] | None = None,
                 district: str | None = None) -> list[Squad]:
     """The squads as matching sees them (all, those of `codes`, or those a lead of `district` may get:
-    its district's and the city's own — dispatch.field.matching.of_district)."""
-    now = clock.now()
-    counts = open_counts(session)
-    # Columns, not Team objects: matching reads every squad of the city for each dispatch, and an
-    # ORM object per row was a third of an urgent lead's time in the worker (BENCHMARKS "push → offer").
-    q = (select(Team.code, Team.beat_code, Team.status, Team.district_code, Team.last_lon, Team.last_lat,
-                Team.last_at, Team.home_lon, Team.home_lat, Station.lon, Station.lat)
-         .outerjoin(Beat, Beat.code == Team.beat_code)
-         .outerjoin(Station, Station.code == Beat.station_code).order_by(Team.code))
+    its district's and the city's own — dispatch.field.matching.of_district), with their open
+    assignments, in one statement: it is read for every offer, on an urgent lead's path."""
+    now, stale_s = clock.now(), cfg.stale_s
+    q, params = _ALL_SQUADS, {}
     if codes is not None:
-        q = q.where(Team.code.in_(codes))
+        q, params["codes"] = _SQUADS_OF_CODES, list(codes)
     if district is not None:
-        q = q.where((Team.district_code == district) | Team.district_code.is_(None))
-    out = []
-    for code, beat, status, district, llon, llat, lat_at, hlon, hlat, slon, slat in session.execute(q).all():
-        pos = squad_position((llon, llat) if llon is not None else None, lat_at,
-                             (hlon, hlat) if hlon is not None else None,
-                             (slon, slat) if slon is not None else None, now, cfg.stale_s)
-        out.append(Squad(code, beat, status, counts.get(code, 0), pos, district))
-    return out
+        q, params["district"] = (_SQUADS_OF_DISTRICT if codes is None else q.where(_OF_DISTRICT)), district
+    rows = session.execute(q, params)
+    return [Squad(code, beat, status, n, squad_position((llon, llat) if llon is not None else None, lat_at,
+                                                        (hlon, hlat) if hlon is not None else None,
+                                                        (slon, slat) if slon is not None else None, now, stale_s),
+                  district)
+            for code, beat, status, district, llon, llat, lat_at, hlon, hlat, slon, slat, n in rows]
+
+
+_MEMBERS = (select(User.username, User.role, User.team_code)
+            .where(User.team_code == bindparam("team"), User.active.is_(True), User.role.in_(list(SQUAD_ROLES)))
+            .order_by(User.username))
 
 
 def members(session: Session, team_code: str) -> list[Member]:
     """The squad's people with accounts (民警, 辅警, 网格员): they get its offers. Read for every offer:
     the three columns it needs, not User objects."""
-    return list(session.execute(select(User.username, User.role, User.team_code).where(
-        User.team_code == team_code, User.active.is_(True), User.role.in_(list(SQUAD_ROLES)))
-        .order_by(User.username)).all())
+    return list(session.execute(_MEMBERS, {"team": team_code}).all())
 
 
 def member_phone(session: Session, user: Member | User) -> str | None:
