@@ -132,6 +132,10 @@ class Outbox:
     dials: list[int] = field(default_factory=list)  # dials for a SIP line to make (dispatch.ladder.phone)
     counts: list[tuple] = field(default_factory=list)  # Prometheus counts of what it did (dispatch.metrics)
     feedback: list[str] = field(default_factory=list)  # sources with feedback rows to deliver (outcomes.feedback)
+    # Rows this unit of work made and reads again before its commit (an urgent lead's new visit, offered
+    # in the same transaction): held here, as the session holds flushed rows only weakly and would
+    # read them back with a statement. Never sent.
+    held: list = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.pushes or self.visits or self.sms or self.squad_positions or self.dials or self.counts
@@ -185,9 +189,12 @@ def board(session: Session, type_: str, data: dict, district: str | None = None,
         push(session, board_stream(district), type_, data)
 
 
-def visit_needs_squad(session: Session, visit_id: int) -> None:
-    """After commit the visit is offered to a squad (field dispatch); the sweep catches any lost."""
-    of(session).visits.append(visit_id)
+def visit_needs_squad(session: Session, visit) -> None:
+    """After commit the `visit` (a flushed Visit) is offered to a squad (field dispatch); the sweep
+    catches any lost. Or before it, in the same unit of work (workers.tasks.process_urgent)."""
+    box = of(session)
+    box.visits.append(visit.id)
+    box.held.append(visit)
 
 
 def send_sms(session: Session, message) -> None:

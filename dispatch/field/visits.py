@@ -53,7 +53,7 @@ def request_visit(session: Session, lead: Lead, reason: str, *, actor: str = "wo
     session.flush()
     record(session, lead.id, actor, "visit_requested",
            {"visit_id": visit.id, "reason": reason, "due_at": clock.iso(due_at)})
-    outbox.visit_needs_squad(session, visit.id)
+    outbox.visit_needs_squad(session, visit)
     return visit, True
 
 
