@@ -84,8 +84,10 @@ def make_async_redis(url: str, connect_timeout: float = CONNECT_TIMEOUT,
         return AsyncSentinel(sentinel.sentinels, sentinel_kwargs=sentinel_kwargs).master_for(sentinel.master, **master)
     # A pool that waits when all its connections are busy: redis-py's default pool raises instead
     # ("Too many connections"), which a reconnect storm's thousands of replays at once turned into
-    # sockets closed with 1011 and presence not written (bench/sockets.py).
-    pool = BlockingConnectionPool.from_url(url, max_connections=ASYNC_POOL, timeout=CONNECT_TIMEOUT + SOCKET_TIMEOUT,
+    # sockets closed with 1011 and presence not written (bench/sockets.py). A caller waits at most as
+    # long as one command may take (this client's timeouts; the hub's has no socket timeout).
+    wait = connect_timeout + (SOCKET_TIMEOUT if socket_timeout is None else socket_timeout)
+    pool = BlockingConnectionPool.from_url(url, max_connections=ASYNC_POOL, timeout=wait,
                                            socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout,
                                            health_check_interval=30)
     return AsyncRedis.from_pool(pool)

@@ -22,3 +22,15 @@ def test_more_callers_at_once_than_connections_wait_and_all_succeed(redis_url, m
     answers, opened = asyncio.run(go())
     assert [a for a in answers if a is not True] == []
     assert opened <= 4
+
+
+def test_a_caller_waits_for_a_connection_no_longer_than_its_client_waits_for_redis(redis_url):
+    async def go(*timeouts):
+        r = qr.make_async_redis(redis_url, *timeouts)
+        try:
+            return r.connection_pool.timeout
+        finally:
+            await r.aclose()
+
+    assert asyncio.run(go(0.5, 1.5)) == 2.0
+    assert asyncio.run(go(1.0, None)) == 1.0 + qr.SOCKET_TIMEOUT  # the hub's client: no socket timeout
