@@ -67,13 +67,9 @@ def adjacency(session: Session) -> dict[str, tuple[str, ...]]:
     return _adjacency_cache[versions]
 
 
-def open_counts(session: Session) -> dict[str, int]:
+def _open_per_team():
     """Each squad's open assignments (by ix_assignment_open_team, not the table's every assignment
     ever made)."""
-    return dict(session.execute(_open_per_team()).all())
-
-
-def _open_per_team():
     return (select(Assignment.team_code, func.count().label("n")).where(text(f"assignment.{OPEN_ASSIGNMENT_SQL}"))
             .group_by(Assignment.team_code))
 
@@ -111,8 +107,8 @@ def load_squads(session: Session, cfg: FieldConfig, codes: list[str] | None = No
     return [Squad(code, beat, status, n, squad_position((llon, llat) if llon is not None else None, lat_at,
                                                         (hlon, hlat) if hlon is not None else None,
                                                         (slon, slat) if slon is not None else None, now, stale_s),
-                  district)
-            for code, beat, status, district, llon, llat, lat_at, hlon, hlat, slon, slat, n in rows]
+                  squad_district)
+            for code, beat, status, squad_district, llon, llat, lat_at, hlon, hlat, slon, slat, n in rows]
 
 
 _MEMBERS = (select(User.username, User.role, User.team_code)
@@ -220,7 +216,7 @@ def team_detail(session: Session, code: str, who: Principal, cfg: FieldConfig) -
     squad = load_squads(session, cfg, [code])[0]
     mem = session.execute(select(TeamMember).where(TeamMember.team_code == code).order_by(TeamMember.id)).scalars()
     out = _team_public(team, squad, list(mem), who)
-    out["open_assignments"] = open_counts(session).get(code, 0)
+    out["open_assignments"] = squad.open_assignments
     return out
 
 
