@@ -52,6 +52,11 @@ import ingest  # noqa: E402  (Backing, Server: the same servers and database han
 from geo.distance import EARTH_RADIUS_M  # noqa: E402
 from geo.nearest import PointIndex  # noqa: E402
 
+# The API as `quanzu serve` runs it (service/cli/run.py): the same WebSocket implementation and flags
+# (bench/sockets.py and bench/city.py start it the same way).
+UVICORN = [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1",
+           "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning"]
+
 
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
@@ -544,9 +549,7 @@ def main(argv=None) -> int:
         secret = env["SECRET_KEY"]
         users, places = setup_district(backing, args.clients, args.idle)
         api_key = backing.create_api_key(env)
-        api = ingest.Server("api", [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1",
-                                    "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--no-access-log",
-                                    "--log-level", "warning"], env, ("GET", "/healthz"))
+        api = ingest.Server("api", UVICORN, env, ("GET", "/healthz"))
         worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env, cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         urgent = subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--urgent"], env=env, cwd=ROOT,

@@ -51,11 +51,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import ingest  # noqa: E402  (Backing, Server: the same servers and database handling)
-from push_latency import pct, rss_kib, setup_district  # noqa: E402
+from push_latency import UVICORN, pct, rss_kib, setup_district  # noqa: E402
 
-# The API as `quanzu serve` runs it (service/cli/run.py): the same WebSocket implementation and flags.
-UVICORN = [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1",
-           "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning"]
 NOFILE = 65536
 
 
