@@ -78,6 +78,10 @@ return -1
 """
 
 
+class PushesFailed(Exception):
+    """`publish` sent what `ahead` put in its pipeline, but not the pushes (the caller's job left)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Push:
     target: str  # a username, or BOARD
@@ -88,7 +92,8 @@ class Push:
 def publish(redis, pushes: Iterable[Push], ahead: Callable[[Pipeline], object] | None = None) -> list[int]:
     """Send now (sync Redis), in order, one round trip; → the seqs given. `ahead(pipe)` puts more
     commands in the same round trip, before the pushes (the API's rq enqueue after a commit): they
-    run once, and their first error is raised after the pushes went out."""
+    run once, and their first error is raised after the pushes went out; when they all ran and only
+    the pushes failed, the error is a `PushesFailed`."""
     pushes = list(pushes)
     if not pushes and ahead is None:
         return []
@@ -113,12 +118,20 @@ def publish(redis, pushes: Iterable[Push], ahead: Callable[[Pipeline], object] |
     # EVALSHA straight away: redis-py's Script in a pipeline asks SCRIPT EXISTS first, a round trip
     # more on every publish. A Redis without the script (restarted, flushed) fails every EVALSHA of
     # the pipeline, so none of the pushes ran: it is loaded, and they alone are sent again.
-    if any(isinstance(r, NoScriptError) for r in seqs):
-        redis.script_load(_PUBLISH)
-        seqs = run(redis.pipeline(transaction=False))
-    for r in (*head, *seqs):
+    for r in head:
         if isinstance(r, Exception):
             raise r
+    try:
+        if any(isinstance(r, NoScriptError) for r in seqs):
+            redis.script_load(_PUBLISH)
+            seqs = run(redis.pipeline(transaction=False))
+        for r in seqs:
+            if isinstance(r, Exception):
+                raise r
+    except Exception as exc:
+        if ahead is None:
+            raise
+        raise PushesFailed(str(exc)) from exc
     return seqs
 
 

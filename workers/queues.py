@@ -222,6 +222,8 @@ class AfterCommit:
         try:
             outbox.publish(queue.connection, [outbox.Push(outbox.BOARD, "lead.created", {"lead_ids": ids})],
                            ahead=lambda pipe: enqueue(queue, ids, pipeline=pipe))
+        except outbox.PushesFailed as exc:  # the job left: only the board hears nothing of these leads
+            log.warning("board_news_failed", leads=len(ids), error=str(exc))
         except Exception as exc:  # Redis down: the leads are safe in PostgreSQL, the reconciler resends
             log.warning("enqueue_failed", leads=len(ids), urgent=queue is self.urgent, error=str(exc))
 
