@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import ingest  # noqa: E402  (Backing, Server)
-from push_latency import UVICORN, pct, raise_nofile  # noqa: E402
+from push_latency import SERVE, pct, raise_nofile  # noqa: E402
 
 GENERATOR = ROOT.parent / "shared" / "tools" / "gen_district.py"
 
@@ -280,7 +280,7 @@ def run(label: str, dirs: list[Path], phones: int, screens: int, n_apis: int, n_
         key = backing.create_api_key(env)
         leads = busiest_hours(day_of_leads(dirs), hours)
         for i in range(n_apis):
-            apis.append(ingest.Server(f"api{i}", UVICORN, env, ("GET", "/healthz")))
+            apis.append(ingest.Server(f"api{i}", SERVE, env, ("GET", "/healthz")))
         for _ in range(n_workers):
             workers.append(subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env, cwd=ROOT,
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

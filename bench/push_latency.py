@@ -3,7 +3,7 @@
     python bench/push_latency.py [--clients 1000] [--leads 100] [--rounds 5] [--background 200]
                                  [--idle 10000] [--linger 0.05] [--redis-db 13] [--only all|push|idle|nearest]
 
-1. Push latency: one quanzu API process (`uvicorn service.asgi:app`: websockets, no per-message
+1. Push latency: one quanzu API process (`quanzu serve`: websockets-sansio, no per-message
    deflate), one `quanzu worker` and one `quanzu worker --urgent`; `--clients` squad-member sockets
    connected (the members of every imported squad, round robin) for all rounds. Each of `--rounds`
    rounds: the floor, then `--leads` P0 leads pushed one at a time (150 ms apart) on a quiet queue,
@@ -54,8 +54,9 @@ from geo.nearest import PointIndex  # noqa: E402
 
 # The API as `quanzu serve` runs it (service/cli/run.py): the same WebSocket implementation and flags
 # (bench/sockets.py and bench/city.py start it the same way).
-UVICORN = [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1",
-           "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--no-access-log", "--log-level", "warning"]
+# The API as deployed: `quanzu serve` (its uvicorn flags: websockets-sansio, no per-message deflate, no
+# access log); LOG_LEVEL in the environment sets its log level. sockets.py and city.py start it so too.
+SERVE = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1"]
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -549,7 +550,7 @@ def main(argv=None) -> int:
         secret = env["SECRET_KEY"]
         users, places = setup_district(backing, args.clients, args.idle)
         api_key = backing.create_api_key(env)
-        api = ingest.Server("api", UVICORN, env, ("GET", "/healthz"))
+        api = ingest.Server("api", SERVE, env, ("GET", "/healthz"))
         worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env, cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         urgent = subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--urgent"], env=env, cwd=ROOT,

@@ -4,7 +4,7 @@
                             [--events 50] [--seconds 30] [--clients 4] [--only all|idle|storm|board]
                             [--redis-db 10]
 
-One quanzu API process (`uvicorn service.asgi:app` with the WebSocket flags of `quanzu serve`:
+One quanzu API process (`quanzu serve`, with its WebSocket flags:
 websockets-sansio, no per-message deflate) on a fresh database with the shared district (dropped at the
 end) and the Redis db of `--redis-db` (flushed). The phones are `--clients` client processes (one
 Python process cannot drive 20,000 sockets and read their messages in time), each on its own
@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import ingest  # noqa: E402  (Backing, Server: the same servers and database handling)
-from push_latency import UVICORN, pct, rss_kib, setup_district  # noqa: E402
+from push_latency import SERVE, pct, rss_kib, setup_district  # noqa: E402
 
 NOFILE = 65536
 
@@ -470,7 +470,7 @@ def main(argv=None) -> int:
                                   "SELECT u, 'x', 'commander', true FROM unnest(CAST(%s AS text[])) AS u", (screens,))
 
         def start() -> ingest.Server:
-            return ingest.Server("api", UVICORN, env, ("GET", "/healthz"))
+            return ingest.Server("api", SERVE, env, ("GET", "/healthz"))
 
         from redis import Redis
         redis = Redis.from_url(backing.redis_url)

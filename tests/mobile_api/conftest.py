@@ -29,7 +29,7 @@ def free_port() -> int:
 
 
 class ApiProcess:
-    """`uvicorn service.asgi:app` as `quanzu serve` runs it (websockets, no per-message deflate)."""
+    """`quanzu serve` (its uvicorn flags: websockets-sansio, no per-message deflate) on a free port."""
 
     def __init__(self, settings, port: int | None = None, env: dict[str, str] | None = None):
         """`settings`: anything with `database_url` and `redis_url`; `env`: more of the environment."""
@@ -49,8 +49,7 @@ class ApiProcess:
                "WS_HELLO_SECONDS": "1", "LOG_LEVEL": "WARNING", "INTAKE_POOL_SIZE": "2", "DB_POOL_SIZE": "4",
                **self.extra_env}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "service.asgi:app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--ws", "websockets-sansio", "--ws-per-message-deflate", "false", "--no-access-log"],
+            [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         deadline = time.monotonic() + 60
