@@ -13,7 +13,7 @@ from sqlmodel import Session
 from dispatch import metrics, outbox
 from dispatch.enums import AssignmentStatus, LeadStatus, SmsPurpose, VisitStatus
 from dispatch.field.matching import Choice, choose_squad, of_district, rank_squads
-from dispatch.field.squads import FieldConfig, Member, adjacency, load_squads, member_phone, members
+from dispatch.field.squads import FieldConfig, Member, adjacency, load_squads, member_phone, members, roster
 from dispatch.identity import mask_phone
 from dispatch.messages import queue_sms
 from dispatch.models import Assignment, Lead, OfferDelivery, SmsMessage, Team, Visit
@@ -237,22 +237,33 @@ def _back_to_center(session: Session, visit: Visit, lead: Lead, actor: str, reas
 
 
 def sms_fallback(session: Session, a: Assignment, lead: Lead, cfg: FieldConfig, people: list[Member], why: str) -> int:
-    """One SMS per member not reached, idempotent on `offer:<assignment>:<username>`; each leaves
-    right after the commit (the outbox)."""
+    """One SMS per member not reached, idempotent on `offer:<assignment>:<username>`, and one per phone
+    (members whose logins share a roster phone get one between them); each leaves right after the
+    commit (the outbox). → members reached."""
     now = clock.now()
     deliveries = {d.username: d for d in session.execute(
         select(OfferDelivery).where(OfferDelivery.assignment_id == a.id)).scalars()}
+    due = [u for u in people if (d := deliveries.get(u.username)) is not None and d.acked_at is None
+           and d.sms_at is None]
+    if not due:
+        return 0
+    # The squad's roster and the SMS made before, each read once for all its members (not per member).
+    keys = {u.username: f"offer:{a.id}:{u.username}" for u in due}
+    made = dict(session.execute(select(SmsMessage.idempotency_key, SmsMessage.to_phone)
+                                .where(SmsMessage.idempotency_key.in_(list(keys.values())))).all())
+    texted = set(made.values())  # one SMS a phone: two logins on one roster phone (by role) get one
+    rosters: dict[str, list] = {}
     sent = 0
-    for u in people:
-        d = deliveries.get(u.username)
-        if d is None or d.acked_at is not None or d.sms_at is not None:
-            continue
-        phone = member_phone(session, u)
+    for u in due:
+        rows = rosters.get(u.team_code)
+        if rows is None:
+            rows = rosters[u.team_code] = roster(session, u.team_code)
+        phone = member_phone(u, rows)
         if not phone:
             continue
-        key = f"offer:{a.id}:{u.username}"
-        exists = session.execute(select(SmsMessage.id).where(SmsMessage.idempotency_key == key)).first()
-        if exists is None:
+        d, key = deliveries[u.username], keys[u.username]
+        if key not in made and phone not in texted:
+            texted.add(phone)
             body = (f"【反诈派单】{lead.tier or ''}见面劝阻 {lead.beat_code or ''}，请于"
                     f"{a.expires_at.astimezone(clock.CENTER_TZ):%H:%M:%S}前接单：{cfg.field_page_url}?a={a.id}")
             queue_sms(session, to_phone=phone, body=body, purpose=SmsPurpose.offer, idempotency_key=key,

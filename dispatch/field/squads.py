@@ -122,10 +122,15 @@ def members(session: Session, team_code: str) -> list[Member]:
     return list(session.execute(_MEMBERS, {"team": team_code}).all())
 
 
-def member_phone(session: Session, user: Member | User) -> str | None:
-    """The roster phone of a member user: linked by username, else the roster entry of the same role."""
-    rows = session.execute(select(TeamMember).where(TeamMember.team_code == user.team_code)
-                           .order_by(TeamMember.id)).scalars().all()
+def roster(session: Session, team_code: str) -> list[TeamMember]:
+    """The squad's roster rows (team_member), in roster order: read once for all its members' phones."""
+    return list(session.execute(select(TeamMember).where(TeamMember.team_code == team_code)
+                                .order_by(TeamMember.id)).scalars())
+
+
+def member_phone(user: Member | User, rows: list[TeamMember]) -> str | None:
+    """The roster phone of a member user, from their squad's `roster`: the entry linked by username,
+    else the entry of the same role."""
     linked = next((m for m in rows if m.username == user.username), None)
     same_role = next((m for m in rows if m.role == user.role), None)
     m = linked or same_role
