@@ -243,8 +243,8 @@ def sms_fallback(session: Session, a: Assignment, lead: Lead, cfg: FieldConfig, 
     now = clock.now()
     deliveries = {d.username: d for d in session.execute(
         select(OfferDelivery).where(OfferDelivery.assignment_id == a.id)).scalars()}
-    due = [u for u in people if (d := deliveries.get(u.username)) is not None and d.acked_at is None
-           and d.sms_at is None]
+    unreached = {name for name, d in deliveries.items() if d.acked_at is None and d.sms_at is None}
+    due = [u for u in people if u.username in unreached]
     if not due:
         return 0
     # The squad's roster and the SMS made before, each read once for all its members (not per member).
@@ -252,12 +252,9 @@ def sms_fallback(session: Session, a: Assignment, lead: Lead, cfg: FieldConfig, 
     made = dict(session.execute(select(SmsMessage.idempotency_key, SmsMessage.to_phone)
                                 .where(SmsMessage.idempotency_key.in_(list(keys.values())))).all())
     texted = set(made.values())  # one SMS a phone: two logins on one roster phone (by role) get one
-    rosters: dict[str, list] = {}
+    rows = roster(session, a.team_code)  # `people` are the members of the squad offered
     sent = 0
     for u in due:
-        rows = rosters.get(u.team_code)
-        if rows is None:
-            rows = rosters[u.team_code] = roster(session, u.team_code)
         phone = member_phone(u, rows)
         if not phone:
             continue
