@@ -52,10 +52,9 @@ import ingest  # noqa: E402  (Backing, Server: the same servers and database han
 from geo.distance import EARTH_RADIUS_M  # noqa: E402
 from geo.nearest import PointIndex  # noqa: E402
 
-# The API as `quanzu serve` runs it (service/cli/run.py): the same WebSocket implementation and flags
-# (bench/sockets.py and bench/city.py start it the same way).
-# The API as deployed: `quanzu serve` (its uvicorn flags: websockets-sansio, no per-message deflate, no
-# access log); LOG_LEVEL in the environment sets its log level. sockets.py and city.py start it so too.
+# The API as deployed: `quanzu serve` (its uvicorn flags, service/cli/run.py: websockets-sansio, no
+# per-message deflate, no access log); LOG_LEVEL in the environment sets its log level. bench/sockets.py
+# and bench/city.py start it the same way.
 SERVE = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1"]
 
 
