@@ -1,6 +1,6 @@
 """An offer nobody could get on a socket goes to each member by SMS (dispatch.field.offers.sms_fallback):
-one per member, to their own roster phone, once, and one per phone. The squad's roster and the SMS made before are read
-once for the whole squad, not per member: a squad's offers at night, its phones off, are common."""
+one per member, to their own roster phone, once, and one per phone. The squad's roster and the SMS
+made before are read once for the whole squad, not per member: offers at night, phones off, are common."""
 from __future__ import annotations
 
 from collections import namedtuple
