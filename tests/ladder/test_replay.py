@@ -21,7 +21,7 @@ RULE_OFF = PACKAGED.replace("district_face_to_face = true", "district_face_to_fa
 
 @pytest.fixture(scope="module")
 async def shared_leads(app, client, source_headers, sync_engine, redis_url):
-    """Every lead of the shared feed pushed and tiered (by the workers' task) once for this module;
+    """Every other lead of the shared feed pushed and tiered (by the workers' task) once for this module;
     the SMS jobs tiering queued are dropped: replay needs only the tiers."""
     from redis import Redis
     from sqlalchemy import text
@@ -30,8 +30,8 @@ async def shared_leads(app, client, source_headers, sync_engine, redis_url):
 
     with sync_engine.begin() as conn:
         conn.execute(text("TRUNCATE lead, lead_event, rejection, access_log RESTART IDENTITY CASCADE"))
-    with shared_file("leads.jsonl").open(encoding="utf-8") as f:
-        leads = [json.loads(line) for line in f]
+    with shared_file("leads.jsonl").open(encoding="utf-8") as f:  # half of them: the whole feed is worked
+        leads = [json.loads(line) for i, line in enumerate(f) if i % 2 == 0]  # by test_shared_district
     ids = []
     for i in range(0, len(leads), 1000):
         r = await client.post("/api/v1/leads/batch", json={"leads": leads[i:i + 1000]}, headers=source_headers)
@@ -44,7 +44,7 @@ async def shared_leads(app, client, source_headers, sync_engine, redis_url):
     with sync_engine.connect() as conn:
         rows = conn.execute(select(Lead.id, Lead.tier, Lead.in_jurisdiction, Lead.tier_detail, Lead.received_at,
                                    Lead.merged_into).where(Lead.status != "received")).all()
-    assert len(rows) > 4000
+    assert len(rows) > 2000
     return rows
 
 
@@ -74,7 +74,7 @@ async def test_switching_the_district_rule_off_reports_the_visits_saved(shared_l
     saved = [r.id for r in worked if "district_face_to_face" in r.tier_detail["reasons"]]
     # (as the policy decided: a work raised by a more urgent warning keeps that under `policy`)
     visits_now = sum(1 for r in worked if "visit" in (r.tier_detail.get("policy") or r.tier_detail)["response"])
-    assert len(saved) > 100
+    assert len(saved) > 100, len(saved)
     assert out["tier_changed"] == 0 and out["from_to"] == {}
     assert out["visits"] == {"current": visits_now, "candidate": visits_now - len(saved), "delta": -len(saved),
                              "per_day": round(-len(saved) / out["days"], 2)}
