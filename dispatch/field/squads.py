@@ -219,8 +219,7 @@ def team_detail(session: Session, code: str, who: Principal, cfg: FieldConfig) -
     if team is None:
         raise NotFound(f"team {code} not found")
     squad = load_squads(session, cfg, [code])[0]
-    mem = session.execute(select(TeamMember).where(TeamMember.team_code == code).order_by(TeamMember.id)).scalars()
-    out = _team_public(team, squad, list(mem), who)
+    out = _team_public(team, squad, roster(session, code), who)
     out["open_assignments"] = squad.open_assignments
     return out
 
