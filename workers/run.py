@@ -45,6 +45,7 @@ class Worker(SimpleWorker):
         ok = super().perform_job(job, queue, execution)
         JOB_SECONDS.labels(task).observe(time.perf_counter() - started)
         JOBS.labels(task, "ok" if ok else "failed").inc()
+        ctx.refreeze()
         return ok
 
     def handle_exception(self, job, *exc_info):
@@ -85,6 +86,7 @@ def run_worker(burst: bool = False, dial: bool = False, urgent: bool = False) ->
         Worker([dial_queue(ctx.redis)], connection=ctx.redis).work(burst=burst, with_scheduler=False)
         return
     queues = worker_queues(ctx.redis, urgent_only=urgent)
+    ctx.settle()
     # The clock has a client of its own: rq raises the socket timeout of the worker's client to
     # outlast its blocking dequeue, and the clock must not wait that long on a hung Redis.
     clock_redis = make_redis(ctx.urls.redis_url, settings.redis_connect_timeout_seconds,
