@@ -253,6 +253,10 @@ def sms_fallback(session: Session, a: Assignment, lead: Lead, cfg: FieldConfig, 
                                 .where(SmsMessage.idempotency_key.in_(list(keys.values())))).all())
     texted = set(made.values())  # one SMS a phone: two logins on one roster phone (by role) get one
     rows = roster(session, a.team_code)  # `people` are the members of the squad offered
+    # A phone's SMS is keyed to the login its roster entry names, before one that shares it by role:
+    # a reply from that phone (replies.py) answers as the member the key names.
+    linked = {m.username for m in rows if m.username}
+    due.sort(key=lambda u: u.username not in linked)
     sent = 0
     for u in due:
         phone = member_phone(u, rows)

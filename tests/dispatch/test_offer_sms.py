@@ -79,3 +79,43 @@ def test_each_member_gets_one_sms_to_their_own_phone_and_the_roster_is_read_once
     assert sms == {**{f"offer:{aid}:{p.username}": phone for p, (_r, phone) in zip(people, roster)},
                    f"offer:{aid}:{linked.username}": "13700001111"}
     assert unsent == 0
+
+
+def test_a_shared_phone_is_texted_as_the_login_its_roster_entry_names_and_its_reply_answers_as_them(
+        sync_engine, district, clean):
+    """Two police logins of one squad: `police-z` named by the first police roster entry, `police-a` (an
+    older account, sorted first) on no entry of its own, so on the same phone by role. The one SMS that
+    phone gets is keyed to `police-z`, and a `1` from it accepts as `police-z`, not as the older account."""
+    from dispatch.ladder.replies import OfferReply, match_reply
+
+    with sync_engine.begin() as conn:
+        team = conn.execute(text("SELECT code FROM team ORDER BY code LIMIT 1")).scalar()
+        entry, phone, was = conn.execute(text(
+            "SELECT id, phone, username FROM team_member WHERE team_code = :t AND role = 'police' ORDER BY id LIMIT 1"),
+            {"t": team}).one()
+        conn.execute(text("UPDATE team_member SET username = 'police-z' WHERE id = :e"), {"e": entry})
+        conn.execute(text("INSERT INTO app_user (username, password_hash, role, team_code, active) "
+                          "VALUES ('police-a', 'x', 'police', :t, true), ('police-z', 'x', 'police', :t, true)"),
+                     {"t": team})
+        lead_id, aid = _offer(conn, team, ["police-a", "police-z"])
+    people = [Member("police-a", "police", team), Member("police-z", "police", team)]
+    try:
+        with sync_session(sync_engine) as s:
+            assert sms_fallback(s, s.get(Assignment, aid), s.get(Lead, lead_id), FieldConfig(), people,
+                                "no_live_socket") == 2  # both reached: one SMS, on their one phone
+            s.commit()
+        with sync_session(sync_engine) as s:
+            sms = dict(s.execute(select(SmsMessage.idempotency_key, SmsMessage.to_phone)
+                                 .where(SmsMessage.assignment_id == aid)).all())
+            reply = match_reply(s, phone, "1")
+    finally:
+        with sync_engine.begin() as conn:  # the district is shared by the session's tests: as it was
+            conn.execute(text("UPDATE team_member SET username = :u WHERE id = :e"), {"u": was, "e": entry})
+            for table in ("sms_message", "offer_delivery"):
+                conn.execute(text(f"DELETE FROM {table} WHERE assignment_id = :a"), {"a": aid})
+            for table in ("assignment", "visit", "lead_event"):
+                conn.execute(text(f"DELETE FROM {table} WHERE lead_id = :l"), {"l": lead_id})
+            conn.execute(text("DELETE FROM lead WHERE id = :l"), {"l": lead_id})
+            conn.execute(text("DELETE FROM app_user WHERE username IN ('police-a', 'police-z')"))
+    assert sms == {f"offer:{aid}:police-z": phone}
+    assert isinstance(reply, OfferReply) and (reply.assignment_id, reply.member.name) == (aid, "police-z")
