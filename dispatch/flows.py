@@ -307,10 +307,12 @@ def sms_receipt(session: Session, gateway_message_id: str, status: SmsStatus, po
     return changed, bool(steps)
 
 
-def deliver_sms(session: Session, message_id: int, gateway, policy: Policy, max_attempts: int) -> str:
-    result, steps = sms.deliver_sms(session, message_id, gateway, policy, max_attempts)
-    apply_lead_steps(session, steps, policy, "worker")
-    return result
+def deliver_sms(session: Session, message_ids: list[int], gateway, policy: Policy, max_attempts: int) -> list[str]:
+    """Pending SMS to the gateway (sms.deliver_many), and the ladder's steps for warnings that failed."""
+    done = sms.deliver_many(session, message_ids, gateway, policy, max_attempts)
+    for _result, steps in done:
+        apply_lead_steps(session, steps, policy, "worker")
+    return [result for result, _steps in done]
 
 
 def sms_reply(session: Session, phone: str, to: str | None, text: str, cfg: FieldConfig, online=None) -> str:

@@ -314,9 +314,8 @@ def send_sms(message_ids: list[int] | int) -> dict:
     results: Counter[str] = Counter()
     for i in range(0, len(ids), 50):
         with unit() as session:
-            for message_id in ids[i:i + 50]:
-                results[flows.deliver_sms(session, message_id, ctx.gateway, ctx.policy,
-                                          len(settings.sms_retry_intervals) + 1)] += 1
+            results.update(flows.deliver_sms(session, ids[i:i + 50], ctx.gateway, ctx.policy,
+                                             len(settings.sms_retry_intervals) + 1))
     if results["retry"]:
         raise SmsNotSent(f"{results['retry']} of {len(ids)} SMS not taken by the gateway; rq retries")
     return dict(results)

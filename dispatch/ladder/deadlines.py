@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import BigInteger, DateTime, case, column, func, select, update, values
 from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import Session
 
@@ -56,16 +56,29 @@ def add_deadlines(session: Session, lead: Lead, plan: dict[str, datetime]) -> No
 def mark_met(session: Session, lead_id: int, name: str, at: datetime | None = None) -> bool:
     """The step named `name` happened: a pending deadline becomes `met` (True); a missed one only
     records when it was done after all (False)."""
-    at = at or clock.now()
-    done = session.execute(update(LeadDeadline).where(
-        LeadDeadline.lead_id == lead_id, LeadDeadline.name == name,
-        LeadDeadline.state.in_(DEADLINE.sources(DeadlineState.met)))
-        .values(state=DeadlineState.met.value, met_at=at)).rowcount
+    return lead_id in mark_met_many(session, name, {lead_id: at or clock.now()})
+
+
+def mark_met_many(session: Session, name: str, done: dict[int, datetime]) -> set[int]:
+    """`mark_met` for many leads in one statement (two when some deadline was missed): {lead id: when
+    the step named `name` happened} → the leads whose pending deadline became `met`."""
     if not done:
+        return set()
+    at = values(column("lead_id", BigInteger), column("at", DateTime(timezone=True)), name="done").data(
+        list(done.items()))
+    met = set(session.execute(update(LeadDeadline).where(
+        LeadDeadline.lead_id == at.c.lead_id, LeadDeadline.name == name,
+        LeadDeadline.state.in_(DEADLINE.sources(DeadlineState.met)))
+        .values(state=DeadlineState.met.value, met_at=at.c.at).returning(LeadDeadline.lead_id)
+        .execution_options(synchronize_session="fetch")).scalars())
+    if len(met) < len(done):
+        late = values(column("lead_id", BigInteger), column("at", DateTime(timezone=True)), name="late").data(
+            [(lead_id, when) for lead_id, when in done.items() if lead_id not in met])
         session.execute(update(LeadDeadline).where(
-            LeadDeadline.lead_id == lead_id, LeadDeadline.name == name,
-            LeadDeadline.state == DeadlineState.missed.value, LeadDeadline.met_at.is_(None)).values(met_at=at))
-    return bool(done)
+            LeadDeadline.lead_id == late.c.lead_id, LeadDeadline.name == name,
+            LeadDeadline.state == DeadlineState.missed.value, LeadDeadline.met_at.is_(None))
+            .values(met_at=late.c.at).execution_options(synchronize_session="fetch"))
+    return met
 
 
 def cancel_deadlines(session: Session, lead_id: int, names: tuple[str, ...] | None = None) -> list[str]:

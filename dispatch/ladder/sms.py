@@ -10,7 +10,7 @@ from __future__ import annotations
 import string
 import tomllib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -22,7 +22,7 @@ from sqlmodel import Session
 from dispatch import outbox
 from dispatch.enums import FraudType, SmsPurpose, SmsStatus
 from dispatch.identity import mask_phone
-from dispatch.ladder.deadlines import mark_met
+from dispatch.ladder.deadlines import mark_met_many
 from dispatch.ladder.gateways import (  # noqa: F401  (re-exported: the gateways' names as before)
     KANNEL_DLR,
     Gateway,
@@ -181,34 +181,45 @@ def send_family_sms(session: Session, lead: Lead, phone: str, key: str, actor: s
 
 
 # ---------------------------------------------------------------- sending and receipts
-def deliver_sms(session: Session, message_id: int, gateway: Gateway, policy: Policy,
-                max_attempts: int) -> tuple[str, list[tuple[int, Step]]]:
-    """Hand one pending SMS to the gateway → (sent | retry | failed | skipped, the ladder's steps for
-    a warning that failed for good). Skipped: not pending, or another worker holds it. The caller
-    commits, then lets rq retry on `retry`."""
-    msg = session.execute(select(SmsMessage).where(SmsMessage.id == message_id).with_for_update(skip_locked=True)
-                          .execution_options(populate_existing=True)).scalar()
-    if msg is None or msg.status != SmsStatus.pending:
-        return "skipped", []
-    msg.attempts += 1
-    if msg.purpose == SmsPurpose.offer:  # the offer says how to answer it by SMS (replies.py)
-        msg.body = active_templates().render_offer(msg.body)
-    try:
-        gateway_id = gateway.send(Outgoing(msg.to_phone, msg.body, msg.idempotency_key, msg.purpose, msg.id,
-                                           msg.flash, msg.params or {}))
-    except (GatewayError, GatewayRejected) as exc:
-        msg.error = str(exc)[:500]
-        if isinstance(exc, GatewayError) and msg.attempts < max_attempts:
-            return "retry", []
-        SMS.move(msg, SmsStatus.failed)
-        return "failed", sms_failed(session, msg, policy, "sms_send_failed")
-    SMS.move(msg, SmsStatus.sent)
-    msg.sent_at, msg.gateway_message_id, msg.error = clock.now(), gateway_id, None
-    if msg.lead_id is not None and msg.purpose == SmsPurpose.warning:
-        mark_met(session, msg.lead_id, "sms", msg.sent_at)
-        record(session, msg.lead_id, "worker", "sms_sent", {"message_id": msg.id, "attempts": msg.attempts,
-                                                            "flash": msg.flash})
-    return "sent", []
+def deliver_many(session: Session, message_ids: list[int], gateway: Gateway, policy: Policy,
+                 max_attempts: int) -> list[tuple[str, list[tuple[int, Step]]]]:
+    """Hand pending SMS to the gateway, in order → for each, (sent | retry | failed | skipped, the
+    ladder's steps for a warning that failed for good). Skipped: not pending, or another worker holds
+    it. The messages are locked in one statement and the warnings' `sms` deadlines met in one (not
+    four statements a message). The caller commits, then lets rq retry on `retry`."""
+    msgs = {m.id: m for m in session.execute(
+        select(SmsMessage).where(SmsMessage.id.in_(message_ids)).with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)).scalars()}
+    results: list[tuple[str, list[tuple[int, Step]]]] = []
+    warned: dict[int, datetime] = {}  # lead → when its first warning left
+    for message_id in message_ids:
+        msg = msgs.get(message_id)
+        if msg is None or msg.status != SmsStatus.pending:
+            results.append(("skipped", []))
+            continue
+        msg.attempts += 1
+        if msg.purpose == SmsPurpose.offer:  # the offer says how to answer it by SMS (replies.py)
+            msg.body = active_templates().render_offer(msg.body)
+        try:
+            gateway_id = gateway.send(Outgoing(msg.to_phone, msg.body, msg.idempotency_key, msg.purpose, msg.id,
+                                               msg.flash, msg.params or {}))
+        except (GatewayError, GatewayRejected) as exc:
+            msg.error = str(exc)[:500]
+            if isinstance(exc, GatewayError) and msg.attempts < max_attempts:
+                results.append(("retry", []))
+                continue
+            SMS.move(msg, SmsStatus.failed)
+            results.append(("failed", sms_failed(session, msg, policy, "sms_send_failed")))
+            continue
+        SMS.move(msg, SmsStatus.sent)
+        msg.sent_at, msg.gateway_message_id, msg.error = clock.now(), gateway_id, None
+        if msg.lead_id is not None and msg.purpose == SmsPurpose.warning:
+            warned.setdefault(msg.lead_id, msg.sent_at)
+            record(session, msg.lead_id, "worker", "sms_sent", {"message_id": msg.id, "attempts": msg.attempts,
+                                                                "flash": msg.flash})
+        results.append(("sent", []))
+    mark_met_many(session, "sms", warned)
+    return results
 
 
 def sms_failed(session: Session, msg: SmsMessage, policy: Policy, why: str) -> list[tuple[int, Step]]:
