@@ -9,7 +9,10 @@
    rounds: the floor, then `--leads` P0 leads pushed one at a time (150 ms apart) on a quiet queue,
    then `--leads` more while `--background` P3 leads a second are pushed (batches, ten a second).
    Measured: from just before `POST /api/v1/leads` to the `offer` on the first socket of the squad
-   it went to (and to every member socket); where the time goes, from the rows' own timestamps; how
+   it went to (and to every member socket; the first member to get it accepts it, as a squad does:
+   unanswered, every offer expired after the policy's 60 s and came back as a burst of offers to the
+   next squads, which stalled later rounds by 100-400 ms); where the time goes, from the rows' own timestamps (the
+   medians, and the round's slowest lead hop by hop); how
    much of the background the ordinary worker had worked by the end of the round. Floor, in the
    same round: a durable 1-row INSERT (its own commit), a Redis PUBLISH heard by another process
    that writes it to this bench's websocket (bench/ws_echo.py with a channel) — what any path from a
@@ -166,9 +169,14 @@ class Phones:
                     now = time.perf_counter()
                     m = orjson.loads(text)
                     if m["type"] == "offer":
-                        self.got.setdefault(m["data"]["lead"]["id"], []).append(now)
-                        self.got_wall.setdefault(m["data"]["lead"]["id"], time.time())
+                        lead_id = m["data"]["lead"]["id"]
+                        first = lead_id not in self.got
+                        self.got.setdefault(lead_id, []).append(now)
+                        self.got_wall.setdefault(lead_id, time.time())
                         await ws.send(orjson.dumps({"type": "ack", "seq": m["seq"]}).decode())
+                        if first:  # the squad takes it, as squads do: no offer left to expire and come back
+                            await ws.send(orjson.dumps({"type": "accept", "id": lead_id,
+                                                        "assignment_id": m["data"]["assignment_id"]}).decode())
             return ws, asyncio.create_task(read())
 
         t = time.perf_counter()
@@ -269,13 +277,19 @@ def hops(database_url: str, sent_wall: dict[int, float], got_wall: dict[int, flo
             FROM lead l WHERE l.id = ANY(%s)""", (ids,)).fetchall()
     names = ("push_to_row", "row_to_placed", "placed_to_tiered", "tiered_to_offer_row", "offer_row_to_socket")
     spans: dict[str, list[float]] = {n: [] for n in names}
+    slowest: tuple[float, list[float]] = (-1.0, [])
     for lead_id, received, placed, tiered, offered in rows:
         if None in (received, placed, tiered, offered):
             continue
         marks = [sent_wall[lead_id], float(received), float(placed), float(tiered), float(offered), got_wall[lead_id]]
-        for n, a, b in zip(names, marks, marks[1:]):
-            spans[n].append((b - a) * 1000)
-    return {n: round(pct(v, 50), 2) for n, v in spans.items() if v}
+        one = [(b - a) * 1000 for a, b in zip(marks, marks[1:])]
+        for n, ms in zip(names, one):
+            spans[n].append(ms)
+        slowest = max(slowest, (marks[-1] - marks[0], one))
+    out = {n: round(pct(v, 50), 2) for n, v in spans.items() if v}
+    if slowest[1]:  # the round's slowest lead, hop by hop: where a tail comes from
+        out["slowest"] = {n: round(ms, 2) for n, ms in zip(names, slowest[1])}
+    return out
 
 
 async def echo_floor(n: int, size: int) -> dict:
@@ -484,6 +498,7 @@ async def push_rounds(args, backing: ingest.Backing, api: ingest.Server, api_key
                 res.pop("_got_wall")
                 res["floor"] = floor
                 res["hops_p50_ms"] = hops(backing.database_url, sent_wall, phones.got_wall)
+                res["slowest_lead_ms"] = res["hops_p50_ms"].pop("slowest", {})
                 if "background" in res:
                     res["background"] |= background_done(backing.database_url, res["background"].pop("_ids"))
                 one[kind] = res
@@ -491,7 +506,8 @@ async def push_rounds(args, backing: ingest.Backing, api: ingest.Server, api_key
                       f"P0 push → offer p50 {res['first_p50']:.1f} / p99 {res['first_p99']:.1f} ms "
                       f"({res['offered']}/{res['leads']} offered)"
                       + (f"; background {json.dumps(res['background'])}" if bg else "")
-                      + f"\n  where the time goes (p50 ms): {json.dumps(res['hops_p50_ms'])}", flush=True)
+                      + f"\n  where the time goes (p50 ms): {json.dumps(res['hops_p50_ms'])}"
+                      + f"\n  the slowest lead (ms): {json.dumps(res['slowest_lead_ms'])}", flush=True)
     finally:
         await phones.close()
     return rounds
