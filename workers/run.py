@@ -5,6 +5,7 @@ in its maintenance and heartbeats), so it is started again after a pause until R
 the reconciler's clock goes on by itself (workers.scheduler). SIGTERM / SIGINT stop it as rq does."""
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 import time
@@ -13,7 +14,9 @@ import redis
 from prometheus_client import start_http_server
 from rq import SimpleWorker
 
+from dispatch.field.squads import adjacency
 from dispatch.metrics import JOB_SECONDS, JOBS
+from service.core.db import sync_session
 from service.core.errors import count_dependency_error
 from service.core.logging import configure_logging, log
 from service.core.redis import make_redis
@@ -23,6 +26,40 @@ from workers.scheduler import start_reconciler
 from workers.tasks import ctx
 
 RESTART_AFTER_SECONDS = 2.0
+
+# What a lead's job reads on every run is built at the worker's start instead of by its first job, and
+# then everything alive is kept out of the collector's passes (gc.freeze), as the API does: a worker
+# holds ~200,000 objects from its imports and the beat index, and one full pass over them held an
+# urgent lead ~115 ms (BENCHMARKS.md, "the morning of 12-07"). `index`: the beat index last frozen.
+_heap = {"settled": False, "index": None}
+
+
+def settle() -> None:
+    """At a lead worker's start: the policy, the squads' settings, the beat index and the beats'
+    neighbours built, then frozen. PostgreSQL not there yet, or no district imported: the first job
+    builds what is missing, and `refreeze` freezes it after that job."""
+    try:
+        _ = ctx.policy, ctx.field  # cached properties: built here
+        with sync_session(ctx.engine) as session:
+            ctx.index.get_sync(session)
+            adjacency(session)
+    except Exception as exc:
+        log.warning("worker_warmup_failed", error=f"{exc.__class__.__name__}: {exc}")
+    _heap["settled"] = True
+    _freeze()
+
+
+def refreeze() -> None:
+    """After a job of a settled worker: a new beat index (an import changed a district, or the first
+    district came) is frozen too, once per index."""
+    if _heap["settled"] and ctx.index.current is not _heap["index"]:
+        _freeze()
+
+
+def _freeze() -> None:
+    gc.collect()
+    gc.freeze()
+    _heap["index"] = ctx.index.current
 
 
 class Worker(SimpleWorker):
@@ -45,7 +82,7 @@ class Worker(SimpleWorker):
         ok = super().perform_job(job, queue, execution)
         JOB_SECONDS.labels(task).observe(time.perf_counter() - started)
         JOBS.labels(task, "ok" if ok else "failed").inc()
-        ctx.refreeze()
+        refreeze()
         return ok
 
     def handle_exception(self, job, *exc_info):
@@ -86,7 +123,7 @@ def run_worker(burst: bool = False, dial: bool = False, urgent: bool = False) ->
         Worker([dial_queue(ctx.redis)], connection=ctx.redis).work(burst=burst, with_scheduler=False)
         return
     queues = worker_queues(ctx.redis, urgent_only=urgent)
-    ctx.settle()
+    settle()
     # The clock has a client of its own: rq raises the socket timeout of the worker's client to
     # outlast its blocking dequeue, and the clock must not wait that long on a hung Redis.
     clock_redis = make_redis(ctx.urls.redis_url, settings.redis_connect_timeout_seconds,

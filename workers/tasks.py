@@ -3,7 +3,6 @@ unit of work queued (`unit`). They run in `quanzu worker` processes (rq SimpleWo
 keeps its database pool, policy and beat index warm across jobs)."""
 from __future__ import annotations
 
-import gc
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from dispatch import audit, flows, outbox
 from dispatch.enums import Flag, LeadStatus, SmsStatus
 from dispatch.field import offers
 from dispatch.field.service import field_stats
-from dispatch.field.squads import FieldConfig, adjacency
+from dispatch.field.squads import FieldConfig
 from dispatch.ladder import phone, sms
 from dispatch.ladder.sms import Gateway, make_gateway
 from dispatch.models import Lead, SmsMessage
@@ -88,38 +87,6 @@ class _Context:
 
     def online(self, usernames: list[str]) -> set[str]:
         return outbox.online(self.redis, usernames)
-
-    # What a lead's job reads on every run, built at the worker's start instead of by its first job,
-    # and then everything alive kept out of the collector's passes (gc.freeze), as the API does: a
-    # worker holds ~200,000 objects from its imports and the beat index, and one full pass over them
-    # held an urgent lead ~115 ms (BENCHMARKS.md, "the worker's heap"). `_frozen`: the index frozen.
-    _settled = False
-    _frozen: object = None
-
-    def settle(self) -> None:
-        """At a lead worker's start: the policy, the squads' settings, the beat index and the beats'
-        neighbours built, then frozen. PostgreSQL not there yet, or no district imported: the first
-        job builds what is missing, and `refreeze` freezes it after that job."""
-        try:
-            _ = self.policy, self.field  # cached properties: built here
-            with sync_session(self.engine) as session:
-                self.index.get_sync(session)
-                adjacency(session)
-        except Exception as exc:
-            log.warning("worker_warmup_failed", error=f"{exc.__class__.__name__}: {exc}")
-        self._settled = True
-        self._freeze()
-
-    def refreeze(self) -> None:
-        """After a job of a settled worker: a new beat index (an import changed a district, or the
-        first district came) is frozen too, once per index."""
-        if self._settled and self.index.current is not self._frozen:
-            self._freeze()
-
-    def _freeze(self) -> None:
-        gc.collect()
-        gc.freeze()
-        self._frozen = self.index.current
 
 
 ctx = _Context()

@@ -18,13 +18,13 @@ SCRIPT = textwrap.dedent("""
     from dispatch.district import import_district
     from geo.district import load_district_dir
     from service.core.db import sync_session
-    from workers.run import Worker
+    from workers.run import Worker, settle
     from workers.tasks import ctx
 
     def tracked(obj):  # gc.get_objects() lists what the collector passes over, not what is frozen
         return any(o is obj for o in gc.get_objects())
 
-    ctx.settle()
+    settle()
     first = ctx.index.current
     assert first is not None, "the beat index is built at the worker's start"
     assert not tracked(first) and not tracked(first.index), "the beat index is still in the collector's passes"
