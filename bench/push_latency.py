@@ -9,11 +9,11 @@
    rounds: the floor, then `--leads` P0 leads pushed one at a time (150 ms apart) on a quiet queue,
    then `--leads` more while `--background` P3 leads a second are pushed (batches, ten a second).
    Measured: from just before `POST /api/v1/leads` to the `offer` on the first socket of the squad
-   it went to (and to every member socket; the first member to get it accepts it, as a squad does:
-   unanswered, every offer expired after the policy's 60 s and came back as a burst of offers to the
-   next squads, which stalled later rounds by 100-400 ms); where the time goes, from the rows' own timestamps (the
-   medians, and the round's slowest lead hop by hop); how
-   much of the background the ordinary worker had worked by the end of the round. Floor, in the
+   it went to (and to every member socket); where the time goes, from the rows' own timestamps (the
+   medians, and the round's slowest lead hop by hop); how much of the background the ordinary
+   worker had worked by the end of the round. The first member to get an offer accepts it, as a
+   squad does: unanswered, every offer expired after the policy's 60 s and came back as a burst of
+   offers to the next squads, which stalled later rounds by 100-400 ms. Floor, in the
    same round: a durable 1-row INSERT (its own commit), a Redis PUBLISH heard by another process
    that writes it to this bench's websocket (bench/ws_echo.py with a channel) — what any path from a
    committed offer to a phone must do. Also printed: a websockets echo round trip, a PostgreSQL

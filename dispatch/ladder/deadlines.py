@@ -64,21 +64,24 @@ def mark_met_many(session: Session, name: str, done: dict[int, datetime]) -> set
     the step named `name` happened} → the leads whose pending deadline became `met`."""
     if not done:
         return set()
-    at = values(column("lead_id", BigInteger), column("at", DateTime(timezone=True)), name="done").data(
-        list(done.items()))
+    at = _when("done", list(done.items()))
     met = set(session.execute(update(LeadDeadline).where(
         LeadDeadline.lead_id == at.c.lead_id, LeadDeadline.name == name,
         LeadDeadline.state.in_(DEADLINE.sources(DeadlineState.met)))
         .values(state=DeadlineState.met.value, met_at=at.c.at).returning(LeadDeadline.lead_id)
         .execution_options(synchronize_session="fetch")).scalars())
     if len(met) < len(done):
-        late = values(column("lead_id", BigInteger), column("at", DateTime(timezone=True)), name="late").data(
-            [(lead_id, when) for lead_id, when in done.items() if lead_id not in met])
+        late = _when("late", [(lead_id, when) for lead_id, when in done.items() if lead_id not in met])
         session.execute(update(LeadDeadline).where(
             LeadDeadline.lead_id == late.c.lead_id, LeadDeadline.name == name,
             LeadDeadline.state == DeadlineState.missed.value, LeadDeadline.met_at.is_(None))
             .values(met_at=late.c.at).execution_options(synchronize_session="fetch"))
     return met
+
+
+def _when(name: str, rows: list[tuple[int, datetime]]):
+    """(lead id, time) rows as a VALUES list to join an UPDATE on."""
+    return values(column("lead_id", BigInteger), column("at", DateTime(timezone=True)), name=name).data(rows)
 
 
 def cancel_deadlines(session: Session, lead_id: int, names: tuple[str, ...] | None = None) -> list[str]:
