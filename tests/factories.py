@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 import shapely
 from shapely.geometry import shape
+from sqlalchemy import text
 
 from tests.data import district_dir
 
@@ -80,3 +81,15 @@ def make_lead(*, subject: dict | None = None, location=_KEEP, **top) -> dict:
         lead["location"] = None if location is None else {**lead["location"], **location}
     lead.update(top)
     return lead
+
+
+def insert_tiered_lead(conn, source_id: str, *, warning_type: str = "fund_transfer", risk_level: int = 1,
+                       tier: str | None = "P0") -> int:
+    """A lead row as a worker leaves a tiered one, written straight into `lead` (source `test`), for
+    tests of what comes after tiering → its id."""
+    return conn.execute(text(
+        "INSERT INTO lead (source, source_id, pushed_at, received_at, warning_type, fraud_type, risk_level, "
+        "status, tier, flags, counterpart, attempts, needs_call, updated_at, ongoing, residency) "
+        "VALUES ('test', :sid, now(), now(), :wt, 'other', :risk, 'tiered', :tier, '[]', '{}', 0, false, now(), "
+        "false, 'unknown') RETURNING id"), {"sid": source_id, "wt": warning_type, "risk": risk_level, "tier": tier}
+    ).scalar()

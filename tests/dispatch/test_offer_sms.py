@@ -12,6 +12,7 @@ from dispatch.field.offers import sms_fallback
 from dispatch.field.squads import FieldConfig
 from dispatch.models import Assignment, Lead, SmsMessage
 from service.core.db import sync_session
+from tests.factories import insert_tiered_lead
 
 Member = namedtuple("Member", "username role team_code")  # a row of dispatch.field.squads.members
 
@@ -19,11 +20,7 @@ Member = namedtuple("Member", "username role team_code")  # a row of dispatch.fi
 def _offer(conn, team: str, usernames: list[str]) -> tuple[int, int]:
     """A P0 lead offered to `team`, with a delivery row for each of `usernames` → (lead id, assignment id)."""
     now = datetime.now(UTC)
-    lead_id = conn.execute(text(
-        "INSERT INTO lead (source, source_id, pushed_at, received_at, warning_type, fraud_type, risk_level, "
-        "status, tier, flags, counterpart, attempts, needs_call, updated_at, ongoing, residency) "
-        "VALUES ('test', 'offer-sms', now(), now(), 'fund_transfer', 'other', 1, 'tiered', 'P0', '[]', '{}', 0, "
-        "false, now(), false, 'unknown') RETURNING id")).scalar()
+    lead_id = insert_tiered_lead(conn, "offer-sms")
     vid = conn.execute(text("INSERT INTO visit (lead_id, reason, requested_by, status, team_code) "
                             "VALUES (:l, 'policy', 'test', 'offered', :t) RETURNING id"), {"l": lead_id, "t": team}).scalar()
     aid = conn.execute(text("INSERT INTO assignment (visit_id, lead_id, team_code, attempt, status, offered_at, "

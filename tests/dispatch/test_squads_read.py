@@ -10,17 +10,14 @@ from sqlalchemy import text
 from dispatch.field.matching import choose_squad
 from dispatch.field.squads import FieldConfig, adjacency, load_squads
 from service.core.db import sync_session
+from tests.factories import insert_tiered_lead
 
 
 def _assign(conn, team: str, statuses: list[str]) -> None:
     """An assignment of `team` in each of `statuses`, each of its own lead and visit."""
     now = datetime.now(UTC)
     for status in statuses:
-        lead_id = conn.execute(text(
-            "INSERT INTO lead (source, source_id, pushed_at, received_at, warning_type, fraud_type, risk_level, "
-            "status, flags, counterpart, attempts, needs_call, updated_at, ongoing, residency) "
-            "VALUES ('test', :sid, now(), now(), 'fund_transfer', 'other', 1, 'tiered', '[]', '{}', 0, false, "
-            "now(), false, 'unknown') RETURNING id"), {"sid": f"squads-{team}-{status}"}).scalar()
+        lead_id = insert_tiered_lead(conn, f"squads-{team}-{status}", tier=None)
         vid = conn.execute(text("INSERT INTO visit (lead_id, reason, requested_by, status, team_code) "
                                 "VALUES (:l, 'policy', 'test', 'assigned', :t) RETURNING id"),
                            {"l": lead_id, "t": team}).scalar()

@@ -12,15 +12,12 @@ from dispatch.ladder.gateways import LoggingGateway
 from dispatch.policy import load_policy
 from service.core.db import sync_session
 from service.core.settings import get_settings
+from tests.factories import insert_tiered_lead
 
 
 def _warned(conn, n: int, deadline: str) -> tuple[int, int]:
     """A lead with a pending warning SMS and its `sms` deadline in `deadline` state → (lead, message)."""
-    lead_id = conn.execute(text(
-        "INSERT INTO lead (source, source_id, pushed_at, received_at, warning_type, fraud_type, risk_level, "
-        "status, tier, flags, counterpart, attempts, needs_call, updated_at, ongoing, residency) "
-        "VALUES ('test', :sid, now(), now(), 'fraud_app', 'other', 3, 'tiered', 'P3', '[]', '{}', 0, "
-        "false, now(), false, 'unknown') RETURNING id"), {"sid": f"sms-batch-{n}"}).scalar()
+    lead_id = insert_tiered_lead(conn, f"sms-batch-{n}", warning_type="fraud_app", risk_level=3, tier="P3")
     conn.execute(text("INSERT INTO lead_deadline (lead_id, name, due_at, state) "
                       "VALUES (:l, 'sms', now() - interval '1 minute', :s)"), {"l": lead_id, "s": deadline})
     sms_id = conn.execute(text(
