@@ -115,11 +115,14 @@ async def test_flash_warning_goes_out_as_class_0(kannel, client, source_headers,
 
 @pytest.fixture
 def squad(sync_engine, make_user):
-    """The inside team alone on duty, its three members with accounts linked to their roster rows."""
+    """The inside team alone on duty, its three members with accounts linked to their roster rows —
+    and no other login: the team's logins made by earlier tests are inactive until the test is done."""
     code = INSIDE["team"]
     with sync_engine.begin() as conn:
         conn.execute(text("UPDATE team SET status = 'off_duty', last_lon = NULL, last_lat = NULL, last_at = NULL"))
         conn.execute(text("UPDATE team_member SET username = NULL WHERE team_code = :t"), {"t": code})
+        earlier = list(conn.execute(text("UPDATE app_user SET active = false WHERE team_code = :t AND active "
+                                         "RETURNING username"), {"t": code}).scalars())
     members = {}
     for role in ("police", "auxiliary", "grid_worker"):
         name = make_user(role, code)["X-Username"]
@@ -133,6 +136,7 @@ def squad(sync_engine, make_user):
     yield code, members
     with sync_engine.begin() as conn:
         conn.execute(text("UPDATE team SET status = 'off_duty' WHERE code = :t"), {"t": code})
+        conn.execute(text("UPDATE app_user SET active = true WHERE username = ANY(:u)"), {"u": earlier})
 
 
 async def test_a_members_reply_1_accepts_the_offer_it_answers(kannel, client, source_headers, sync_engine,
@@ -142,6 +146,10 @@ async def test_a_members_reply_1_accepts_the_offer_it_answers(kannel, client, so
     with sync_engine.connect() as conn:
         [a] = conn.execute(select(Assignment).where(Assignment.lead_id == lead_id)).all()
     assert a.team_code == code and a.status == "offered"
+    with sync_engine.connect() as conn:  # offered to the squad's three logins, none of an earlier test's
+        offered_to = set(conn.execute(text("SELECT username FROM offer_delivery WHERE assignment_id = :a"),
+                                      {"a": a.id}).scalars())
+    assert offered_to == set(members)
     offers = sms_of(sync_engine, assignment_id=a.id)
     assert {o.to_phone for o in offers} == set(members.values()) and {o.status for o in offers} <= {"sent", "delivered"}
     username, phone = next(iter(members.items()))
