@@ -264,6 +264,15 @@ class Leads:
         if c.lead is None or lead_row(c.lead, c.flags) != self.row(n):
             raise SystemExit("bench rows differ from the service's lead_row()")
 
+    def lane(self) -> str:
+        """Which of the API's after-commit lanes every push takes (the policy of POLICY_FILE, as the
+        server's): the urgent one sends an rq job at once after each commit, the ordinary one lingers."""
+        from dispatch.policy import load_policy
+
+        urgent = load_policy(os.environ.get("POLICY_FILE") or None).urgent_lane(self.template)
+        return ("each push may be P0 (Policy.urgent_lane): its job leaves at once, never lingering" if urgent else
+                "each push takes the ordinary lane: its job lingers while the API is busy")
+
     @staticmethod
     def _key(n: int) -> tuple[str, str]:
         return f"BENCH{n:012d}", f"139{n % 10**8:08d}"
@@ -688,7 +697,7 @@ class Bench:
         a = self.args
         if a.only in ("all", "single"):
             print(f"\nsingle ingest: {a.concurrency} connections, {a.seconds:g} s measured after {a.warmup:g} s "
-                  f"warm-up, {a.repeat} rounds", flush=True)
+                  f"warm-up, {a.repeat} rounds; {self.leads.lane()}", flush=True)
             for rep in range(1, a.repeat + 1):
                 await self.single(rep)
         if a.only in ("all", "batch"):
