@@ -331,9 +331,10 @@ def http_request(port: int, path: str, api_key: str, body: bytes) -> bytes:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_of(pid: int) -> float:
+def _cpu_of(pid: int, thread: int | None = None) -> float:
+    """CPU seconds of process `pid`, or of its thread `thread` alone."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
+        with open(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
     except (OSError, IndexError):
@@ -369,12 +370,15 @@ def _machine_busy() -> float:
 def cpu_snapshot(server_pid: int | None, database: str) -> dict[str, float]:
     """CPU seconds so far of this process (the client), the server, PostgreSQL (our backends and its
     shared processes), Redis, and the rest of the machine (kernel, other programs, and PostgreSQL
-    backends that have exited: a churning pool's connections end up here)."""
+    backends that have exited: a churning pool's connections end up here); and, of the server's,
+    what its threads besides the event loop's used (`server_threads`)."""
     snap = {"client": time.process_time(),
             "server": _cpu_of(server_pid) if server_pid else 0.0,
             "postgres": sum(_cpu_of(p) for p in _pids_named("postgres") if _ours_or_shared(p, database)),
             "redis": sum(map(_cpu_of, _pids_named("redis-server", "valkey-server")))}
     snap["other"] = _machine_busy() - sum(snap.values())
+    # Part of "server": its threads but the first (the event loop's), such as the API's after-commit sends.
+    snap["server_threads"] = snap["server"] - _cpu_of(server_pid, server_pid) if server_pid else 0.0
     return snap
 
 
@@ -730,7 +734,8 @@ def report(bench: Bench, machine: dict) -> None:
     print("\n## Results\n")
     for k, v in machine.items():
         print(f"- {k}: {v}")
-    print("\n| run | median | each run | p50 ms | p99 ms | CPU µs per item: app / PostgreSQL | "
+    print("\n| run | median | each run | p50 ms | p99 ms | CPU µs per item: app (its threads besides the "
+          "event loop's) / PostgreSQL | "
           "CPU % of a core: client / server / PostgreSQL / other |")
     print("|---|---:|---|---:|---:|---:|---|")
     for kind, (label, unit, _) in KINDS.items():
@@ -740,6 +745,9 @@ def report(bench: Bench, machine: dict) -> None:
         latencies = [x for r in rs for x in r.latencies]
         app = "server" if kind in ("echo", "single", "batch") else "client"  # without HTTP the bench is the app
         us = " / ".join(f"{statistics.median(r.cpu_us(who) for r in rs):,.0f}" for who in (app, "postgres"))
+        if app == "server":
+            app_us, _, pg_us = us.partition(" / ")
+            us = f"{app_us} ({statistics.median(r.cpu_us('server_threads') for r in rs):,.0f}) / {pg_us}"
         share = " / ".join(f"{statistics.median(r.cpu.get(k, 0.0) for r in rs) * 100:.0f}"
                            for k in ("client", "server", "postgres", "other"))
         each = ", ".join(f"{r.rate:,.0f}" for r in rs)
