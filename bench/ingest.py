@@ -59,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 from dispatch.intake.repository import _TYPES, INSERT_MANY, INSERT_ONE, LEAD_COLUMNS, lead_row
 from dispatch.intake.schemas import LEAD_EXAMPLE
 from dispatch.intake.validation import validate_lead
+from dispatch.policy import load_policy
 from service.core.runtime import with_database, with_redis_db
 from service.core.settings import find_sample_district, plain_url
 from tests.servers import find_servers
@@ -267,8 +268,6 @@ class Leads:
     def lane(self) -> str:
         """Which of the API's after-commit lanes every push takes (the policy of POLICY_FILE, as the
         server's): the urgent one sends an rq job at once after each commit, the ordinary one lingers."""
-        from dispatch.policy import load_policy
-
         urgent = load_policy(os.environ.get("POLICY_FILE") or None).urgent_lane(self.template)
         return ("each push may be P0 (Policy.urgent_lane): its job leaves at once, never lingering" if urgent else
                 "each push takes the ordinary lane: its job lingers while the API is busy")
@@ -744,10 +743,9 @@ def report(bench: Bench, machine: dict) -> None:
             continue
         latencies = [x for r in rs for x in r.latencies]
         app = "server" if kind in ("echo", "single", "batch") else "client"  # without HTTP the bench is the app
-        us = " / ".join(f"{statistics.median(r.cpu_us(who) for r in rs):,.0f}" for who in (app, "postgres"))
-        if app == "server":
-            app_us, _, pg_us = us.partition(" / ")
-            us = f"{app_us} ({statistics.median(r.cpu_us('server_threads') for r in rs):,.0f}) / {pg_us}"
+        app_us, pg_us = (statistics.median(r.cpu_us(who) for r in rs) for who in (app, "postgres"))
+        threads = f" ({statistics.median(r.cpu_us('server_threads') for r in rs):,.0f})" if app == "server" else ""
+        us = f"{app_us:,.0f}{threads} / {pg_us:,.0f}"
         share = " / ".join(f"{statistics.median(r.cpu.get(k, 0.0) for r in rs) * 100:.0f}"
                            for k in ("client", "server", "postgres", "other"))
         each = ", ".join(f"{r.rate:,.0f}" for r in rs)

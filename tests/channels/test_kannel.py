@@ -145,11 +145,10 @@ async def test_a_members_reply_1_accepts_the_offer_it_answers(kannel, client, so
     lead_id = await tiered(client, source_headers, run_worker, "P1_resident")
     with sync_engine.connect() as conn:
         [a] = conn.execute(select(Assignment).where(Assignment.lead_id == lead_id)).all()
-    assert a.team_code == code and a.status == "offered"
-    with sync_engine.connect() as conn:  # offered to the squad's three logins, none of an earlier test's
         offered_to = set(conn.execute(text("SELECT username FROM offer_delivery WHERE assignment_id = :a"),
                                       {"a": a.id}).scalars())
-    assert offered_to == set(members)
+    assert a.team_code == code and a.status == "offered"
+    assert offered_to == set(members)  # the squad's three logins, none of an earlier test's
     offers = sms_of(sync_engine, assignment_id=a.id)
     assert {o.to_phone for o in offers} == set(members.values()) and {o.status for o in offers} <= {"sent", "delivered"}
     username, phone = next(iter(members.items()))
