@@ -260,11 +260,12 @@ def background_done(database_url: str, ids: tuple[int | None, int | None]) -> di
     return {"worked": worked, "of": total}
 
 
-def hops(database_url: str, sent_wall: dict[int, float], got_wall: dict[int, float]) -> dict:
+def hops(database_url: str, sent_wall: dict[int, float], got_wall: dict[int, float]) -> tuple[dict, dict]:
     """Where the time goes, lead by lead, from the rows' own times (wall clock, one machine): the
     push until the lead row, until the worker placed it (enqueue, rq, the worker's transaction),
     placing and tiering, until the offer row (ladder rows, commit, the visit offered in the same
-    worker), until the first member's socket had it (commit, publish, fan-out). → medians in ms."""
+    worker), until the first member's socket had it (commit, publish, fan-out). → (the medians, the
+    round's slowest lead hop by hop: where a tail comes from), in ms."""
     import psycopg
 
     ids = [i for i in sent_wall if i in got_wall]
@@ -286,10 +287,8 @@ def hops(database_url: str, sent_wall: dict[int, float], got_wall: dict[int, flo
         for n, ms in zip(names, one):
             spans[n].append(ms)
         slowest = max(slowest, (marks[-1] - marks[0], one))
-    out = {n: round(pct(v, 50), 2) for n, v in spans.items() if v}
-    if slowest[1]:  # the round's slowest lead, hop by hop: where a tail comes from
-        out["slowest"] = {n: round(ms, 2) for n, ms in zip(names, slowest[1])}
-    return out
+    return ({n: round(pct(v, 50), 2) for n, v in spans.items() if v},
+            {n: round(ms, 2) for n, ms in zip(names, slowest[1])})
 
 
 async def echo_floor(n: int, size: int) -> dict:
@@ -497,8 +496,7 @@ async def push_rounds(args, backing: ingest.Backing, api: ingest.Server, api_key
                 sent_wall = res.pop("_sent_wall")
                 res.pop("_got_wall")
                 res["floor"] = floor
-                res["hops_p50_ms"] = hops(backing.database_url, sent_wall, phones.got_wall)
-                res["slowest_lead_ms"] = res["hops_p50_ms"].pop("slowest", {})
+                res["hops_p50_ms"], res["slowest_lead_ms"] = hops(backing.database_url, sent_wall, phones.got_wall)
                 if "background" in res:
                     res["background"] |= background_done(backing.database_url, res["background"].pop("_ids"))
                 one[kind] = res
