@@ -2,6 +2,7 @@
 
     python bench/push_latency.py [--clients 1000] [--leads 100] [--rounds 5] [--background 200]
                                  [--idle 10000] [--linger 0.05] [--redis-db 13] [--only all|push|idle|nearest]
+                                 [--path real|floor]
 
 1. Push latency: one quanzu API process (`quanzu serve`: websockets-sansio, no per-message
    deflate), one `quanzu worker` and one `quanzu worker --urgent`; `--clients` squad-member sockets
@@ -13,12 +14,17 @@
    medians, and the round's slowest lead hop by hop); how much of the background the ordinary
    worker had worked by the end of the round. The first member to get an offer accepts it, as a
    squad does: unanswered, every offer expired after the policy's 60 s and came back as a burst of
-   offers to the next squads, which stalled later rounds by 100-400 ms. Floor, in the
+   offers to the next squads, which stalled later rounds by 100-400 ms. Between rounds the squads
+   arrive and finish what they took: matching counts each squad's open assignments for every offer,
+   and a backlog of 1,400 accepted and never finished slowed that read (1.0 ms of PostgreSQL). Floor, in the
    same round: a durable 1-row INSERT (its own commit), a Redis PUBLISH heard by another process
    that writes it to this bench's websocket (bench/ws_echo.py with a channel) — what any path from a
    committed offer to a phone must do. Also printed: a websockets echo round trip, a PostgreSQL
    `SELECT 1`, and the rq hop (enqueue → a waiting worker starts the job). Goal (issue 25): p50 ≤ 10 ms
-   and p99 ≤ 25 ms, quiet and with the background; medians over the rounds.
+   and p99 ≤ 25 ms, quiet and with the background; medians over the rounds. `--path floor` runs the
+   same rounds through the same API, rq and fan-out with the workers' P0 transaction cut to the least
+   any worker path must do (bench/floor_worker.py: lock, place, the squad's logins, mark, commit,
+   push; no person, tier, ladder or choice): the floor of the design, to run beside the real path.
 2. Memory per idle connection: `--idle` more authenticated sockets (up to what `ulimit -n`
    allows, raised to the hard limit), the API process's RSS before and after (bench/sockets.py
    measures this at 20,000, with a reconnect storm and the board's fan-out).
@@ -151,6 +157,22 @@ class Phones:
         self.got: dict[int, list[float]] = {}
         self.got_wall: dict[int, float] = {}  # first offer per lead, wall clock (beside the rows' times)
         self.socks: list = []
+        self.taken: list = []  # (socket, assignment id) accepted and not finished yet
+        self.finishing: set[int] = set()
+        self.refused: list = []
+        self.confirmed = 0  # arrives and completes the API answered ok
+
+    async def finish(self) -> int:
+        """Between rounds the squads go, arrive and finish what they took (见面劝阻 done), as squads
+        do: open assignments do not pile up round after round (matching counts them for every offer,
+        so its read would slow with a backlog no district has). → visits finished."""
+        taken, self.taken = self.taken, []
+        self.finishing = {aid for _ws, aid in taken}
+        for kind, extra in (("arrive", {}), ("complete", {"outcome": "dissuaded", "met_in_person": True})):
+            for ws, aid in taken:
+                await ws.send(orjson.dumps({"type": kind, "id": aid, "assignment_id": aid, **extra}).decode())
+            await asyncio.sleep(3)  # the API works them through before the next step and the next round
+        return len(taken)
 
     async def connect(self) -> float:
         from websockets.asyncio.client import connect
@@ -168,6 +190,11 @@ class Phones:
                 async for text in ws:
                     now = time.perf_counter()
                     m = orjson.loads(text)
+                    if m["type"] == "result" and m.get("id") in self.finishing:  # an arrive or a complete
+                        if m.get("ok"):
+                            self.confirmed += 1
+                        else:
+                            self.refused.append(m.get("error"))
                     if m["type"] == "offer":
                         lead_id = m["data"]["lead"]["id"]
                         first = lead_id not in self.got
@@ -177,6 +204,8 @@ class Phones:
                         if first:  # the squad takes it, as squads do: no offer left to expire and come back
                             await ws.send(orjson.dumps({"type": "accept", "id": lead_id,
                                                         "assignment_id": m["data"]["assignment_id"]}).decode())
+                            if m["data"]["assignment_id"]:  # (none with --path floor)
+                                self.taken.append((ws, m["data"]["assignment_id"]))
             return ws, asyncio.create_task(read())
 
         t = time.perf_counter()
@@ -264,8 +293,9 @@ def hops(database_url: str, sent_wall: dict[int, float], got_wall: dict[int, flo
     """Where the time goes, lead by lead, from the rows' own times (wall clock, one machine): the
     push until the lead row, until the worker placed it (enqueue, rq, the worker's transaction),
     placing and tiering, until the offer row (ladder rows, commit, the visit offered in the same
-    worker), until the first member's socket had it (commit, publish, fan-out). → (the medians, the
-    round's slowest lead hop by hop: where a tail comes from), in ms."""
+    worker), until the first member's socket had it (commit, publish, fan-out). With `--path floor`
+    (no placing, tiering or assignment row) the worker's one event stands for the offer row. → (the
+    medians, the round's slowest lead hop by hop: where a tail comes from), in ms."""
     import psycopg
 
     ids = [i for i in sent_wall if i in got_wall]
@@ -274,21 +304,27 @@ def hops(database_url: str, sent_wall: dict[int, float], got_wall: dict[int, flo
             SELECT l.id, extract(epoch FROM l.received_at),
                    (SELECT extract(epoch FROM min(e.at)) FROM lead_event e WHERE e.lead_id = l.id AND e.kind = 'placed'),
                    (SELECT extract(epoch FROM min(e.at)) FROM lead_event e WHERE e.lead_id = l.id AND e.kind = 'tiered'),
-                   (SELECT extract(epoch FROM min(a.offered_at)) FROM assignment a WHERE a.lead_id = l.id)
+                   coalesce((SELECT extract(epoch FROM min(a.offered_at)) FROM assignment a WHERE a.lead_id = l.id),
+                            (SELECT extract(epoch FROM min(e.at)) FROM lead_event e
+                             WHERE e.lead_id = l.id AND e.actor = 'floor'))
             FROM lead l WHERE l.id = ANY(%s)""", (ids,)).fetchall()
     names = ("push_to_row", "row_to_placed", "placed_to_tiered", "tiered_to_offer_row", "offer_row_to_socket")
-    spans: dict[str, list[float]] = {n: [] for n in names}
-    slowest: tuple[float, list[float]] = (-1.0, [])
+    spans: dict[str, list[float]] = {}
+    slowest: tuple[float, dict] = (-1.0, {})
     for lead_id, received, placed, tiered, offered in rows:
-        if None in (received, placed, tiered, offered):
+        if None in (received, offered):
             continue
-        marks = [sent_wall[lead_id], float(received), float(placed), float(tiered), float(offered), got_wall[lead_id]]
-        one = [(b - a) * 1000 for a, b in zip(marks, marks[1:])]
-        for n, ms in zip(names, one):
-            spans[n].append(ms)
-        slowest = max(slowest, (marks[-1] - marks[0], one))
-    return ({n: round(pct(v, 50), 2) for n, v in spans.items() if v},
-            {n: round(ms, 2) for n, ms in zip(names, slowest[1])})
+        marks = [sent_wall[lead_id], float(received), placed, tiered, float(offered), got_wall[lead_id]]
+        if placed is None or tiered is None:  # the floor: push → row → offer row → socket
+            marks, which = [marks[0], marks[1], marks[4], marks[5]], ("push_to_row", "row_to_offer_row",
+                                                                      "offer_row_to_socket")
+        else:
+            marks, which = [float(m) for m in marks], names
+        one = {n: (b - a) * 1000 for n, a, b in zip(which, marks, marks[1:])}
+        for n, ms in one.items():
+            spans.setdefault(n, []).append(ms)
+        slowest = max(slowest, (marks[-1] - marks[0], one), key=lambda x: x[0])
+    return ({n: round(pct(v, 50), 2) for n, v in spans.items()}, {n: round(ms, 2) for n, ms in slowest[1].items()})
 
 
 async def echo_floor(n: int, size: int) -> dict:
@@ -486,6 +522,7 @@ async def push_rounds(args, backing: ingest.Backing, api: ingest.Server, api_key
         # Warm-up, not counted: a fresh worker's first leads load the beat index, the policy and the
         # squads' adjacency, and open their database connections (printed: the cold start's cost).
         warm = await push_round(phones, api_key, places, 10, seed=99, background=0.0, first=99_999_000)
+        await phones.finish()
         print(f"warm-up (not counted): 10 P0 leads, p50 {warm['first_p50']:.1f} / max {warm['first_p99']:.1f} ms",
               flush=True)
         for kind, bg in (("quiet", 0.0), ("background", args.background)):
@@ -499,6 +536,7 @@ async def push_rounds(args, backing: ingest.Backing, api: ingest.Server, api_key
                 res["hops_p50_ms"], res["slowest_lead_ms"] = hops(backing.database_url, sent_wall, phones.got_wall)
                 if "background" in res:
                     res["background"] |= background_done(backing.database_url, res["background"].pop("_ids"))
+                res["finished_after"] = await phones.finish()
                 one[kind] = res
                 print(f"{kind} round {r + 1}: floor p50 {floor['p50']:.2f} / p99 {floor['p99']:.2f} ms; "
                       f"P0 push → offer p50 {res['first_p50']:.1f} / p99 {res['first_p99']:.1f} ms "
@@ -506,6 +544,10 @@ async def push_rounds(args, backing: ingest.Backing, api: ingest.Server, api_key
                       + (f"; background {json.dumps(res['background'])}" if bg else "")
                       + f"\n  where the time goes (p50 ms): {json.dumps(res['hops_p50_ms'])}"
                       + f"\n  the slowest lead (ms): {json.dumps(res['slowest_lead_ms'])}", flush=True)
+                print(f"  between rounds the squads finished {res['finished_after']} visits (arrive and complete: "
+                      f"{phones.confirmed} ok, {len(phones.refused)} refused {phones.refused[:3]})", flush=True)
+                phones.confirmed = 0
+                phones.refused.clear()
     finally:
         await phones.close()
     return rounds
@@ -522,7 +564,8 @@ def summarize(out: dict) -> None:
         for q in ("first_p50", "first_p99"):
             med[f"{kind}_{q}"] = statistics.median(r[kind][q] for r in rounds)
     out["medians"] = med
-    print(f"\nmedians of {len(rounds)} rounds: floor (commit + publish + socket) p50 {med['floor_p50']:.2f} / "
+    path = " (--path floor: the workers' P0 transaction cut to the least)" if out.get("path") == "floor" else ""
+    print(f"\nmedians of {len(rounds)} rounds{path}: floor (commit + publish + socket) p50 {med['floor_p50']:.2f} / "
           f"p99 {med['floor_p99']:.2f} ms; P0 push → offer quiet p50 {med['quiet_first_p50']:.1f} / "
           f"p99 {med['quiet_first_p99']:.1f} ms; with background p50 {med['background_first_p50']:.1f} / "
           f"p99 {med['background_first_p99']:.1f} ms (goal p50 ≤ 10, p99 ≤ 25)", flush=True)
@@ -541,8 +584,11 @@ def main(argv=None) -> int:
     ap.add_argument("--linger", type=float, default=0.05, help="ENQUEUE_LINGER_SECONDS of the API")
     ap.add_argument("--redis-db", type=int, default=13)
     ap.add_argument("--only", choices=("all", "push", "idle", "nearest"), default="all")
+    ap.add_argument("--path", choices=("real", "floor"), default="real",
+                    help="floor: the workers' P0 transaction cut to the least any worker path must do "
+                         "(bench/floor_worker.py), the rest of the path as it is")
     args = ap.parse_args(argv)
-    out: dict = {}
+    out: dict = {"path": args.path}
     if args.only in ("all", "nearest"):
         out["nearest"] = nearest_bench()
         print("nearest:", json.dumps(out["nearest"], indent=1), flush=True)
@@ -564,10 +610,14 @@ def main(argv=None) -> int:
         users, places = setup_district(backing, args.clients, args.idle)
         api_key = backing.create_api_key(env)
         api = ingest.Server("api", SERVE, env, ("GET", "/healthz"))
-        worker = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env, cwd=ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        urgent = subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--urgent"], env=env, cwd=ROOT,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        # --path floor: both workers with their P0 transaction cut to the least (bench/floor_worker.py);
+        # an ordinary worker takes the urgent queue first too, so it must be cut the same way
+        cmd = ([sys.executable, str(ROOT / "bench" / "floor_worker.py")] if args.path == "floor"
+               else [sys.executable, "-m", "service.cli", "worker"])
+        worker = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        urgent = subprocess.Popen([*cmd, "--urgent"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
         time.sleep(2)
         if args.only in ("all", "push"):
             out["echo"] = asyncio.run(echo_floor(300, 400))
