@@ -74,7 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.aredis = make_async_redis(urls.redis_url, *redis_timeouts)
         state.signin_limits = SignInLimits(state.aredis, settings)
         queue = lead_queue(state.redis, settings.queue_name)
-        state.after_commit = AfterCommit(queue, settings.enqueue_linger_seconds, urgent_queue(state.redis))
+        state.after_commit = AfterCommit(queue, settings.enqueue_linger_seconds, urgent_queue(state.redis),
+                                         settings.urgent_spacing_seconds)
         # The policy, loaded once for this process and handed to every route that decides with it.
         state.policy = load_policy(settings.policy_file)
         state.field_config = FieldConfig.of(settings, state.policy)

@@ -175,16 +175,22 @@ class AfterCommit:
     enqueue is in flight go out together in the next one; under load (a flush right after the last
     one) the next flush also lingers `linger` seconds so that one job carries many leads. A lead
     after a quiet spell goes out at once: a district's 40-100 leads a day never wait for a batch.
-    Urgent ids (those that may be P0) never linger and never wait for the ordinary flush: they go at
-    once on the urgent queue; those that come while an urgent send is in flight go in the next one."""
+    Urgent ids (those that may be P0) never wait for the ordinary flush: they go on the urgent queue,
+    at once after a quiet spell; those that come while an urgent send is in flight go in the next
+    one. Only in a flood of them (the next flush due less than `urgent_spacing` seconds after the
+    last one ended) does that next flush wait out the rest of the spacing, so that a flood is a few
+    dozen jobs a second, not one per group commit: each flush costs the API ~0.5 ms of CPU in Python,
+    half of it on the event loop's thread, which its sending thread holds the GIL against
+    (BENCHMARKS.md, "urgent flushes spaced")."""
 
-    def __init__(self, queue: Queue, linger: float = 0.0, urgent: Queue | None = None):
-        self.queue, self.linger, self.urgent = queue, linger, urgent
+    def __init__(self, queue: Queue, linger: float = 0.0, urgent: Queue | None = None, urgent_spacing: float = 0.0):
+        self.queue, self.linger, self.urgent, self.urgent_spacing = queue, linger, urgent, urgent_spacing
         self._pending: list[int] = []
         self._task: asyncio.Task | None = None
         self._last_flush = float("-inf")  # loop time at the end of the last flush
         self._urgent_pending: list[int] = []
         self._urgent_task: asyncio.Task | None = None
+        self._last_urgent = float("-inf")  # loop time at the end of the last urgent flush
 
     def submit(self, ids: list[int], urgent: list[int] | tuple = ()) -> None:
         if urgent and self.urgent is not None:
@@ -200,11 +206,17 @@ class AfterCommit:
             self._task = asyncio.get_running_loop().create_task(self._flush())
 
     async def _flush_urgent(self) -> None:
-        """At once, never lingering; ids that come while a send is in flight go together in the next
-        (a flood of urgent pushes costs a thread hop and a round trip per flush, not per lead)."""
+        """At once after a quiet spell; ids that come while a send is in flight go together in the next
+        (a flood of urgent pushes costs a thread hop and a round trip per flush, not per lead), no
+        sooner than `urgent_spacing` after the last flush ended."""
+        loop = asyncio.get_running_loop()
         while self._urgent_pending:
+            wait = self._last_urgent + self.urgent_spacing - loop.time()
+            if wait > 0:  # a flood: the rest of the spacing, and everything that comes meanwhile joins
+                await asyncio.sleep(wait)
             ids, self._urgent_pending = self._urgent_pending, []
             await asyncio.to_thread(self._send, self.urgent, ids, enqueue_urgent)
+            self._last_urgent = loop.time()
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()

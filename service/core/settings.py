@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # Committed leads wait this long before their rq job goes out, so that under load one job
     # carries many leads (an enqueue costs more than an INSERT); nothing is lost meanwhile.
     enqueue_linger_seconds: float = 0.05
+    # Urgent leads (may be P0) go out at once after a quiet spell; in a flood of them, their next rq
+    # job leaves no sooner than this after the last one (a lone P0 never waits for it).
+    urgent_spacing_seconds: float = 0.02
     # Nothing stalls: a statement or a lock wait past these fails (503 + Retry-After to the caller).
     statement_timeout_ms: int = 15_000
     lock_timeout_ms: int = 2_000

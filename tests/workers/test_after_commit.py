@@ -63,6 +63,32 @@ async def test_urgent_leads_never_linger_and_a_flood_of_them_leaves_in_few_flush
     after._task.cancel()
 
 
+async def test_in_a_flood_of_urgent_leads_the_next_job_waits_out_the_spacing_and_a_lone_one_never_does(
+        redis_url) -> None:
+    """A flood of urgent pushes is a few jobs a second, not one per group commit; an urgent lead after
+    a quiet spell (a P0 on an ordinary day) still goes out at once."""
+    redis = Redis.from_url(redis_url)
+    queue, urgent = Queue("after-commit-ordinary", connection=redis), Queue("after-commit-urgent", connection=redis)
+    urgent.empty()
+    after = AfterCommit(queue, linger=30.0, urgent=urgent, urgent_spacing=1.0)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    after.submit([1], urgent=[1])
+    await asyncio.wait_for(after._urgent_task, 10)
+    assert _jobs(urgent) == [[1]] and loop.time() - t0 < 0.8  # quiet before: at once, not after the spacing
+    sent_at = loop.time()
+    after.submit([2], urgent=[2])  # right after a flush: a flood, so it waits out the spacing
+    await asyncio.sleep(0.1)
+    after.submit([3, 4], urgent=[3, 4])
+    await asyncio.wait_for(after._urgent_task, 10)
+    assert _jobs(urgent) == [[1], [2, 3, 4]] and loop.time() - sent_at >= 0.99
+    await asyncio.sleep(1.1)  # a quiet spell again
+    t0 = loop.time()
+    after.submit([5], urgent=[5])
+    await asyncio.wait_for(after._urgent_task, 10)
+    assert _jobs(urgent) == [[1], [2, 3, 4], [5]] and loop.time() - t0 < 0.8
+
+
 async def test_a_redis_that_lost_the_publish_script_gets_the_job_once_and_the_boards_news(redis_url) -> None:
     """The urgent job and the board's `lead.created` leave in one pipeline. A Redis without the
     publishing script (restarted) fails the news, not the job: the news is sent again, the job not."""
