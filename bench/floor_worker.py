@@ -16,6 +16,7 @@ urgent queue first too. Leads of the ordinary queue (the background's P3s) are w
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def start_floor(lead_id: int, offer: bool) -> bool:
         team = f"T{beat}"
         people = list(conn.execute(_MEMBERS, {"team": team}).scalars())
         conn.execute(_MARK, {"id": lead_id, "beat": beat})
-        conn.execute(_EVENT, {"id": lead_id, "data": f'{{"team_code": "{team}"}}'})
+        conn.execute(_EVENT, {"id": lead_id, "data": json.dumps({"team_code": team})})
         conn.commit()
     offer_data = {"lead": {"id": lead_id}, "assignment_id": 0, "team_code": team}
     outbox.publish(tasks.ctx.redis, [outbox.Push(u, "offer", offer_data) for u in people])

@@ -16,7 +16,7 @@
    squad does: unanswered, every offer expired after the policy's 60 s and came back as a burst of
    offers to the next squads, which stalled later rounds by 100-400 ms. Between rounds the squads
    arrive and finish what they took: matching counts each squad's open assignments for every offer,
-   and a backlog of 1,400 accepted and never finished slowed that read (1.0 ms of PostgreSQL). Floor, in the
+   and 1,400 accepted and never finished slowed that read (1.0 ms of PostgreSQL). Floor, in the
    same round: a durable 1-row INSERT (its own commit), a Redis PUBLISH heard by another process
    that writes it to this bench's websocket (bench/ws_echo.py with a channel) — what any path from a
    committed offer to a phone must do. Also printed: a websockets echo round trip, a PostgreSQL
@@ -158,21 +158,21 @@ class Phones:
         self.got_wall: dict[int, float] = {}  # first offer per lead, wall clock (beside the rows' times)
         self.socks: list = []
         self.taken: list = []  # (socket, assignment id) accepted and not finished yet
-        self.finishing: set[int] = set()
-        self.refused: list = []
-        self.confirmed = 0  # arrives and completes the API answered ok
+        self.finishing: set[int] = set()  # the assignments `finish` is finishing, and the API's answers
+        self.answers = {"ok": 0, "refused": []}
 
-    async def finish(self) -> int:
+    async def finish(self) -> dict:
         """Between rounds the squads go, arrive and finish what they took (见面劝阻 done), as squads
         do: open assignments do not pile up round after round (matching counts them for every offer,
-        so its read would slow with a backlog no district has). → visits finished."""
+        so its read would slow with a backlog no district has). → visits finished, and how the API
+        answered the arrives and completes."""
         taken, self.taken = self.taken, []
-        self.finishing = {aid for _ws, aid in taken}
+        self.finishing, self.answers = {aid for _ws, aid in taken}, {"ok": 0, "refused": []}
         for kind, extra in (("arrive", {}), ("complete", {"outcome": "dissuaded", "met_in_person": True})):
             for ws, aid in taken:
                 await ws.send(orjson.dumps({"type": kind, "id": aid, "assignment_id": aid, **extra}).decode())
             await asyncio.sleep(3)  # the API works them through before the next step and the next round
-        return len(taken)
+        return {"visits": len(taken), "ok": self.answers["ok"], "refused": self.answers["refused"][:3]}
 
     async def connect(self) -> float:
         from websockets.asyncio.client import connect
@@ -192,9 +192,9 @@ class Phones:
                     m = orjson.loads(text)
                     if m["type"] == "result" and m.get("id") in self.finishing:  # an arrive or a complete
                         if m.get("ok"):
-                            self.confirmed += 1
+                            self.answers["ok"] += 1
                         else:
-                            self.refused.append(m.get("error"))
+                            self.answers["refused"].append(m.get("error"))
                     if m["type"] == "offer":
                         lead_id = m["data"]["lead"]["id"]
                         first = lead_id not in self.got
@@ -289,6 +289,9 @@ def background_done(database_url: str, ids: tuple[int | None, int | None]) -> di
     return {"worked": worked, "of": total}
 
 
+FLOOR_HOPS = ("push_to_row", "row_to_offer_row", "offer_row_to_socket")
+
+
 def hops(database_url: str, sent_wall: dict[int, float], got_wall: dict[int, float]) -> tuple[dict, dict]:
     """Where the time goes, lead by lead, from the rows' own times (wall clock, one machine): the
     push until the lead row, until the worker placed it (enqueue, rq, the worker's transaction),
@@ -314,12 +317,11 @@ def hops(database_url: str, sent_wall: dict[int, float], got_wall: dict[int, flo
     for lead_id, received, placed, tiered, offered in rows:
         if None in (received, offered):
             continue
-        marks = [sent_wall[lead_id], float(received), placed, tiered, float(offered), got_wall[lead_id]]
+        sent, got = sent_wall[lead_id], got_wall[lead_id]
         if placed is None or tiered is None:  # the floor: push → row → offer row → socket
-            marks, which = [marks[0], marks[1], marks[4], marks[5]], ("push_to_row", "row_to_offer_row",
-                                                                      "offer_row_to_socket")
+            marks, which = [sent, float(received), float(offered), got], FLOOR_HOPS
         else:
-            marks, which = [float(m) for m in marks], names
+            marks, which = [sent, float(received), float(placed), float(tiered), float(offered), got], names
         one = {n: (b - a) * 1000 for n, a, b in zip(which, marks, marks[1:])}
         for n, ms in one.items():
             spans.setdefault(n, []).append(ms)
@@ -544,10 +546,7 @@ async def push_rounds(args, backing: ingest.Backing, api: ingest.Server, api_key
                       + (f"; background {json.dumps(res['background'])}" if bg else "")
                       + f"\n  where the time goes (p50 ms): {json.dumps(res['hops_p50_ms'])}"
                       + f"\n  the slowest lead (ms): {json.dumps(res['slowest_lead_ms'])}", flush=True)
-                print(f"  between rounds the squads finished {res['finished_after']} visits (arrive and complete: "
-                      f"{phones.confirmed} ok, {len(phones.refused)} refused {phones.refused[:3]})", flush=True)
-                phones.confirmed = 0
-                phones.refused.clear()
+                print(f"  after the round the squads finished: {json.dumps(res['finished_after'])}", flush=True)
     finally:
         await phones.close()
     return rounds
